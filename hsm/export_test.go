@@ -1,0 +1,49 @@
+package hsm
+
+import (
+	"context"
+
+	"github.com/miekg/pkcs11"
+)
+
+// Hooks for the external tests: reach behind the pool's back, and the raw
+// miekg/pkcs11 objects the benchmarks compare against.
+
+// CloseAllSessions closes every session of the token, as a device restart
+// or another library in the process would.
+func CloseAllSessions(t *Token) error {
+	return t.st.mod.ctx.CloseAllSessions(t.st.slot)
+}
+
+// LogoutBehindBack logs the token out through one of its sessions and puts
+// the session back.
+func LogoutBehindBack(t *Token) error {
+	s, err := t.st.pool.get(context.Background())
+	if err != nil {
+		return err
+	}
+	defer t.st.pool.put(s)
+	return t.st.mod.ctx.Logout(s)
+}
+
+// Raw is a bare miekg/pkcs11 context, a session of its own and a handle.
+type Raw struct {
+	Ctx     *pkcs11.Ctx
+	Session pkcs11.SessionHandle
+	Handle  pkcs11.ObjectHandle
+}
+
+// RawFor opens a session of its own on k's token and finds k's handle.
+func RawFor(k *Key) (*Raw, func(), error) {
+	st := k.tok.st
+	s, err := st.mod.ctx.OpenSession(st.slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
+	if err != nil {
+		return nil, nil, err
+	}
+	h, err := k.handle(s)
+	if err != nil {
+		st.mod.ctx.CloseSession(s)
+		return nil, nil, err
+	}
+	return &Raw{Ctx: st.mod.ctx, Session: s, Handle: h}, func() { st.mod.ctx.CloseSession(s) }, nil
+}

@@ -1,0 +1,78 @@
+package hsm
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+
+	"github.com/miekg/pkcs11"
+)
+
+// GCM sizes: a 96-bit nonce and a 128-bit tag, as NIST SP 800-38D advises.
+const (
+	NonceSize = 12
+	TagSize   = 16
+)
+
+// Seal encrypts plaintext with AES-GCM inside the device and returns
+// nonce ‖ ciphertext ‖ tag, the layout of Go's cipher.AEAD with the nonce
+// prepended. The nonce is 12 random bytes from crypto/rand, never the
+// device's default (SoftHSM2 with no IV is deterministic).
+func (k *Key) Seal(ctx context.Context, plaintext, aad []byte) ([]byte, error) {
+	nonce := make([]byte, NonceSize, NonceSize+len(plaintext)+TagSize)
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, err
+	}
+	var ct []byte
+	err := k.tok.do(ctx, k, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
+		c := k.tok.st.mod.ctx
+		params := pkcs11.NewGCMParams(nonce, aad, 8*TagSize)
+		defer params.Free()
+		if err := c.EncryptInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_GCM, params)}, h); err != nil {
+			return call("C_EncryptInit", err)
+		}
+		var err error
+		ct, err = c.Encrypt(s, plaintext)
+		return call("C_Encrypt", err)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("encrypt with %q: %w", k.Label, err)
+	}
+	return append(nonce, ct...), nil
+}
+
+// Open decrypts nonce ‖ ciphertext ‖ tag made by Seal with the same aad.
+// Any tampering, a wrong key or a wrong aad gives ErrAuthentication and no
+// plaintext.
+func (k *Key) Open(ctx context.Context, sealed, aad []byte) ([]byte, error) {
+	if len(sealed) < NonceSize+TagSize {
+		return nil, fmt.Errorf("decrypt with %q: %w: ciphertext of %d bytes is shorter than nonce and tag", k.Label, ErrAuthentication, len(sealed))
+	}
+	nonce, ct := sealed[:NonceSize], sealed[NonceSize:]
+	var pt []byte
+	err := k.tok.do(ctx, k, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
+		c := k.tok.st.mod.ctx
+		params := pkcs11.NewGCMParams(nonce, aad, 8*TagSize)
+		defer params.Free()
+		if err := c.DecryptInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_GCM, params)}, h); err != nil {
+			return call("C_DecryptInit", err)
+		}
+		var err error
+		pt, err = c.Decrypt(s, ct)
+		if err != nil {
+			err = call("C_Decrypt", err)
+			switch codeOf(err) {
+			// SoftHSM2 answers a bad tag with CKR_GENERAL_ERROR; the
+			// standard says CKR_ENCRYPTED_DATA_INVALID.
+			case pkcs11.CKR_GENERAL_ERROR, pkcs11.CKR_ENCRYPTED_DATA_INVALID, pkcs11.CKR_ENCRYPTED_DATA_LEN_RANGE:
+				e := err.(*OpError)
+				e.Sentinel = ErrAuthentication
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("decrypt with %q: %w", k.Label, err)
+	}
+	return pt, nil
+}

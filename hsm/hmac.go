@@ -1,0 +1,107 @@
+package hsm
+
+import (
+	"context"
+	"crypto"
+	"crypto/subtle"
+	"fmt"
+
+	"github.com/miekg/pkcs11"
+)
+
+// deriveSpec is how a derived session key is made, so it can be made again
+// after its session or the login is lost.
+type deriveSpec struct {
+	base *Key
+	data []byte
+}
+
+// run derives a CKK_GENERIC_SECRET session key of len(data) bytes with
+// CKM_AES_ECB_ENCRYPT_DATA. The template is fixed here, sensitive and
+// non-extractable: an extractable derived key would turn the base key into
+// an AES-ECB oracle.
+func (d *deriveSpec) run(t *Token, s pkcs11.SessionHandle) (pkcs11.ObjectHandle, error) {
+	base, err := d.base.handle(s)
+	if err != nil {
+		return 0, err
+	}
+	param, free := derivationParam(d.data)
+	defer free()
+	template := append([]*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_GENERIC_SECRET),
+		pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, len(d.data)),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
+		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
+	}, (UsageSign | UsageVerify).attrs()...)
+	h, err := t.st.mod.ctx.DeriveKey(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_ECB_ENCRYPT_DATA, param)}, base, template)
+	return h, call("C_DeriveKey", err)
+}
+
+// DeriveHMACKey derives from base (an AES key with UsageDerive) a
+// non-extractable generic secret K = AES-ECB(base, data), held as a session
+// object: it lives as long as this process and is never stored. data must be
+// a non-empty multiple of 16 bytes, at least 32 (SHA-256's block needs a key
+// as long as the hash). label only names the key in errors.
+func (t *Token) DeriveHMACKey(ctx context.Context, base *Key, data []byte, label string) (*Key, error) {
+	if base.Type != TypeAES || base.Class != ClassSecret {
+		return nil, fmt.Errorf("%w: derive from %s: the base must be an AES secret key", ErrUnsupported, base)
+	}
+	if len(data) < 32 || len(data)%16 != 0 {
+		return nil, fmt.Errorf("%w: derivation data must be a multiple of 16 bytes and at least 32, got %d", ErrConfig, len(data))
+	}
+	k := &Key{tok: t, Label: label, Class: ClassSecret, Type: TypeGenericSecret, Bits: 8 * len(data),
+		derive: &deriveSpec{base: base, data: append([]byte(nil), data...)}}
+	// Derive now, so a base without CKA_DERIVE fails here, not at first use.
+	if err := t.do(ctx, k, func(pkcs11.SessionHandle, pkcs11.ObjectHandle) error { return nil }); err != nil {
+		return nil, fmt.Errorf("derive %q from %q: %w", label, base.Label, err)
+	}
+	return k, nil
+}
+
+var hmacMechanism = map[crypto.Hash]uint{
+	crypto.SHA256: pkcs11.CKM_SHA256_HMAC,
+	crypto.SHA384: pkcs11.CKM_SHA384_HMAC,
+	crypto.SHA512: pkcs11.CKM_SHA512_HMAC,
+}
+
+// HMAC computes HMAC-hash(k, msg) in the device; hash is SHA256, SHA384 or
+// SHA512.
+func (k *Key) HMAC(ctx context.Context, hash crypto.Hash, msg []byte) ([]byte, error) {
+	mech, ok := hmacMechanism[hash]
+	if !ok {
+		return nil, fmt.Errorf("%w: HMAC with %v (use SHA-256, SHA-384 or SHA-512)", ErrUnsupported, hash)
+	}
+	m := []*pkcs11.Mechanism{pkcs11.NewMechanism(mech, nil)}
+	var mac []byte
+	err := k.tok.do(ctx, k, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
+		c := k.tok.st.mod.ctx
+		if err := c.SignInit(s, m, h); err != nil {
+			return call("C_SignInit", err)
+		}
+		var err error
+		mac, err = c.Sign(s, msg)
+		return call("C_Sign", err)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("HMAC with %q: %w", k.Label, err)
+	}
+	return mac, nil
+}
+
+// VerifyHMAC checks mac against HMAC-hash(k, msg): it computes the MAC in
+// the device and compares in constant time here, so the answer takes the
+// same time wherever a forged MAC differs, whatever the device does.
+// A mismatch is ErrAuthentication.
+func (k *Key) VerifyHMAC(ctx context.Context, hash crypto.Hash, msg, mac []byte) error {
+	want, err := k.HMAC(ctx, hash, msg)
+	if err != nil {
+		return err
+	}
+	if subtle.ConstantTimeCompare(want, mac) != 1 {
+		return fmt.Errorf("HMAC with %q: %w", k.Label, ErrAuthentication)
+	}
+	return nil
+}

@@ -1,0 +1,263 @@
+package hsm
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/miekg/pkcs11"
+)
+
+// Token is an open, logged-in PKCS#11 token. It is safe for concurrent use.
+// Two Opens of one token in a process share one login, one session pool and
+// one key cache; each must be closed.
+type Token struct {
+	st     *tokenState
+	closed atomic.Bool
+}
+
+// tokenState is what every Token handle on one slot shares.
+type tokenState struct {
+	mod    *module
+	slot   uint
+	label  string
+	serial string
+	refs   int // guarded by modules.mu
+
+	pool *pool
+
+	loginMu  sync.Mutex
+	pin      []byte // kept to log in again after the login is lost
+	loginErr error  // sticky: a refused PIN is never tried again
+
+	// gen counts logins; a cached object handle is valid only for the
+	// generation it was found in (handles die with the login).
+	gen atomic.Uint64
+
+	keysMu sync.Mutex
+	keys   map[string]*Key // Find's cache, by label
+}
+
+// Open loads the module (once per process), finds the token, reads the PIN
+// from cfg.PIN and logs in (once per token), and warms one session.
+func Open(ctx context.Context, cfg Config) (*Token, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	max := cfg.MaxSessions
+	if max == 0 {
+		max = 2 * runtime.GOMAXPROCS(0)
+		if max < 4 {
+			max = 4
+		}
+	}
+	modules.mu.Lock()
+	defer modules.mu.Unlock()
+	m, err := loadModule(cfg.ModulePath)
+	if err != nil {
+		return nil, err
+	}
+	slot, err := m.findSlot(cfg)
+	if err != nil {
+		releaseModule(m)
+		return nil, err
+	}
+	pin, err := cfg.PIN.ReadPIN(ctx)
+	if err != nil {
+		releaseModule(m)
+		return nil, fmt.Errorf("token %s: %w", cfg.tokenName(), err)
+	}
+	if st, ok := m.tokens[slot]; ok {
+		// Already logged in: a second C_Login would answer "already logged
+		// in" even for a wrong PIN, so compare with the PIN that worked.
+		same := subtle.ConstantTimeCompare(pin, st.pin) == 1
+		clear(pin)
+		if !same {
+			releaseModule(m)
+			return nil, fmt.Errorf("token %s: %w: this process already has the token open with another PIN", cfg.tokenName(), ErrPINIncorrect)
+		}
+		st.refs++
+		return &Token{st: st}, nil
+	}
+	info, err := m.ctx.GetTokenInfo(slot)
+	if err != nil {
+		clear(pin)
+		releaseModule(m)
+		return nil, call("C_GetTokenInfo", err)
+	}
+	st := &tokenState{mod: m, slot: slot, label: info.Label, serial: info.SerialNumber, refs: 1, pin: pin, keys: map[string]*Key{}}
+	st.pool = newPool(max, st.openSession, st.closeSession)
+	// Warm one session; this also logs in and reports a wrong PIN now.
+	s, err := st.pool.get(ctx)
+	if err != nil {
+		st.pool.closeAll()
+		clear(pin)
+		releaseModule(m)
+		return nil, fmt.Errorf("token %s: %w", cfg.tokenName(), err)
+	}
+	st.pool.put(s)
+	m.tokens[slot] = st
+	return &Token{st: st}, nil
+}
+
+// Label is the token's label.
+func (t *Token) Label() string { return t.st.label }
+
+// Serial is the token's serial number.
+func (t *Token) Serial() string { return t.st.serial }
+
+// Slot is the token's slot id.
+func (t *Token) Slot() uint { return t.st.slot }
+
+// ModulePath is the PKCS#11 library the token is reached through.
+func (t *Token) ModulePath() string { return t.st.mod.path }
+
+// Close releases this handle. The last Close of a token closes its sessions
+// (which logs out) and the last token of a module finalizes it. Keys found
+// through a closed handle return ErrClosed.
+func (t *Token) Close() error {
+	if !t.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	modules.mu.Lock()
+	defer modules.mu.Unlock()
+	st := t.st
+	st.refs--
+	if st.refs == 0 {
+		delete(st.mod.tokens, st.slot)
+		st.pool.closeAll()
+		st.loginMu.Lock()
+		clear(st.pin)
+		st.loginMu.Unlock()
+		releaseModule(st.mod)
+	}
+	return nil
+}
+
+// openSession opens a session and makes sure the token is logged in: if it
+// is not (first session, or every session was closed behind our back), it
+// logs in and starts a new handle generation.
+func (st *tokenState) openSession() (pkcs11.SessionHandle, error) {
+	s, err := st.mod.ctx.OpenSession(st.slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
+	if err != nil {
+		return 0, call("C_OpenSession", err)
+	}
+	if err := st.ensureLogin(s); err != nil {
+		st.closeSession(s)
+		return 0, err
+	}
+	return s, nil
+}
+
+func (st *tokenState) closeSession(s pkcs11.SessionHandle) { _ = st.mod.ctx.CloseSession(s) }
+
+// ensureLogin logs in through session s unless the token already is.
+// It never tries a PIN the token refused before.
+func (st *tokenState) ensureLogin(s pkcs11.SessionHandle) error {
+	st.loginMu.Lock()
+	defer st.loginMu.Unlock()
+	if st.loginErr != nil {
+		return st.loginErr
+	}
+	info, err := st.mod.ctx.GetSessionInfo(s)
+	if err != nil {
+		return call("C_GetSessionInfo", err)
+	}
+	if info.State == pkcs11.CKS_RW_USER_FUNCTIONS || info.State == pkcs11.CKS_RO_USER_FUNCTIONS {
+		return nil
+	}
+	err = st.mod.ctx.Login(s, pkcs11.CKU_USER, string(st.pin))
+	if err != nil && codeOf(err) != pkcs11.CKR_USER_ALREADY_LOGGED_IN {
+		err = call("C_Login", err)
+		if errors.Is(err, ErrPINIncorrect) || errors.Is(err, ErrPINLocked) {
+			st.loginErr = err
+			clear(st.pin)
+		}
+		return err
+	}
+	st.gen.Add(1)
+	return nil
+}
+
+// maxAttempts bounds do's loop: every idle session may turn out broken,
+// plus one retry after a lost login.
+func (st *tokenState) maxAttempts() int { return cap(st.pool.slots) + 2 }
+
+// do runs fn on a pooled session, with the object handle of k when k is not
+// nil. A broken session is dropped and the call tried on another; a lost
+// login or a stale handle is repaired (log in, find k again) and the call
+// tried once more. fn must wrap PKCS#11 errors with call.
+func (t *Token) do(ctx context.Context, k *Key, fn func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error) error {
+	if t.closed.Load() {
+		return ErrClosed
+	}
+	st := t.st
+	repaired := false
+	var err error
+	for range st.maxAttempts() {
+		var s pkcs11.SessionHandle
+		if s, err = st.pool.get(ctx); err != nil {
+			return err
+		}
+		var h pkcs11.ObjectHandle
+		if k != nil {
+			h, err = k.handle(s)
+		}
+		if err == nil {
+			err = fn(s, h)
+		}
+		switch {
+		case err == nil:
+			st.pool.put(s)
+			return nil
+		case sessionBroken(err):
+			st.pool.drop(s)
+		case needsRelogin(err) && !repaired:
+			repaired = true
+			if k != nil {
+				k.forget()
+			}
+			lerr := st.ensureLogin(s)
+			if lerr != nil && sessionBroken(lerr) {
+				st.pool.drop(s)
+			} else {
+				st.pool.put(s)
+			}
+			if lerr != nil && !sessionBroken(lerr) {
+				return lerr
+			}
+		default:
+			st.pool.put(s)
+			return err
+		}
+	}
+	return err
+}
+
+// findObjects returns the handles of every object matching template.
+func (st *tokenState) findObjects(s pkcs11.SessionHandle, template []*pkcs11.Attribute) ([]pkcs11.ObjectHandle, error) {
+	ctx := st.mod.ctx
+	if err := ctx.FindObjectsInit(s, template); err != nil {
+		return nil, call("C_FindObjectsInit", err)
+	}
+	var all []pkcs11.ObjectHandle
+	for {
+		hs, _, err := ctx.FindObjects(s, 64)
+		if err != nil {
+			_ = ctx.FindObjectsFinal(s)
+			return nil, call("C_FindObjects", err)
+		}
+		all = append(all, hs...)
+		if len(hs) < 64 {
+			break
+		}
+	}
+	if err := ctx.FindObjectsFinal(s); err != nil {
+		return nil, call("C_FindObjectsFinal", err)
+	}
+	return all, nil
+}
