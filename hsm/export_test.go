@@ -47,3 +47,12 @@ func RawFor(k *Key) (*Raw, func(), error) {
 	}
 	return &Raw{Ctx: st.mod.ctx, Session: s, Handle: h}, func() { st.mod.ctx.CloseSession(s) }, nil
 }
+
+// HoldSession takes one session out of the pool until release is called.
+func HoldSession(t *Token) (release func()) {
+	s, err := t.st.pool.get(context.Background())
+	if err != nil {
+		panic(err)
+	}
+	return func() { t.st.pool.put(s) }
+}

@@ -1,0 +1,286 @@
+package hsm_test
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keyward/keyward/hsm"
+	"github.com/keyward/keyward/softhsm"
+)
+
+func TestBadInput(t *testing.T) {
+	st := softhsm.NewTestToken(t)
+	wrongPIN := hsm.PINFromPrompt(func(context.Context, string) ([]byte, error) { return []byte("not-the-pin"), nil })
+
+	_, tok := softhsm.OpenTestToken(t)
+	if _, err := tok.GenerateAES(bg, "taken", 256, hsm.UsageEncrypt); err != nil {
+		t.Fatal(err)
+	}
+
+	cases := []struct {
+		name string
+		run  func() error
+		want error
+		says string // what the message must tell a person
+	}{
+		{"relative module path", func() error {
+			_, err := hsm.Open(bg, hsm.Config{ModulePath: "libsofthsm2.so", TokenLabel: st.Label, PIN: st.PINSource()})
+			return err
+		}, hsm.ErrConfig, "not absolute"},
+		{"missing module file", func() error {
+			_, err := hsm.Open(bg, hsm.Config{ModulePath: "/nonexistent/libpkcs11.so", TokenLabel: st.Label, PIN: st.PINSource()})
+			return err
+		}, hsm.ErrModule, "/nonexistent/libpkcs11.so"},
+		{"module is not a library", func() error {
+			p := filepath.Join(t.TempDir(), "fake.so")
+			os.WriteFile(p, []byte("not an ELF file"), 0o600)
+			_, err := hsm.Open(bg, hsm.Config{ModulePath: p, TokenLabel: st.Label, PIN: st.PINSource()})
+			return err
+		}, hsm.ErrModule, "could not be loaded"},
+		{"unknown token label", func() error {
+			_, err := hsm.Open(bg, hsm.Config{ModulePath: st.Module, TokenLabel: "no-such-token", PIN: st.PINSource()})
+			return err
+		}, hsm.ErrTokenNotFound, `"no-such-token"`},
+		{"two token selectors", func() error {
+			_, err := hsm.Open(bg, hsm.Config{ModulePath: st.Module, TokenLabel: st.Label, TokenSerial: st.Serial, PIN: st.PINSource()})
+			return err
+		}, hsm.ErrConfig, "exactly one"},
+		{"PIN variable unset", func() error {
+			_, err := hsm.Open(bg, hsm.Config{ModulePath: st.Module, TokenLabel: st.Label, PIN: hsm.PINFromEnv("KEYWARD_TEST_UNSET_PIN")})
+			return err
+		}, hsm.ErrPINSource, "KEYWARD_TEST_UNSET_PIN"},
+		{"wrong PIN", func() error {
+			_, err := hsm.Open(bg, hsm.Config{ModulePath: st.Module, TokenLabel: st.Label, PIN: wrongPIN})
+			return err
+		}, hsm.ErrPINIncorrect, "CKR_PIN_INCORRECT"},
+		{"20-byte AES key", func() error {
+			_, err := tok.ImportAES(bg, "short", make([]byte, 20), hsm.UsageEncrypt, "")
+			return err
+		}, hsm.ErrInvalidKey, "16, 24 or 32 bytes"},
+		{"AES key of 100 bits", func() error {
+			_, err := tok.GenerateAES(bg, "odd", 100, hsm.UsageEncrypt)
+			return err
+		}, hsm.ErrInvalidKey, "128, 192 or 256"},
+		{"duplicate label", func() error {
+			_, err := tok.GenerateAES(bg, "taken", 256, hsm.UsageEncrypt)
+			return err
+		}, hsm.ErrKeyExists, `"taken"`},
+		{"duplicate label on import", func() error {
+			_, err := tok.ImportAES(bg, "taken", make([]byte, 32), hsm.UsageEncrypt, "")
+			return err
+		}, hsm.ErrKeyExists, `"taken"`},
+		{"unknown label", func() error {
+			_, err := tok.Find(bg, "keyward/master/v9")
+			return err
+		}, hsm.ErrKeyNotFound, `"keyward/master/v9"`},
+	}
+	seen := map[error]bool{}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.run()
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+			if !strings.Contains(err.Error(), tc.says) {
+				t.Errorf("message %q does not say %q", err, tc.says)
+			}
+			if strings.Contains(err.Error(), string(st.PIN())) {
+				t.Errorf("message %q contains the PIN", err)
+			}
+			seen[tc.want] = true
+		})
+	}
+	if len(seen) < 8 {
+		t.Errorf("only %d distinct sentinels", len(seen))
+	}
+	// The wrong PIN was tried once: the right one still works.
+	ok, err := st.Open(bg)
+	if err != nil {
+		t.Fatalf("right PIN after a wrong one: %v", err)
+	}
+	ok.Close()
+}
+
+func TestSecondOpenSharesLogin(t *testing.T) {
+	st, a := softhsm.OpenTestToken(t)
+	b, err := st.Open(bg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := a.GenerateAES(bg, "shared", 256, hsm.UsageEncrypt|hsm.UsageDecrypt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := b.Find(bg, "shared")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	// a is still logged in after b's Close.
+	sealed, err := k.Seal(bg, []byte("x"), nil)
+	if err != nil {
+		t.Fatalf("after closing the second handle: %v", err)
+	}
+	if _, err := kb.Open(bg, sealed, nil); !errors.Is(err, hsm.ErrClosed) {
+		t.Fatalf("key of a closed handle: %v, want ErrClosed", err)
+	}
+	// A second Open with a wrong PIN is refused, not waved through by
+	// CKR_USER_ALREADY_LOGGED_IN.
+	bad := st.Config()
+	bad.PIN = hsm.PINFromPrompt(func(context.Context, string) ([]byte, error) { return []byte("wrong"), nil })
+	if _, err := hsm.Open(bg, bad); !errors.Is(err, hsm.ErrPINIncorrect) {
+		t.Fatalf("second Open with a wrong PIN: %v", err)
+	}
+}
+
+// mixedOps runs one of each operation keyward does all day.
+func mixedOps(ctx context.Context, tok *hsm.Token, gcm, mac *hsm.Key, signer crypto.Signer, i int) error {
+	msg := []byte(fmt.Sprintf("message %d", i))
+	switch i % 4 {
+	case 0:
+		sealed, err := gcm.Seal(ctx, msg, []byte("aad"))
+		if err != nil {
+			return err
+		}
+		pt, err := gcm.Open(ctx, sealed, []byte("aad"))
+		if err != nil || !bytes.Equal(pt, msg) {
+			return fmt.Errorf("round trip: %v", err)
+		}
+	case 1:
+		m, err := mac.HMAC(ctx, crypto.SHA256, msg)
+		if err != nil {
+			return err
+		}
+		return mac.VerifyHMAC(ctx, crypto.SHA256, msg, m)
+	case 2:
+		d := sha256.Sum256(msg)
+		_, err := signer.Sign(nil, d[:], crypto.SHA256)
+		return err
+	case 3:
+		if _, err := tok.Find(ctx, "gcm"); err != nil {
+			return err
+		}
+		_, err := gcm.KCV(ctx)
+		return err
+	}
+	return nil
+}
+
+func setupMixed(t *testing.T, tok *hsm.Token) (gcm, mac *hsm.Key, signer crypto.Signer) {
+	t.Helper()
+	gcm, err := tok.GenerateAES(bg, "gcm", 256, hsm.UsageEncrypt|hsm.UsageDecrypt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	join, err := tok.GenerateAES(bg, "join", 256, hsm.UsageDerive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mac, err = tok.DeriveHMACKey(bg, join, hmacData(), "mac")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tok.GenerateKeyPair(bg, "sign", hsm.ECP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := pair.Signer(bg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return gcm, mac, s
+}
+
+func TestConcurrentMixedOperations(t *testing.T) {
+	_, tok := softhsm.OpenTestToken(t)
+	gcm, mac, signer := setupMixed(t, tok)
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for g := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				if err := mixedOps(bg, tok, gcm, mac, signer, g+i); err != nil {
+					errs <- fmt.Errorf("goroutine %d op %d: %w", g, i, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func TestRecoversFromLostSessionsAndLogin(t *testing.T) {
+	_, tok := softhsm.OpenTestToken(t)
+	gcm, mac, signer := setupMixed(t, tok)
+	// Fill the pool with several sessions first.
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() { defer wg.Done(); mixedOps(bg, tok, gcm, mac, signer, g) }()
+	}
+	wg.Wait()
+
+	for _, tc := range []struct {
+		name  string
+		break_ func(*hsm.Token) error
+	}{
+		{"all sessions closed", hsm.CloseAllSessions},
+		{"logged out", hsm.LogoutBehindBack},
+		{"closed again", hsm.CloseAllSessions},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.break_(tok); err != nil {
+				t.Fatal(err)
+			}
+			for i := range 8 {
+				if err := mixedOps(bg, tok, gcm, mac, signer, i); err != nil {
+					t.Fatalf("op %d after %s: %v", i, tc.name, err)
+				}
+			}
+		})
+	}
+}
+
+func TestPoolWaitHonoursContext(t *testing.T) {
+	st := softhsm.NewTestToken(t)
+	cfg := st.Config()
+	cfg.MaxSessions = 1
+	tok, err := hsm.Open(bg, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tok.Close()
+	k, _ := tok.GenerateAES(bg, "k", 128, hsm.UsageEncrypt)
+	// Hold the only session through a reader that blocks inside the device
+	// call is not possible; instead exhaust it with a cancelled context.
+	ctx, cancel := context.WithCancel(bg)
+	cancel()
+	// An idle session is handed out even to a cancelled context...
+	if _, err := k.Seal(ctx, []byte("x"), nil); err != nil {
+		t.Fatalf("idle session refused: %v", err)
+	}
+	// ...but with the only session taken, a waiter gives up on its deadline.
+	release := hsm.HoldSession(tok)
+	defer release()
+	ctx, cancel = context.WithTimeout(bg, 50*time.Millisecond)
+	defer cancel()
+	if _, err := k.Seal(ctx, []byte("x"), nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("got %v, want DeadlineExceeded", err)
+	}
+}
