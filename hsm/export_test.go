@@ -2,6 +2,7 @@ package hsm
 
 import (
 	"context"
+	"sync/atomic"
 
 	"github.com/miekg/pkcs11"
 )
@@ -56,3 +57,10 @@ func HoldSession(t *Token) (release func()) {
 	}
 	return func() { t.st.pool.put(s) }
 }
+
+// counter numbers the raw benchmark's GCM nonces.
+var Counter nonceCounter
+
+type nonceCounter struct{ n atomic.Uint64 }
+
+func (c *nonceCounter) Next() uint64 { return c.n.Add(1) }
