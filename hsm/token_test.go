@@ -237,7 +237,7 @@ func TestRecoversFromLostSessionsAndLogin(t *testing.T) {
 	wg.Wait()
 
 	for _, tc := range []struct {
-		name  string
+		name   string
 		break_ func(*hsm.Token) error
 	}{
 		{"all sessions closed", hsm.CloseAllSessions},

@@ -1,0 +1,36 @@
+# keyward — see README.md.
+GO        ?= go
+BIN       := bin/keyward
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+GOVULNCHECK := golang.org/x/vuln/cmd/govulncheck@v1.9.0
+
+.PHONY: all build test lint bench demo deps clean
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+build:
+	$(GO) build -o $(BIN) ./cmd/keyward
+
+test: deps
+	$(GO) test -race -count=1 ./...
+
+lint:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+	$(GO) run $(GOVULNCHECK) ./...
+
+# Benchmarks pair keyward's API with the bare PKCS#11 loop ("raw");
+# scripts/benchratio.awk prints keyward's share of the raw rate.
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchtime 1s -count 3 -cpu 1,2 ./hsm | tee bench.out
+	@awk -f scripts/benchratio.awk bench.out
+
+demo: deps build
+	@scripts/demo.sh
+
+clean:
+	rm -rf bin .demo bench.out

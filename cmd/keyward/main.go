@@ -1,0 +1,89 @@
+// Command keyward manages the master and join keys of a service cluster
+// inside a PKCS#11 device. This package only parses flags, prompts and
+// prints; the work is done by the library packages.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/urfave/cli/v2"
+)
+
+// Exit codes. Never renumber them: scripts depend on them.
+const (
+	exitOK          = 0
+	exitError       = 1
+	exitUsage       = 2
+	exitCheckFailed = 3
+)
+
+func main() {
+	os.Exit(run(os.Args, os.Stdin, os.Stdout, os.Stderr))
+}
+
+func newApp() *cli.App {
+	return &cli.App{
+		Name:                 "keyward",
+		Usage:                "hardware-backed master and join keys over PKCS#11",
+		UsageText:            "keyward [global flags] <noun> <verb> [flags]",
+		Flags:                globalFlags(),
+		EnableBashCompletion: false,
+		HideHelpCommand:      true,
+		Commands: []*cli.Command{
+			keyCommand(),
+			softhsmCommand(),
+		},
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return usageError{err}
+		},
+		CommandNotFound: func(c *cli.Context, name string) {
+			fmt.Fprintf(c.App.ErrWriter, "keyward: unknown command %q; see keyward --help\n", name)
+			cli.OsExiter(exitUsage)
+		},
+	}
+}
+
+// run executes keyward with args and returns the exit code.
+func run(args []string, stdin *os.File, stdout, stderr *os.File) int {
+	app := newApp()
+	app.Reader, app.Writer, app.ErrWriter = stdin, stdout, stderr
+	code := -1
+	cli.OsExiter = func(c int) { code = c }
+	app.ExitErrHandler = func(*cli.Context, error) {}
+	err := app.Run(args)
+	if code >= 0 {
+		return code
+	}
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "keyward: %v\n", err)
+	return exitCode(err)
+}
+
+// usageError is a mistake in the command line.
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
+
+// checkFailed is a check that ran and said no: KCV mismatch, invalid
+// token, authentication failure.
+type checkFailed struct{ error }
+
+func (e checkFailed) Unwrap() error { return e.error }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+func exitCode(err error) int {
+	var u usageError
+	var c checkFailed
+	switch {
+	case errors.As(err, &u):
+		return exitUsage
+	case errors.As(err, &c) || isCheckFailure(err):
+		return exitCheckFailed
+	}
+	return exitError
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The quick start: a throwaway SoftHSM2 token in .demo/, keys generated in
+# it, their KCVs. Nothing here touches your real devices.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+kw=bin/keyward
+demo=$PWD/.demo
+rm -rf "$demo"
+mkdir -p "$demo"
+export KEYWARD_HOME=$demo
+unset KEYWARD_PIN KEYWARD_SO_PIN KEYWARD_PIN_SOURCE KEYWARD_TOKEN KEYWARD_PKCS11_MODULE
+
+if [ -t 1 ]; then bold=$'\033[1m' plain=$'\033[0m'; else bold= plain=; fi
+step() { printf '\n%s$ %s%s\n' "$bold" "$*" "$plain"; }
+
+step keyward softhsm init --label demo --dir "$demo/softhsm"
+$kw softhsm init --label demo --dir "$demo/softhsm" < /dev/null | tee "$demo/env"
+. "$demo/env"
+
+step keyward key generate --role master
+$kw key generate --role master
+step keyward key generate --role join
+$kw key generate --role join
+step keyward key list
+$kw key list
+step keyward key kcv --role master
+$kw key kcv --role master
+
+printf '\nThe keys live in the SoftHSM2 token under %s and cannot be read out.\n' "$demo/softhsm"
+printf 'Use it from your shell with: . %s\n' "$demo/env"

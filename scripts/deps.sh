@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Makes sure the system packages keyward's tests and demo need are here:
+# SoftHSM2 (the PKCS#11 device) and OpenSC (pkcs11-tool, for cross-checks).
+# As root it installs them with apt-get; otherwise it prints the command.
+set -euo pipefail
+
+missing=()
+softhsm_found=
+for p in /usr/lib/softhsm/libsofthsm2.so /usr/lib/*/softhsm/libsofthsm2.so /usr/lib64/pkcs11/libsofthsm2.so; do
+	[ -f "$p" ] && softhsm_found=1 && break
+done
+[ -n "$softhsm_found" ] || missing+=(softhsm2)
+command -v pkcs11-tool >/dev/null 2>&1 || missing+=(opensc)
+
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+	echo "deps: installing ${missing[*]}" >&2
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq "${missing[@]}" >/dev/null
+	exit 0
+fi
+echo "deps: missing ${missing[*]}; install them with:" >&2
+echo "    sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+exit 1

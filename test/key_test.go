@@ -1,0 +1,110 @@
+package test
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+var kcvPattern = regexp.MustCompile(`^[0-9A-F]{6}$`)
+
+func TestGenerateListKCV(t *testing.T) {
+	c := newCLI(t)
+	out := c.ok("key", "generate", "--role", "master")
+	if !strings.HasPrefix(out, "keyward/master/v1  KCV ") {
+		t.Fatalf("generate printed %q", out)
+	}
+	c.ok("key", "generate", "--role", "master", "--bits", "128")
+	c.ok("key", "generate", "--role", "join")
+
+	var entries []map[string]any
+	if err := json.Unmarshal([]byte(c.ok("--json", "key", "list")), &entries); err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 3 {
+		t.Fatalf("key list has %d entries: %v", len(entries), entries)
+	}
+	for _, field := range []string{"role", "version", "label", "bits", "kcv", "origin", "sensitive", "extractable"} {
+		if _, ok := entries[0][field]; !ok {
+			t.Errorf("key list --json lacks %q", field)
+		}
+	}
+	if entries[1]["label"] != "keyward/master/v2" || entries[1]["bits"] != 128.0 || entries[2]["role"] != "join" ||
+		entries[0]["sensitive"] != true || entries[0]["extractable"] != false || entries[0]["origin"] != "generated" {
+		t.Errorf("key list: %v", entries)
+	}
+
+	kcv := strings.TrimSpace(c.ok("key", "kcv", "--role", "master", "--version", "1"))
+	if !kcvPattern.MatchString(kcv) || !strings.Contains(out, kcv) {
+		t.Errorf("kcv %q does not match generate's output %q", kcv, out)
+	}
+	if latest := strings.TrimSpace(c.ok("key", "kcv", "--role", "master")); latest != entries[1]["kcv"] {
+		t.Errorf("kcv of the newest master is %q, list says %v", latest, entries[1]["kcv"])
+	}
+}
+
+func TestDeviceErrors(t *testing.T) {
+	c := newCLI(t)
+	wrong := filepath.Join(c.dir, "wrong.pin")
+	os.WriteFile(wrong, []byte("0000\n"), 0o600)
+
+	r := c.run("", []string{"KEYWARD_PIN=", "KEYWARD_PIN_SOURCE=file:" + wrong}, "key", "list")
+	if r.code != 1 || !strings.Contains(r.stderr, "PIN incorrect (CKR_PIN_INCORRECT); check the PIN source (file:"+wrong+")") {
+		t.Errorf("wrong PIN: %s", r)
+	}
+	r = c.run("", []string{"KEYWARD_TOKEN=no-such-token"}, "key", "list")
+	if r.code != 1 || !strings.Contains(r.stderr, `token not found: no initialized token with label "no-such-token"`) {
+		t.Errorf("missing token: %s", r)
+	}
+	r = c.run("", []string{"KEYWARD_PKCS11_MODULE=/opt/none/libpkcs11.so"}, "key", "list")
+	if r.code != 1 || !strings.Contains(r.stderr, "/opt/none/libpkcs11.so") {
+		t.Errorf("missing module: %s", r)
+	}
+	r = c.run("", []string{"KEYWARD_PKCS11_MODULE=libsofthsm2.so"}, "key", "list")
+	if r.code != 2 || !strings.Contains(r.stderr, "not absolute") {
+		t.Errorf("relative module: %s", r)
+	}
+	r = c.run("", []string{"KEYWARD_PIN_SOURCE=1234"}, "key", "list")
+	if r.code != 2 || strings.Contains(r.stderr, "1234") {
+		t.Errorf("a PIN given as the source: %s", r)
+	}
+	c.fails(2, "--role is required", "key", "kcv")
+	c.fails(2, `unknown key role "admin"`, "key", "generate", "--role", "admin")
+	c.fails(2, "unknown command", "key", "frobnicate")
+	c.fails(1, "128, 192 or 256", "key", "generate", "--role", "master", "--bits", "100")
+}
+
+func TestSoftHSMInit(t *testing.T) {
+	c := newCLI(t)
+	dir := filepath.Join(c.dir, "hsm")
+	// No KEYWARD_PIN and no terminal: PINs are generated into 0600 files.
+	r := c.run("", []string{"KEYWARD_PIN=", "SOFTHSM2_CONF="}, "softhsm", "init", "--label", "dev", "--dir", dir)
+	if r.code != 0 {
+		t.Fatal(r)
+	}
+	st, err := os.Stat(filepath.Join(dir, "dev.pin"))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("PIN file: %v %v", st, err)
+	}
+	pin, _ := os.ReadFile(filepath.Join(dir, "dev.pin"))
+	if strings.Contains(r.stdout+r.stderr, strings.TrimSpace(string(pin))) {
+		t.Fatal("softhsm init printed the PIN")
+	}
+	// The printed exports work as they are.
+	var env []string
+	for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+		kv, ok := strings.CutPrefix(line, "export ")
+		if !ok {
+			t.Fatalf("unexpected line %q", line)
+		}
+		env = append(env, kv)
+	}
+	env = append(env, "KEYWARD_PIN=")
+	r = c.run("", env, "key", "generate", "--role", "join")
+	if r.code != 0 || !strings.Contains(r.stdout, "keyward/join/v1") {
+		t.Fatalf("generate with the printed exports: %s", r)
+	}
+}
