@@ -152,11 +152,11 @@ func (k *Key) Signer(ctx context.Context) (*Signer, error) {
 			if !ok {
 				return fmt.Errorf("%w: EC curve of %q (P-256 only)", ErrUnsupported, k.Label)
 			}
-			x, y := elliptic.Unmarshal(curve, point) //nolint:staticcheck // ecdh has no P-256 → ecdsa path for raw points
-			if x == nil {
-				return fmt.Errorf("%w: malformed EC point for %q", ErrDevice, k.Label)
+			ec, err := ecdsa.ParseUncompressedPublicKey(curve, point)
+			if err != nil {
+				return fmt.Errorf("%w: malformed EC point for %q: %v", ErrDevice, k.Label, err)
 			}
-			pub = &ecdsa.PublicKey{Curve: curve, X: x, Y: y}
+			pub = ec
 		case TypeRSA:
 			a, err := st.attrs(s, h, pkcs11.CKA_MODULUS, pkcs11.CKA_PUBLIC_EXPONENT)
 			if err != nil {

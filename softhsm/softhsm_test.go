@@ -1,0 +1,62 @@
+package softhsm_test
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/keyward/keyward/hsm"
+	"github.com/keyward/keyward/softhsm"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	softhsm.CleanupTestTokens()
+	os.Exit(code)
+}
+
+func TestFreshTokens(t *testing.T) {
+	a, ta := softhsm.OpenTestToken(t)
+	b, tb := softhsm.OpenTestToken(t)
+	if a.Label == b.Label || a.Serial == b.Serial {
+		t.Fatalf("two test tokens share a label or serial: %v %v", a, b)
+	}
+	if _, err := ta.GenerateAES(context.Background(), "k", 128, hsm.UsageEncrypt); err != nil {
+		t.Fatal(err)
+	}
+	if keys, err := tb.List(context.Background()); err != nil || len(keys) != 0 {
+		t.Fatalf("a fresh token has keys: %v %v", keys, err)
+	}
+	if strings.Contains(a.String(), string(a.PIN())) {
+		t.Fatal("String shows the PIN")
+	}
+	// The environment handed to child processes names this token.
+	env := strings.Join(a.Env(), "\n")
+	for _, want := range []string{"KEYWARD_TOKEN=" + a.Label, "KEYWARD_PKCS11_MODULE=" + a.Module, "SOFTHSM2_CONF=" + a.ConfPath} {
+		if !strings.Contains(env, want) {
+			t.Errorf("Env lacks %s", want)
+		}
+	}
+}
+
+func TestOneConfigurationPerProcess(t *testing.T) {
+	softhsm.NewTestToken(t) // fixes this binary's SoftHSM2 home
+	_, err := softhsm.NewToken(t.TempDir(), "elsewhere")
+	if err == nil || !strings.Contains(err.Error(), "once per process") {
+		t.Fatalf("a second SoftHSM2 home in one process: %v", err)
+	}
+}
+
+func TestModulePath(t *testing.T) {
+	p, err := softhsm.ModulePath()
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	if !strings.HasSuffix(p, "libsofthsm2.so") {
+		t.Fatalf("ModulePath = %s", p)
+	}
+}
