@@ -3,6 +3,7 @@ package test
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -106,5 +107,38 @@ func TestSoftHSMInit(t *testing.T) {
 	r = c.run("", env, "key", "generate", "--role", "join")
 	if r.code != 0 || !strings.Contains(r.stdout, "keyward/join/v1") {
 		t.Fatalf("generate with the printed exports: %s", r)
+	}
+}
+
+// TestOpenSCCannotReadKeys asks an independent PKCS#11 client, OpenSC's
+// pkcs11-tool, to read the value of keys keyward made: the device refuses.
+func TestOpenSCCannotReadKeys(t *testing.T) {
+	tool, err := exec.LookPath("pkcs11-tool")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("pkcs11-tool (OpenSC) is required in CI")
+		}
+		t.Skip("pkcs11-tool not installed (apt-get install opensc)")
+	}
+	c := newCLI(t)
+	key := randomHex(32)
+	c.secret(key)
+	c.ok("key", "generate", "--role", "master")
+	c.run(key, nil, "key", "import", "--role", "join", "--from", "-")
+	for _, label := range []string{"keyward/master/v1", "keyward/join/v1"} {
+		cmd := exec.Command(tool, "--module", c.tok.Module, "--token-label", c.tok.Label, "--login", "--pin", string(c.tok.PIN()),
+			"--read-object", "--type", "secrkey", "--label", label)
+		cmd.Env = c.env
+		out, err := cmd.CombinedOutput()
+		if err == nil || strings.Contains(strings.ToLower(string(out)), key[:16]) {
+			t.Fatalf("pkcs11-tool read %s: %v\n%s", label, err, out)
+		}
+		// It does see the object and its attributes.
+		list := exec.Command(tool, "--module", c.tok.Module, "--token-label", c.tok.Label, "--login", "--pin", string(c.tok.PIN()), "--list-objects", "--type", "secrkey")
+		list.Env = c.env
+		lo, err := list.CombinedOutput()
+		if err != nil || !strings.Contains(string(lo), label) || !strings.Contains(string(lo), "never extractable") && label == "keyward/master/v1" {
+			t.Fatalf("pkcs11-tool --list-objects: %v\n%s", err, lo)
+		}
 	}
 }

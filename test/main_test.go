@@ -37,10 +37,16 @@ func TestMain(m *testing.M) {
 
 // cli runs keyward against one token.
 type cli struct {
-	t   *testing.T
-	tok *softhsm.Token
-	env []string
-	dir string
+	t       *testing.T
+	tok     *softhsm.Token
+	env     []string
+	dir     string
+	secrets []string // must never appear in any output
+}
+
+// secret registers s (and its other case) as never to be printed.
+func (c *cli) secret(s string) {
+	c.secrets = append(c.secrets, strings.ToLower(s), strings.ToUpper(s))
 }
 
 func newCLI(t *testing.T) *cli {
@@ -77,9 +83,11 @@ func (c *cli) run(stdin string, extraEnv []string, args ...string) result {
 		c.t.Fatal(err)
 	}
 	r := result{out.String(), errb.String(), code}
-	// Invariant 1: the PIN never shows.
-	if pin := string(c.tok.PIN()); pin != "" && (strings.Contains(r.stdout, pin) || strings.Contains(r.stderr, pin)) {
-		c.t.Fatalf("keyward %v printed the PIN:\n%s", args, r)
+	// Invariant 1: no PIN and no key material in any output.
+	for _, s := range append([]string{string(c.tok.PIN())}, c.secrets...) {
+		if s != "" && (strings.Contains(r.stdout, s) || strings.Contains(r.stderr, s)) {
+			c.t.Fatalf("keyward %v printed a secret:\n%s", args, r)
+		}
 	}
 	return r
 }

@@ -1,8 +1,14 @@
 package main
 
 import (
+	"bufio"
+	"encoding/hex"
 	"fmt"
+	"os"
 	"strconv"
+	"strings"
+
+	"github.com/keyward/keyward/hsm"
 
 	"github.com/keyward/keyward/keyring"
 	"github.com/urfave/cli/v2"
@@ -18,7 +24,10 @@ func keyCommand() *cli.Command {
 			{
 				Name:  "generate",
 				Usage: "make the next version of a role's key inside the device",
-				Flags: []cli.Flag{roleFlag, &cli.IntFlag{Name: "bits", Value: 256, Usage: "AES key size: 128, 192 (master only) or 256"}},
+				Flags: []cli.Flag{roleFlag,
+					&cli.IntFlag{Name: "bits", Value: 256, Usage: "AES key size: 128, 192 (master only) or 256"},
+					&cli.StringFlag{Name: "type", Value: "ec-p256", Usage: "signing key pair: ec-p256, rsa-2048, rsa-3072 or ed25519"},
+				},
 				Action: func(c *cli.Context) error {
 					role, err := parseRole(c)
 					if err != nil {
@@ -29,7 +38,12 @@ func keyCommand() *cli.Command {
 						return err
 					}
 					defer done()
-					e, err := ring.Generate(c.Context, role, c.Int("bits"))
+					var e keyring.Entry
+					if role == keyring.Signing {
+						e, err = ring.GenerateSigning(c.Context, hsm.KeyPairType(c.String("type")))
+					} else {
+						e, err = ring.Generate(c.Context, role, c.Int("bits"))
+					}
 					if err != nil {
 						return err
 					}
@@ -58,6 +72,73 @@ func keyCommand() *cli.Command {
 						return printJSON(c.App.Writer, map[string]any{"label": e.Label, "role": e.Role, "version": e.Version, "kcv": e.KCV})
 					}
 					fmt.Fprintln(c.App.Writer, e.KCV)
+					return nil
+				},
+			},
+			keyImportCommand(),
+			{
+				Name:  "check",
+				Usage: "exit 0 when a key's KCV is the expected one, 3 when not",
+				Flags: []cli.Flag{roleFlag, versionFlag, &cli.StringFlag{Name: "expect-kcv", Usage: "the KCV the key must have (6 hex digits)"}},
+				Action: func(c *cli.Context) error {
+					role, err := parseRole(c)
+					if err != nil {
+						return err
+					}
+					want, err := kcvFlag(c)
+					if err != nil {
+						return err
+					}
+					if want == "" {
+						return usagef("--expect-kcv is required")
+					}
+					ring, done, err := openRing(c)
+					if err != nil {
+						return err
+					}
+					defer done()
+					_, e, err := ring.Get(c.Context, role, c.Int("version"))
+					if err != nil {
+						return err
+					}
+					if e.KCV != want {
+						return checkFailed{fmt.Errorf("KCV mismatch: %s in token %q has KCV %s, expected %s", e.Label, ring.Token().Label(), orDash(e.KCV), want)}
+					}
+					fmt.Fprintf(c.App.Writer, "%s: KCV %s matches\n", e.Label, e.KCV)
+					return nil
+				},
+			},
+			{
+				Name:  "destroy",
+				Usage: "delete a key version from the device (asks to type its label unless --yes)",
+				Flags: []cli.Flag{roleFlag, &cli.IntFlag{Name: "version", Usage: "the version to destroy (required)"}, &cli.BoolFlag{Name: "yes", Usage: "do not ask"}},
+				Action: func(c *cli.Context) error {
+					role, err := parseRole(c)
+					if err != nil {
+						return err
+					}
+					v := c.Int("version")
+					if v < 1 {
+						return usagef("--version is required: destroying a key names it exactly")
+					}
+					ring, done, err := openRing(c)
+					if err != nil {
+						return err
+					}
+					defer done()
+					_, e, err := ring.Get(c.Context, role, v)
+					if err != nil {
+						return err
+					}
+					if !c.Bool("yes") {
+						if err := confirm(c, e.Label); err != nil {
+							return err
+						}
+					}
+					if err := ring.Destroy(c.Context, role, v); err != nil {
+						return err
+					}
+					fmt.Fprintf(c.App.Writer, "%s (KCV %s) destroyed\n", e.Label, orDash(e.KCV))
 					return nil
 				},
 			},
@@ -91,6 +172,33 @@ func keyCommand() *cli.Command {
 			},
 		},
 	}
+}
+
+// kcvFlag reads --expect-kcv as 6 upper-case hex digits ("" when unset).
+func kcvFlag(c *cli.Context) (string, error) {
+	v := strings.ToUpper(strings.TrimSpace(c.String("expect-kcv")))
+	if v == "" {
+		return "", nil
+	}
+	if b, err := hex.DecodeString(v); err != nil || len(b) != 3 {
+		return "", usagef("--expect-kcv must be 6 hex digits, like 9F8E7D")
+	}
+	return v, nil
+}
+
+// confirm asks the person at the terminal to type label.
+func confirm(c *cli.Context, label string) error {
+	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
+	if err != nil {
+		return usagef("no terminal to confirm on: pass --yes to destroy %s", label)
+	}
+	defer tty.Close()
+	fmt.Fprintf(tty, "This destroys %s for good. Type its label to confirm: ", label)
+	line, _ := bufio.NewReader(tty).ReadString('\n')
+	if strings.TrimSpace(line) != label {
+		return usagef("confirmation did not match; nothing was destroyed")
+	}
+	return nil
 }
 
 func parseRole(c *cli.Context) (keyring.Role, error) {

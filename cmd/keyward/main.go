@@ -33,6 +33,8 @@ func newApp() *cli.App {
 		HideHelpCommand:      true,
 		Commands: []*cli.Command{
 			keyCommand(),
+			ceremonyCommand(),
+			doctorCommand(),
 			softhsmCommand(),
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
