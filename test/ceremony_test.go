@@ -300,3 +300,12 @@ func TestNoSecretInAnyOutput(t *testing.T) {
 		c.run("", nil, "ceremony", "combine", "--role", "join", "--share", filepath.Join(dir, f))
 	}
 }
+
+func (c *cli) readFile(path string) string {
+	c.t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return string(b)
+}
