@@ -190,8 +190,8 @@ func (r *Ring) Get(ctx context.Context, role Role, v int) (*hsm.Key, Entry, erro
 	return k, e, nil
 }
 
-// nextVersion is one above the highest version of role in the device.
-func (r *Ring) nextVersion(ctx context.Context, role Role) (int, error) {
+// NextVersion is one above the highest version of role in the device.
+func (r *Ring) NextVersion(ctx context.Context, role Role) (int, error) {
 	entries, err := r.List(ctx)
 	if err != nil {
 		return 0, err
@@ -207,15 +207,20 @@ func (r *Ring) nextVersion(ctx context.Context, role Role) (int, error) {
 
 // Generate makes the next version of an AES role key inside the device.
 func (r *Ring) Generate(ctx context.Context, role Role, bits int) (Entry, error) {
+	v, err := r.NextVersion(ctx, role)
+	if err != nil {
+		return Entry{}, err
+	}
+	return r.GenerateVersion(ctx, role, v, bits)
+}
+
+// GenerateVersion makes version v of an AES role key inside the device.
+func (r *Ring) GenerateVersion(ctx context.Context, role Role, v, bits int) (Entry, error) {
 	if role == Signing {
 		return Entry{}, fmt.Errorf("%w: signing keys are key pairs; use GenerateSigning", ErrRole)
 	}
 	if role == Join && bits == 192 {
 		return Entry{}, fmt.Errorf("%w: the join key is AES-128 or AES-256", hsm.ErrInvalidKey)
-	}
-	v, err := r.nextVersion(ctx, role)
-	if err != nil {
-		return Entry{}, err
 	}
 	k, err := r.tok.GenerateAES(ctx, Label(role, v), bits, role.Usage())
 	if err != nil {
@@ -226,7 +231,7 @@ func (r *Ring) Generate(ctx context.Context, role Role, bits int) (Entry, error)
 
 // GenerateSigning makes the next version of the signing key pair.
 func (r *Ring) GenerateSigning(ctx context.Context, kind hsm.KeyPairType) (Entry, error) {
-	v, err := r.nextVersion(ctx, Signing)
+	v, err := r.NextVersion(ctx, Signing)
 	if err != nil {
 		return Entry{}, err
 	}
@@ -242,15 +247,21 @@ func (r *Ring) GenerateSigning(ctx context.Context, kind hsm.KeyPairType) (Entry
 // is refused and nothing is imported.
 func (r *Ring) Import(ctx context.Context, role Role, value []byte, expectKCV string) (Entry, error) {
 	defer clear(value)
+	v, err := r.NextVersion(ctx, role)
+	if err != nil {
+		return Entry{}, err
+	}
+	return r.ImportVersion(ctx, role, v, value, expectKCV)
+}
+
+// ImportVersion is Import as version v.
+func (r *Ring) ImportVersion(ctx context.Context, role Role, v int, value []byte, expectKCV string) (Entry, error) {
+	defer clear(value)
 	if role == Signing {
 		return Entry{}, fmt.Errorf("%w: signing keys cannot be imported as hex; generate them in the device", ErrRole)
 	}
 	if role == Join && len(value) == 24 {
 		return Entry{}, fmt.Errorf("%w: the join key is AES-128 or AES-256 (32 or 64 hex digits), got 48 hex digits", hsm.ErrInvalidKey)
-	}
-	v, err := r.nextVersion(ctx, role)
-	if err != nil {
-		return Entry{}, err
 	}
 	k, err := r.tok.ImportAES(ctx, Label(role, v), value, role.Usage(), expectKCV)
 	if err != nil {

@@ -1,0 +1,57 @@
+package keystore_test
+
+import (
+	"context"
+	"os"
+	"testing"
+
+	"github.com/keyward/keyward/hsm"
+	"github.com/keyward/keyward/keyring"
+	"github.com/keyward/keyward/keystore"
+	"github.com/keyward/keyward/keystore/dbtest"
+	"github.com/keyward/keyward/softhsm"
+)
+
+var bg = context.Background()
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	dbtest.Stop()
+	softhsm.CleanupTestTokens()
+	os.Exit(code)
+}
+
+// backends runs f against SQLite and PostgreSQL.
+func backends(t *testing.T, f func(t *testing.T, newDSN func(testing.TB) string)) {
+	t.Run("sqlite", func(t *testing.T) { f(t, dbtest.SQLite) })
+	t.Run("postgres", func(t *testing.T) { f(t, dbtest.Postgres) })
+}
+
+// node opens a store at dsn and a fresh token, and reconciles them.
+func node(t testing.TB, dsn string) (*keystore.Node, *hsm.Token) {
+	t.Helper()
+	_, tok := softhsm.OpenTestToken(t)
+	return nodeOn(t, dsn, tok), tok
+}
+
+func nodeOn(t testing.TB, dsn string, tok *hsm.Token) *keystore.Node {
+	t.Helper()
+	store, err := keystore.Open(bg, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	n, err := keystore.NewNode(bg, store, keyring.New(tok))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func hexKey(b byte) []byte {
+	k := make([]byte, 32)
+	for i := range k {
+		k[i] = b + byte(i)
+	}
+	return k
+}

@@ -1,0 +1,339 @@
+package keystore_test
+
+import (
+	"bytes"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/keyward/keyward/hsm"
+	"github.com/keyward/keyward/keyring"
+	"github.com/keyward/keyward/keystore"
+	"github.com/keyward/keyward/keystore/dbtest"
+	"github.com/keyward/keyward/softhsm"
+
+	_ "github.com/jackc/pgx/v5/stdlib"
+	_ "github.com/mattn/go-sqlite3"
+)
+
+func TestRecords(t *testing.T) {
+	backends(t, func(t *testing.T, newDSN func(testing.TB) string) {
+		n, _ := node(t, newDSN(t))
+		if err := n.Put(bg, "db/password", []byte("x")); !errors.Is(err, keystore.ErrKeyState) {
+			t.Fatalf("put without a master key: %v", err)
+		}
+		e, err := n.Generate(bg, keyring.Master, 256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Put(bg, "db/password", []byte("hunter2")); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Put(bg, "api/token", bytes.Repeat([]byte("a"), 1024)); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Put(bg, "db/password", []byte("correct horse")); err != nil {
+			t.Fatal(err)
+		}
+		got, err := n.Get(bg, "db/password")
+		if err != nil || string(got) != "correct horse" {
+			t.Fatalf("get after overwrite: %q %v", got, err)
+		}
+		recs, err := n.Store().Records(bg)
+		if err != nil || len(recs) != 2 || recs[0].Name != "api/token" || recs[1].KeyVersion != 1 {
+			t.Fatalf("records: %+v %v", recs, err)
+		}
+		if err := n.Delete(bg, "api/token"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := n.Get(bg, "api/token"); !errors.Is(err, keystore.ErrNotFound) {
+			t.Fatalf("get deleted: %v", err)
+		}
+		if err := n.Delete(bg, "api/token"); !errors.Is(err, keystore.ErrNotFound) {
+			t.Fatalf("delete twice: %v", err)
+		}
+		st, _ := n.KeyStatuses(bg)
+		if len(st) != 1 || st[0].Encryptions != 3 || st[0].Records != 1 || st[0].State != keystore.StateActive || st[0].KCV != e.KCV {
+			t.Fatalf("registry: %+v", st)
+		}
+		log, _ := n.Store().AuditLog(bg, 100)
+		var actions []string
+		for _, a := range log {
+			actions = append(actions, a.Action+" "+a.Subject)
+			if strings.Contains(a.Detail, "hunter2") || strings.Contains(a.Detail, "horse") {
+				t.Fatal("audit log holds a value")
+			}
+		}
+		want := "key.register keyward/master/v1,store.put db/password,store.put api/token,store.put db/password,store.delete api/token"
+		if strings.Join(actions, ",") != want {
+			t.Fatalf("audit log %v", actions)
+		}
+	})
+}
+
+// rawDB opens the store's database directly, to play the attacker.
+func rawDB(t *testing.T, dsn string) *sql.DB {
+	t.Helper()
+	driver := "sqlite3"
+	if strings.HasPrefix(dsn, "postgres") {
+		driver = "pgx"
+	}
+	db, err := sql.Open(driver, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func q(dsn, query string) string {
+	if strings.HasPrefix(dsn, "postgres") {
+		for i := 1; strings.Contains(query, "?"); i++ {
+			query = strings.Replace(query, "?", fmt.Sprintf("$%d", i), 1)
+		}
+	}
+	return query
+}
+
+func TestTamperedRecords(t *testing.T) {
+	backends(t, func(t *testing.T, newDSN func(testing.TB) string) {
+		dsn := newDSN(t)
+		n, _ := node(t, dsn)
+		e, _ := n.Generate(bg, keyring.Master, 256)
+		n.Put(bg, "a", []byte("secret a"))
+		n.Put(bg, "b", []byte("secret b"))
+		db := rawDB(t, dsn)
+		var blob []byte
+		db.QueryRow(q(dsn, `SELECT ciphertext FROM records WHERE name = ?`), "a").Scan(&blob)
+
+		for _, tc := range []struct {
+			name  string
+			write func()
+			want  error
+			says  string
+		}{
+			{"flipped ciphertext bit", func() {
+				c := bytes.Clone(blob)
+				c[len(c)-20] ^= 1
+				db.Exec(q(dsn, `UPDATE records SET ciphertext = ? WHERE name = 'a'`), c)
+			}, hsm.ErrAuthentication, "master key v1, KCV " + e.KCV},
+			{"moved to another name", func() {
+				db.Exec(q(dsn, `UPDATE records SET ciphertext = ? WHERE name = 'b'`), blob)
+			}, hsm.ErrAuthentication, `record "b"`},
+			{"header names another version", func() {
+				c := bytes.Clone(blob)
+				c[9] = 7
+				db.Exec(q(dsn, `UPDATE records SET ciphertext = ? WHERE name = 'a'`), c)
+			}, keystore.ErrKeyMissing, "master key v7"},
+			{"header names another KCV", func() {
+				c := bytes.Clone(blob)
+				c[12] ^= 0xff
+				db.Exec(q(dsn, `UPDATE records SET ciphertext = ? WHERE name = 'a'`), c)
+			}, keystore.ErrKeyMismatch, "this device's master v1 has KCV " + e.KCV},
+			{"not a ciphertext", func() {
+				db.Exec(q(dsn, `UPDATE records SET ciphertext = ? WHERE name = 'a'`), []byte("plain"))
+			}, keystore.ErrFormat, "KWE1"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				tc.write()
+				name := "a"
+				if strings.Contains(tc.name, "moved") {
+					name = "b"
+				}
+				pt, err := n.Get(bg, name)
+				if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.says) || pt != nil {
+					t.Fatalf("got %q, %v; want %v saying %q", pt, err, tc.want, tc.says)
+				}
+			})
+		}
+	})
+}
+
+func TestReconcileRefusesOtherKeys(t *testing.T) {
+	backends(t, func(t *testing.T, newDSN func(testing.TB) string) {
+		dsn := newDSN(t)
+		a, _ := node(t, dsn)
+		ea, err := a.Import(bg, keyring.Master, hexKey(1), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Put(bg, "shared", []byte("v"))
+
+		// Node B with the same key: accepted, same version, reads A's data.
+		_, tokB := softhsm.OpenTestToken(t)
+		ringB := keyring.New(tokB)
+		store, _ := keystore.Open(bg, dsn)
+		defer store.Close()
+		if _, err := keystore.NewNode(bg, store, ringB); !errors.Is(err, keystore.ErrKeyMissing) ||
+			!strings.Contains(err.Error(), "master key v1 (KCV "+ea.KCV+") is registered") {
+			t.Fatalf("node without the key: %v", err)
+		}
+		if _, err := ringB.ImportVersion(bg, keyring.Master, 1, hexKey(1), ""); err != nil {
+			t.Fatal(err)
+		}
+		b := nodeOn(t, dsn, tokB)
+		if v, err := b.Get(bg, "shared"); err != nil || string(v) != "v" {
+			t.Fatalf("node B reads: %q %v", v, err)
+		}
+
+		// Node C holds a different key under the same label: refused.
+		_, tokC := softhsm.OpenTestToken(t)
+		ec, _ := keyring.New(tokC).ImportVersion(bg, keyring.Master, 1, hexKey(9), "")
+		_, err = keystore.NewNode(bg, store, keyring.New(tokC))
+		want := fmt.Sprintf("master key v1: this device holds KCV %s, the database expects KCV %s", ec.KCV, ea.KCV)
+		if !errors.Is(err, keystore.ErrKeyMismatch) || !strings.Contains(err.Error(), want) {
+			t.Fatalf("node with another key: %v\nwant %q", err, want)
+		}
+	})
+}
+
+func TestRotateRewrapRetire(t *testing.T) {
+	backends(t, func(t *testing.T, newDSN func(testing.TB) string) {
+		n, _ := node(t, newDSN(t))
+		n.Generate(bg, keyring.Master, 256)
+		for i := range 120 {
+			if err := n.Put(bg, fmt.Sprintf("r%03d", i), []byte(fmt.Sprintf("value %d", i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		e2, err := n.Rotate(bg, keyring.Master, 256)
+		if err != nil || e2.Version != 2 {
+			t.Fatalf("rotate: %+v %v", e2, err)
+		}
+		n.Put(bg, "new", []byte("under v2"))
+		if err := n.Retire(bg, keyring.Master, 1); !errors.Is(err, keystore.ErrKeyInUse) || !strings.Contains(err.Error(), "120 records still use master key v1") {
+			t.Fatalf("retire in use: %v", err)
+		}
+		if err := n.Retire(bg, keyring.Master, 2); !errors.Is(err, keystore.ErrKeyInUse) {
+			t.Fatalf("retire active: %v", err)
+		}
+		if err := n.CheckDestroy(bg, keyring.Master, 1); !errors.Is(err, keystore.ErrKeyInUse) {
+			t.Fatalf("destroy decrypt-only: %v", err)
+		}
+		var calls []int
+		done, err := n.Rewrap(bg, 50, func(d, total int) {
+			if total != 120 {
+				t.Errorf("total %d", total)
+			}
+			calls = append(calls, d)
+		})
+		if err != nil || done != 120 || fmt.Sprint(calls) != "[50 100 120]" {
+			t.Fatalf("rewrap: %d %v %v", done, calls, err)
+		}
+		if again, err := n.Rewrap(bg, 50, nil); again != 0 || err != nil {
+			t.Fatalf("second rewrap did %d: %v", again, err)
+		}
+		for i := range 120 {
+			v, err := n.Get(bg, fmt.Sprintf("r%03d", i))
+			if err != nil || string(v) != fmt.Sprintf("value %d", i) {
+				t.Fatalf("record %d after rewrap: %q %v", i, v, err)
+			}
+		}
+		recs, _ := n.Store().Records(bg)
+		for _, r := range recs {
+			if r.KeyVersion != 2 {
+				t.Fatalf("%s still under v%d", r.Name, r.KeyVersion)
+			}
+		}
+		if err := n.Retire(bg, keyring.Master, 1); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.CheckDestroy(bg, keyring.Master, 1); err != nil {
+			t.Fatal(err)
+		}
+		st, _ := n.KeyStatuses(bg)
+		if st[0].State != keystore.StateRetired || st[1].State != keystore.StateActive || st[1].Encryptions != 121 {
+			t.Fatalf("registry: %+v", st)
+		}
+	})
+}
+
+func TestConcurrentRewrapsOnTwoNodes(t *testing.T) {
+	backends(t, func(t *testing.T, newDSN func(testing.TB) string) {
+		dsn := newDSN(t)
+		a, _ := node(t, dsn)
+		a.Import(bg, keyring.Master, hexKey(1), "")
+		const records = 400
+		for i := range records {
+			a.Put(bg, fmt.Sprintf("r%04d", i), []byte(fmt.Sprintf("value %d", i)))
+		}
+		a.Import(bg, keyring.Master, hexKey(2), "")
+
+		_, tokB := softhsm.OpenTestToken(t)
+		ringB := keyring.New(tokB)
+		ringB.ImportVersion(bg, keyring.Master, 1, hexKey(1), "")
+		ringB.ImportVersion(bg, keyring.Master, 2, hexKey(2), "")
+		b := nodeOn(t, dsn, tokB)
+		a.Reconcile(bg)
+
+		var wg sync.WaitGroup
+		counts := make([]int, 2)
+		errs := make([]error, 2)
+		for i, n := range []*keystore.Node{a, b} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				counts[i], errs[i] = n.Rewrap(bg, 25, nil)
+			}()
+		}
+		wg.Wait()
+		if errs[0] != nil || errs[1] != nil {
+			t.Fatal(errs)
+		}
+		if counts[0]+counts[1] != records {
+			t.Fatalf("nodes rewrapped %d + %d records, want %d in all (none twice)", counts[0], counts[1], records)
+		}
+		st, _ := a.KeyStatuses(bg)
+		if st[1].Encryptions != records {
+			t.Fatalf("v2 encrypted %d times, want %d", st[1].Encryptions, records)
+		}
+		for i := range records {
+			if v, err := b.Get(bg, fmt.Sprintf("r%04d", i)); err != nil || string(v) != fmt.Sprintf("value %d", i) {
+				t.Fatalf("record %d: %q %v", i, v, err)
+			}
+		}
+		t.Logf("node A rewrapped %d, node B %d", counts[0], counts[1])
+	})
+}
+
+func TestFailedWriteKeepsOldValue(t *testing.T) {
+	backends(t, func(t *testing.T, newDSN func(testing.TB) string) {
+		dsn := newDSN(t)
+		n, tok := node(t, dsn)
+		n.Generate(bg, keyring.Master, 256)
+		n.Put(bg, "cfg", []byte("old"))
+		// The database goes away mid-life.
+		n.Store().Close()
+		if err := n.Put(bg, "cfg", []byte("new")); !errors.Is(err, keystore.ErrDatabase) {
+			t.Fatalf("put on a closed database: %v", err)
+		}
+		n2 := nodeOn(t, dsn, tok)
+		if v, err := n2.Get(bg, "cfg"); err != nil || string(v) != "old" {
+			t.Fatalf("after a failed write: %q %v", v, err)
+		}
+	})
+}
+
+func TestDatabaseErrors(t *testing.T) {
+	dsn := dbtest.SQLite(t)
+	s, err := keystore.Open(bg, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := s.SchemaVersion(bg); v != 1 {
+		t.Fatalf("schema version %d", v)
+	}
+	s.Close()
+	db := rawDB(t, dsn)
+	db.Exec(`INSERT INTO schema_version (version) VALUES (99)`)
+	if _, err := keystore.Open(bg, dsn); !errors.Is(err, keystore.ErrSchemaNewer) || !strings.Contains(err.Error(), "upgrade keyward") {
+		t.Fatalf("newer schema: %v", err)
+	}
+	_, err = keystore.Open(bg, "postgres://keyward:secretpw@127.0.0.1:1/keyward?sslmode=disable&connect_timeout=2")
+	if !errors.Is(err, keystore.ErrDatabase) || !strings.Contains(err.Error(), "cannot be reached") || strings.Contains(err.Error(), "secretpw") {
+		t.Fatalf("dead database: %v", err)
+	}
+}

@@ -1,0 +1,155 @@
+package keystore
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sync"
+
+	"github.com/keyward/keyward/keyring"
+)
+
+// Rewrap re-encrypts every record under an older master version with the
+// active one, batch records at a time, each batch in one transaction: a
+// crash or kill at any point loses nothing (a batch commits whole or not at
+// all) and running it again resumes. Two rewraps may run at once, on one
+// node or on several: PostgreSQL hands each its own rows (FOR UPDATE SKIP
+// LOCKED), SQLite lets one batch write at a time. progress, if not nil, is
+// told records done and the total at the start.
+func (n *Node) Rewrap(ctx context.Context, batch int, progress func(done, total int)) (int, error) {
+	if batch < 1 {
+		return 0, fmt.Errorf("%w: batch size must be at least 1", ErrKeyState)
+	}
+	v, k, err := n.activeMaster()
+	if err != nil {
+		return 0, err
+	}
+	total, err := n.store.countOlder(ctx, v)
+	if err != nil {
+		return 0, err
+	}
+	done := 0
+	for {
+		m, err := n.rewrapBatch(ctx, v, k, batch)
+		done += m
+		if progress != nil && m > 0 {
+			progress(done, total)
+		}
+		if err != nil || m == 0 {
+			return done, err
+		}
+	}
+}
+
+type rewrapItem struct {
+	name    string
+	oldVer  int
+	blob    []byte
+	newBlob []byte
+	err     error
+}
+
+func (n *Node) rewrapBatch(ctx context.Context, v int, k masterKey, batch int) (int, error) {
+	s := n.store
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, s.dbErr("rewrap", err)
+	}
+	defer tx.Rollback()
+	query := `SELECT name, key_version, ciphertext FROM records WHERE key_version < ? LIMIT ?`
+	if s.postgres {
+		query += ` FOR UPDATE SKIP LOCKED`
+	}
+	rows, err := tx.QueryContext(ctx, s.q(query), v, batch)
+	if err != nil {
+		return 0, s.dbErr("rewrap", err)
+	}
+	var items []*rewrapItem
+	for rows.Next() {
+		it := &rewrapItem{}
+		if err := rows.Scan(&it.name, &it.oldVer, &it.blob); err != nil {
+			rows.Close()
+			return 0, s.dbErr("rewrap", err)
+		}
+		items = append(items, it)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, s.dbErr("rewrap", err)
+	}
+	if len(items) == 0 {
+		return 0, s.dbErr("rewrap", tx.Commit())
+	}
+
+	// The device work, spread over the cores (SoftHSM2 and HSMs serve
+	// several sessions at once).
+	var wg sync.WaitGroup
+	next := make(chan *rewrapItem)
+	for range min(runtime.GOMAXPROCS(0), len(items)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for it := range next {
+				pt, err := n.openBlob(ctx, it.name, it.blob)
+				if err == nil {
+					it.newBlob, err = sealRecord(ctx, k.key, Header{Kind: KindRecord, KeyVersion: v, KCV: k.kcv}, it.name, pt)
+					clear(pt)
+				}
+				it.err = err
+			}
+		}()
+	}
+	for _, it := range items {
+		next <- it
+	}
+	close(next)
+	wg.Wait()
+	for _, it := range items {
+		if it.err != nil {
+			return 0, fmt.Errorf("rewrap stopped, this batch rolled back: %w; restore or delete that record, then run rewrap again", it.err)
+		}
+	}
+
+	t := now()
+	if s.postgres {
+		names, blobs, olds := make([]string, len(items)), make([][]byte, len(items)), make([]int64, len(items))
+		for i, it := range items {
+			names[i], blobs[i], olds[i] = it.name, it.newBlob, int64(it.oldVer)
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE records AS r SET key_version = $1, ciphertext = u.ct, updated_at = $2
+			FROM unnest($3::text[], $4::bytea[], $5::bigint[]) AS u(name, ct, old)
+			WHERE r.name = u.name AND r.key_version = u.old`, v, t, names, blobs, olds)
+	} else {
+		st, perr := tx.PrepareContext(ctx, `UPDATE records SET key_version = ?, ciphertext = ?, updated_at = ? WHERE name = ? AND key_version = ?`)
+		if perr != nil {
+			return 0, s.dbErr("rewrap", perr)
+		}
+		for _, it := range items {
+			if _, err = st.ExecContext(ctx, v, it.newBlob, t, it.name, it.oldVer); err != nil {
+				break
+			}
+		}
+		st.Close()
+	}
+	if err != nil {
+		return 0, s.dbErr("rewrap", err)
+	}
+	if _, err := tx.ExecContext(ctx, s.q(`UPDATE keys SET encryptions = encryptions + ? WHERE role = ? AND version = ?`), len(items), string(keyring.Master), v); err != nil {
+		return 0, s.dbErr("rewrap", err)
+	}
+	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO audit (at, actor, action, subject, detail) VALUES (?, ?, ?, ?, ?)`),
+		t, s.actor, "store.rewrap", fmt.Sprintf("%d records", len(items)), fmt.Sprintf("to master v%d", v)); err != nil {
+		return 0, s.dbErr("rewrap", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, s.dbErr("rewrap", err)
+	}
+	return len(items), nil
+}
+
+// countOlder counts the records under a master version older than v.
+func (s *Store) countOlder(ctx context.Context, v int) (int, error) {
+	var c int
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM records WHERE key_version < ?`), v).Scan(&c)
+	return c, s.dbErr("count records", err)
+}

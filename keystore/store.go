@@ -1,0 +1,225 @@
+package keystore
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // PostgreSQL, registered as "pgx"
+	_ "github.com/mattn/go-sqlite3"    // SQLite, registered as "sqlite3"
+)
+
+//go:embed migrations
+var migrations embed.FS
+
+// Store is the shared database: key registry, encrypted records, audit log.
+// It holds only ciphertext; every encryption happens in the device (Node).
+type Store struct {
+	db       *sql.DB
+	postgres bool
+	where    string // the database, for messages (no password)
+	actor    string // who the audit log names
+}
+
+// Open opens (creating if need be) the database named by dsn — a file path,
+// a "sqlite:" URL, or a "postgres://" / "postgresql://" URL — and applies
+// the embedded migrations.
+func Open(ctx context.Context, dsn string) (*Store, error) {
+	s := &Store{actor: actorName()}
+	var err error
+	switch {
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		s.postgres = true
+		s.where = redactURL(dsn)
+		s.db, err = sql.Open("pgx", dsn)
+	default:
+		path := strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite://"), "sqlite:")
+		if path == "" {
+			return nil, fmt.Errorf("%w: empty database path", ErrDatabase)
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrDatabase, err)
+		}
+		s.where = path
+		// WAL lets readers work beside the writer; a busy timeout makes
+		// writers queue instead of failing; immediate transactions take the
+		// write lock up front, so a rewrap batch cannot deadlock on upgrade.
+		s.db, err = sql.Open("sqlite3", "file:"+path+"?_journal_mode=WAL&_busy_timeout=10000&_txlock=immediate&_foreign_keys=on&_synchronous=NORMAL")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrDatabase, s.where, err)
+	}
+	if err := s.db.PingContext(ctx); err != nil {
+		s.db.Close()
+		return nil, fmt.Errorf("%w: %s cannot be reached: %v", ErrDatabase, s.where, err)
+	}
+	if err := s.migrate(ctx); err != nil {
+		s.db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Where names the database (a path, or a URL without its password).
+func (s *Store) Where() string { return s.where }
+
+// Postgres says the store is PostgreSQL.
+func (s *Store) Postgres() bool { return s.postgres }
+
+func redactURL(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "postgres://…"
+	}
+	return u.Redacted()
+}
+
+func actorName() string {
+	host, _ := os.Hostname()
+	user := os.Getenv("USER")
+	if user == "" {
+		user = strconv.Itoa(os.Getuid())
+	}
+	return user + "@" + host
+}
+
+// q rewrites "?" placeholders to PostgreSQL's "$n".
+func (s *Store) q(query string) string {
+	if !s.postgres {
+		return query
+	}
+	var b strings.Builder
+	n := 0
+	for _, r := range query {
+		if r == '?' {
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// migrate applies the embedded migrations not yet applied, each in a
+// transaction, and refuses a database newer than this binary.
+func (s *Store) migrate(ctx context.Context) error {
+	dir := "migrations/sqlite"
+	if s.postgres {
+		dir = "migrations/postgres"
+	}
+	entries, err := fs.ReadDir(migrations, dir)
+	if err != nil {
+		return err
+	}
+	sort.Slice(entries, func(i, j int) bool { return entries[i].Name() < entries[j].Name() })
+	known := len(entries)
+	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+		return s.dbErr("create schema_version", err)
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return s.dbErr("migrate", err)
+	}
+	defer tx.Rollback()
+	if s.postgres {
+		// One migrator at a time across HA nodes.
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7261)`); err != nil {
+			return s.dbErr("migrate lock", err)
+		}
+	}
+	var current int
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&current); err != nil {
+		return s.dbErr("read schema version", err)
+	}
+	if current > known {
+		return fmt.Errorf("%w: %s has schema version %d, this keyward knows %d; upgrade keyward", ErrSchemaNewer, s.where, current, known)
+	}
+	for i := current; i < known; i++ {
+		text, err := migrations.ReadFile(dir + "/" + entries[i].Name())
+		if err != nil {
+			return err
+		}
+		for _, stmt := range strings.Split(string(text), ";") {
+			if strings.TrimSpace(stmt) == "" {
+				continue
+			}
+			if _, err := tx.ExecContext(ctx, stmt); err != nil {
+				return s.dbErr("migration "+entries[i].Name(), err)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO schema_version (version) VALUES (?)`), i+1); err != nil {
+			return s.dbErr("migrate", err)
+		}
+	}
+	return s.dbErr("migrate", tx.Commit())
+}
+
+// SchemaVersion is the database's schema version.
+func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
+	var v int
+	err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&v)
+	return v, s.dbErr("read schema version", err)
+}
+
+// dbErr wraps a database error with ErrDatabase and what was being done.
+func (s *Store) dbErr(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, sql.ErrNoRows) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return fmt.Errorf("%w: %s: %s: %v", ErrDatabase, s.where, op, err)
+}
+
+func now() int64 { return time.Now().UnixMilli() }
+
+// Audit appends an entry to the audit log: who, what, on what, never a value.
+func (s *Store) Audit(ctx context.Context, action, subject, detail string) error {
+	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO audit (at, actor, action, subject, detail) VALUES (?, ?, ?, ?, ?)`),
+		now(), s.actor, action, subject, detail)
+	return s.dbErr("audit", err)
+}
+
+// AuditEntry is one line of the audit log.
+type AuditEntry struct {
+	At      time.Time `json:"at"`
+	Actor   string    `json:"actor"`
+	Action  string    `json:"action"`
+	Subject string    `json:"subject"`
+	Detail  string    `json:"detail,omitempty"`
+}
+
+// AuditLog returns the newest limit entries, oldest first.
+func (s *Store) AuditLog(ctx context.Context, limit int) ([]AuditEntry, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT at, actor, action, subject, detail FROM audit ORDER BY id DESC LIMIT ?`), limit)
+	if err != nil {
+		return nil, s.dbErr("read audit log", err)
+	}
+	defer rows.Close()
+	var out []AuditEntry
+	for rows.Next() {
+		var e AuditEntry
+		var at int64
+		if err := rows.Scan(&at, &e.Actor, &e.Action, &e.Subject, &e.Detail); err != nil {
+			return nil, s.dbErr("read audit log", err)
+		}
+		e.At = time.UnixMilli(at).UTC()
+		out = append([]AuditEntry{e}, out...)
+	}
+	return out, s.dbErr("read audit log", rows.Err())
+}
