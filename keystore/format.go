@@ -3,6 +3,7 @@ package keystore
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
@@ -14,13 +15,14 @@ import (
 
 // The byte formats are specified in docs/FORMAT.md; keep the two in step.
 const (
-	magic      = "KWE1"
-	KindRecord = 1 // one message: a stored record
-	KindStream = 2 // a file in 64 KiB chunks
-	roleMaster = 1
-	HeaderSize = 13
-	ChunkSize  = 64 * 1024
-	sealedOver = hsm.NonceSize + hsm.TagSize // bytes sealing adds
+	magic        = "KWE1"
+	KindRecord   = 1 // one message: a stored record
+	KindStream   = 2 // a file in 64 KiB chunks
+	roleMaster   = 1
+	HeaderSize   = 13
+	StreamIDSize = 16 // random, after a stream's header: binds its chunks together
+	ChunkSize    = 64 * 1024
+	sealedOver   = hsm.NonceSize + hsm.TagSize // bytes sealing adds
 )
 
 // Header starts every ciphertext: format, kind, key role, key version, KCV.
@@ -83,10 +85,11 @@ func openRecord(ctx context.Context, k aead, blob []byte, context string) ([]byt
 	return k.Open(ctx, blob[HeaderSize:], recordAAD(blob[:HeaderSize], context))
 }
 
-// chunkAAD: header ‖ uint64 BE index ‖ final (0 or 1) ‖ uint32 BE len(context) ‖ context.
-func chunkAAD(header []byte, index uint64, final bool, context string) []byte {
-	aad := make([]byte, 0, len(header)+13+len(context))
-	aad = append(aad, header...)
+// chunkAAD: header ‖ stream id ‖ uint64 BE index ‖ final (0 or 1) ‖
+// uint32 BE len(context) ‖ context. head is header ‖ stream id.
+func chunkAAD(head []byte, index uint64, final bool, context string) []byte {
+	aad := make([]byte, 0, len(head)+13+len(context))
+	aad = append(aad, head...)
 	aad = binary.BigEndian.AppendUint64(aad, index)
 	f := byte(0)
 	if final {
@@ -97,11 +100,16 @@ func chunkAAD(header []byte, index uint64, final bool, context string) []byte {
 	return append(aad, context...)
 }
 
-// sealStream writes header, then r in ChunkSize pieces, each sealed with
-// its index and a final flag in the AAD, so truncation, reordering and
-// splicing fail. It returns the number of chunks (encryptions).
+// sealStream writes header and a random stream id, then r in ChunkSize
+// pieces, each sealed with the stream id, its index and a final flag in the
+// AAD, so truncation, reordering and splicing (even of chunks of another
+// stream under the same key and context) fail. It returns the number of
+// chunks (encryptions).
 func sealStream(ctx context.Context, k aead, h Header, context string, r io.Reader, w io.Writer) (int, error) {
-	hb := h.bytes()
+	hb := append(h.bytes(), make([]byte, StreamIDSize)...)
+	if _, err := rand.Read(hb[HeaderSize:]); err != nil {
+		return 0, err
+	}
 	if _, err := w.Write(hb); err != nil {
 		return 0, err
 	}
@@ -134,8 +142,8 @@ func sealStream(ctx context.Context, k aead, h Header, context string, r io.Read
 	}
 }
 
-// openStream reads a stream whose header h was already read from r (the
-// header bytes are hb) and writes each chunk's plaintext to w only after
+// openStream reads a stream whose header and stream id (hb) were already
+// read from r, and writes each chunk's plaintext to w only after
 // the chunk authenticates. A stream that ends before its final chunk fails.
 func openStream(ctx context.Context, k aead, hb []byte, context string, r io.Reader, w io.Writer) error {
 	br := bufio.NewReaderSize(r, ChunkSize+sealedOver+1)

@@ -325,7 +325,7 @@ func (n *Node) EncryptStream(ctx context.Context, r io.Reader, w io.Writer, cont
 // authenticated chunk at a time; on an error the caller must discard what
 // was written (the CLI writes to a temporary file and removes it).
 func (n *Node) DecryptStream(ctx context.Context, r io.Reader, w io.Writer, context string) error {
-	hb := make([]byte, HeaderSize)
+	hb := make([]byte, HeaderSize+StreamIDSize)
 	if _, err := io.ReadFull(r, hb); err != nil {
 		return fmt.Errorf("%w: shorter than a header", ErrFormat)
 	}
