@@ -10,13 +10,19 @@ import (
 	"github.com/keyward/keyward/keyring"
 )
 
+// Importer puts a key into the device: a *keyring.Ring, or a
+// *keystore.Node, which also registers it in the shared database.
+type Importer interface {
+	Import(ctx context.Context, role keyring.Role, key []byte, expectKCV string) (keyring.Entry, error)
+}
+
 // Every import follows invariant 2: a source file is removed (or scrubbed)
 // only after the key is in the device and its KCV matched; on any failure
 // the file stays exactly as it was.
 
 // ImportHexFile imports the hex key in path ("-": stdin) as the next
 // version of role, then, with remove, overwrites and removes path.
-func ImportHexFile(ctx context.Context, ring *keyring.Ring, role keyring.Role, path string, stdin io.Reader, expectKCV string, remove bool) (keyring.Entry, error) {
+func ImportHexFile(ctx context.Context, imp Importer, role keyring.Role, path string, stdin io.Reader, expectKCV string, remove bool) (keyring.Entry, error) {
 	if remove && path == "-" {
 		return keyring.Entry{}, fmt.Errorf("%w: cannot remove standard input", hsm.ErrConfig)
 	}
@@ -24,7 +30,7 @@ func ImportHexFile(ctx context.Context, ring *keyring.Ring, role keyring.Role, p
 	if err != nil {
 		return keyring.Entry{}, err
 	}
-	e, err := ring.Import(ctx, role, key, expectKCV)
+	e, err := imp.Import(ctx, role, key, expectKCV)
 	if err != nil {
 		return keyring.Entry{}, fmt.Errorf("%w; %s was left in place", err, displayPath(path))
 	}
@@ -55,7 +61,7 @@ func yamlName(r keyring.Role) string {
 // (roles: the ones to import; those absent from the file are skipped when
 // more than one is asked for) and with scrub rewrites the file without the
 // imported ones.
-func ImportSystemYAML(ctx context.Context, ring *keyring.Ring, roles []keyring.Role, path string, scrub bool) ([]keyring.Entry, error) {
+func ImportSystemYAML(ctx context.Context, imp Importer, roles []keyring.Role, path string, scrub bool) ([]keyring.Entry, error) {
 	y, err := ReadSystemYAML(path)
 	if err != nil {
 		return nil, err
@@ -86,7 +92,7 @@ func ImportSystemYAML(ctx context.Context, ring *keyring.Ring, roles []keyring.R
 	var entries []keyring.Entry
 	var names []string
 	for i, r := range todo {
-		e, err := ring.Import(ctx, r, keys[i], "")
+		e, err := imp.Import(ctx, r, keys[i], "")
 		if err != nil {
 			done := ""
 			if len(entries) > 0 {
@@ -109,7 +115,7 @@ func ImportSystemYAML(ctx context.Context, ring *keyring.Ring, roles []keyring.R
 // imports it. seen is told each component's own KCV as it is read, so each
 // custodian can check their part. With remove, the component files are
 // removed after the import.
-func ImportComponents(ctx context.Context, ring *keyring.Ring, role keyring.Role, paths []string, expectKCV string, remove bool, seen func(i int, path, kcv string)) (keyring.Entry, error) {
+func ImportComponents(ctx context.Context, imp Importer, role keyring.Role, paths []string, expectKCV string, remove bool, seen func(i int, path, kcv string)) (keyring.Entry, error) {
 	if len(paths) < 2 {
 		return keyring.Entry{}, fmt.Errorf("%w: give at least two --component files", ErrShares)
 	}
@@ -135,7 +141,7 @@ func ImportComponents(ctx context.Context, ring *keyring.Ring, role keyring.Role
 	if err != nil {
 		return keyring.Entry{}, err
 	}
-	e, err := ring.Import(ctx, role, key, expectKCV)
+	e, err := imp.Import(ctx, role, key, expectKCV)
 	if err != nil {
 		return keyring.Entry{}, fmt.Errorf("%w; the component files were left in place", err)
 	}
@@ -156,7 +162,7 @@ func ImportComponents(ctx context.Context, ring *keyring.Ring, role keyring.Role
 // CombineAndImport rebuilds a key from shares and imports it as the next
 // version of role. Nothing is imported unless the rebuilt key's KCV is the
 // one recorded in the shares (and expectKCV, if given).
-func CombineAndImport(ctx context.Context, ring *keyring.Ring, role keyring.Role, shares []ShareInfo, expectKCV string) (keyring.Entry, error) {
+func CombineAndImport(ctx context.Context, imp Importer, role keyring.Role, shares []ShareInfo, expectKCV string) (keyring.Entry, error) {
 	key, err := CombineShares(shares, hsm.ComputeKCV)
 	if err != nil {
 		return keyring.Entry{}, err
@@ -164,5 +170,5 @@ func CombineAndImport(ctx context.Context, ring *keyring.Ring, role keyring.Role
 	if expectKCV == "" {
 		expectKCV = shares[0].KeyKCV
 	}
-	return ring.Import(ctx, role, key, expectKCV)
+	return imp.Import(ctx, role, key, expectKCV)
 }

@@ -20,9 +20,10 @@ type Node struct {
 	store *Store
 	ring  *keyring.Ring
 
-	mu     sync.Mutex
-	master map[int]masterKey // by version, found once
-	active int               // active master version, 0 if none
+	mu      sync.Mutex
+	master  map[int]masterKey // by version, found once
+	active  int               // active master version, 0 if none
+	missing []KeyRecord       // registered, not retired, not in the device
 }
 
 type masterKey struct {
@@ -31,13 +32,42 @@ type masterKey struct {
 	state string
 }
 
-// NewNode reconciles ring with store and returns the node.
+// NewNode reconciles ring with store and returns the node. A registered
+// key missing from the device is ErrKeyMissing; a different key under a
+// registered label is ErrKeyMismatch.
 func NewNode(ctx context.Context, store *Store, ring *keyring.Ring) (*Node, error) {
+	n, err := NewJoiningNode(ctx, store, ring)
+	if err != nil {
+		return nil, err
+	}
+	if len(n.missing) > 0 {
+		return nil, n.missingErr(n.missing[0])
+	}
+	return n, nil
+}
+
+// NewJoiningNode is NewNode for a node that is being loaded: registered keys
+// may still be missing from its device (Missing lists them), so that they
+// can be imported. A different key under a registered label is still
+// refused.
+func NewJoiningNode(ctx context.Context, store *Store, ring *keyring.Ring) (*Node, error) {
 	n := &Node{store: store, ring: ring}
 	if err := n.Reconcile(ctx); err != nil {
 		return nil, err
 	}
 	return n, nil
+}
+
+// Missing lists the registered keys this node's device lacks.
+func (n *Node) Missing() []KeyRecord {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]KeyRecord(nil), n.missing...)
+}
+
+func (n *Node) missingErr(r KeyRecord) error {
+	return fmt.Errorf("%w: %s key v%d (KCV %s) is registered in %s but not in token %q; import the same key (the same hex or shares) on this node",
+		ErrKeyMissing, r.Role, r.Version, r.KCV, n.store.Where(), n.ring.Token().Label())
 }
 
 // Store is the node's database.
@@ -46,8 +76,8 @@ func (n *Node) Store() *Store { return n.store }
 // Ring is the node's device keys.
 func (n *Node) Ring() *keyring.Ring { return n.ring }
 
-// Reconcile checks every registered key against the device and caches the
-// master keys.
+// Reconcile checks every registered key against the device, caches the
+// master keys and notes the missing ones.
 func (n *Node) Reconcile(ctx context.Context) error {
 	regs, err := n.store.Keys(ctx)
 	if err != nil {
@@ -55,6 +85,7 @@ func (n *Node) Reconcile(ctx context.Context) error {
 	}
 	master := map[int]masterKey{}
 	active := 0
+	var missing []KeyRecord
 	for _, r := range regs {
 		if r.State == StateRetired {
 			continue
@@ -65,8 +96,8 @@ func (n *Node) Reconcile(ctx context.Context) error {
 		}
 		k, e, err := n.ring.Get(ctx, role, r.Version)
 		if errors.Is(err, keyring.ErrNoKey) {
-			return fmt.Errorf("%w: %s key v%d (KCV %s) is registered in %s but not in token %q; import the same key (the same hex or shares) on this node",
-				ErrKeyMissing, r.Role, r.Version, r.KCV, n.store.Where(), n.ring.Token().Label())
+			missing = append(missing, r)
+			continue
 		}
 		if err != nil {
 			return err
@@ -82,7 +113,7 @@ func (n *Node) Reconcile(ctx context.Context) error {
 		}
 	}
 	n.mu.Lock()
-	n.master, n.active = master, active
+	n.master, n.active, n.missing = master, active, missing
 	n.mu.Unlock()
 	return nil
 }
@@ -91,6 +122,11 @@ func (n *Node) Reconcile(ctx context.Context) error {
 func (n *Node) activeMaster() (int, masterKey, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	for _, m := range n.missing {
+		if m.Role == string(keyring.Master) && m.State == StateActive {
+			return 0, masterKey{}, n.missingErr(m)
+		}
+	}
 	if n.active == 0 {
 		return 0, masterKey{}, fmt.Errorf("%w: no active master key in %s; run keyward key generate --role master (or key import)", ErrKeyState, n.store.Where())
 	}

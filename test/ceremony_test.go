@@ -190,11 +190,16 @@ func TestCheckAndDestroy(t *testing.T) {
 	}
 	c.fails(2, "6 hex digits", "key", "check", "--role", "join", "--expect-kcv", "XYZ")
 	c.fails(2, "--version is required", "key", "destroy", "--role", "join")
+	// The registry protects a version in use: rotate, retire, then destroy.
+	c.fails(1, "join key v1 is active", "key", "destroy", "--role", "join", "--version", "1", "--yes")
+	c.fails(1, "is the active version", "key", "retire", "--role", "join", "--version", "1")
+	c.ok("key", "rotate", "--role", "join")
+	c.ok("key", "retire", "--role", "join", "--version", "1")
 	// No terminal and no --yes: nothing is destroyed.
 	c.fails(2, "pass --yes", "key", "destroy", "--role", "join", "--version", "1")
-	c.ok("key", "kcv", "--role", "join")
+	c.ok("key", "kcv", "--role", "join", "--version", "1")
 	c.ok("key", "destroy", "--role", "join", "--version", "1", "--yes")
-	c.fails(1, "no join key", "key", "kcv", "--role", "join")
+	c.fails(1, "v1 (keyward/join/v1) is not on token", "key", "kcv", "--role", "join", "--version", "1")
 }
 
 func TestSplitAndCombine(t *testing.T) {

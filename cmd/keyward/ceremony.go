@@ -133,12 +133,12 @@ func ceremonyCombine(c *cli.Context) error {
 			shares = append(shares, s)
 		}
 	}
-	ring, done, err := openRing(c)
+	node, done, err := openJoiningNode(c)
 	if err != nil {
 		return err
 	}
 	defer done()
-	e, err := ceremony.CombineAndImport(c.Context, ring, role, shares, expect)
+	e, err := ceremony.CombineAndImport(c.Context, node, role, shares, expect)
 	if err != nil {
 		return fmt.Errorf("%w; nothing was imported", err)
 	}

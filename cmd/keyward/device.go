@@ -1,13 +1,16 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/keyward/keyward/hsm"
 	"github.com/keyward/keyward/keyring"
+	"github.com/keyward/keyward/keystore"
 	"github.com/keyward/keyward/softhsm"
 	"github.com/urfave/cli/v2"
 )
@@ -18,6 +21,7 @@ func globalFlags() []cli.Flag {
 		&cli.StringFlag{Name: "token", EnvVars: []string{"KEYWARD_TOKEN"}, Usage: "token label, or an RFC 7512 pkcs11: URI"},
 		&cli.StringFlag{Name: "pin-source", EnvVars: []string{"KEYWARD_PIN_SOURCE"}, Usage: "where the PIN comes from: env:VAR, file:PATH or prompt (KEYWARD_PIN holds the PIN itself, for CI)"},
 		&cli.StringFlag{Name: "home", EnvVars: []string{"KEYWARD_HOME"}, Usage: "keyward's directory (default ~/.keyward)"},
+		&cli.StringFlag{Name: "db", EnvVars: []string{"KEYWARD_DB"}, Usage: "the shared database: a SQLite path or sqlite: URL (default $KEYWARD_HOME/keyward.db), or a postgres:// URL"},
 		&cli.BoolFlag{Name: "json", Usage: "print stable JSON instead of tables"},
 	}
 }
@@ -125,5 +129,46 @@ func openRing(c *cli.Context) (*keyring.Ring, func(), error) {
 
 // isCheckFailure says err is a check that said no (exit 3).
 func isCheckFailure(err error) bool {
-	return errors.Is(err, hsm.ErrKCVMismatch) || errors.Is(err, hsm.ErrAuthentication)
+	return errors.Is(err, hsm.ErrKCVMismatch) || errors.Is(err, hsm.ErrAuthentication) ||
+		errors.Is(err, keystore.ErrKeyMismatch) || errors.Is(err, keystore.ErrKeyMissing)
+}
+
+// dbDSN is --db, or the embedded SQLite file in the home directory.
+func dbDSN(c *cli.Context) string {
+	if d := c.String("db"); d != "" {
+		return d
+	}
+	return filepath.Join(home(c), "keyward.db")
+}
+
+// openNode opens the device and the database and reconciles them: a node
+// whose keys differ from the registry, or lack one, stops here (exit 3).
+func openNode(c *cli.Context) (*keystore.Node, func(), error) {
+	return openNodeWith(c, keystore.NewNode)
+}
+
+// openJoiningNode is openNode for commands that load keys into a node: a
+// registered key may be missing (it is about to be imported), a different
+// one is still refused.
+func openJoiningNode(c *cli.Context) (*keystore.Node, func(), error) {
+	return openNodeWith(c, keystore.NewJoiningNode)
+}
+
+func openNodeWith(c *cli.Context, newNode func(context.Context, *keystore.Store, *keyring.Ring) (*keystore.Node, error)) (*keystore.Node, func(), error) {
+	tok, err := openToken(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	store, err := keystore.Open(c.Context, dbDSN(c))
+	if err != nil {
+		tok.Close()
+		return nil, nil, err
+	}
+	node, err := newNode(c.Context, store, keyring.New(tok))
+	if err != nil {
+		store.Close()
+		tok.Close()
+		return nil, nil, err
+	}
+	return node, func() { store.Close(); tok.Close() }, nil
 }

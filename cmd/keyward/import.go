@@ -70,7 +70,7 @@ func keyImport(c *cli.Context) error {
 		}
 		roles = []keyring.Role{role}
 	}
-	ring, done, err := openRing(c)
+	node, done, err := openJoiningNode(c)
 	if err != nil {
 		return err
 	}
@@ -78,7 +78,7 @@ func keyImport(c *cli.Context) error {
 
 	switch {
 	case c.IsSet("from"):
-		e, err := ceremony.ImportHexFile(c.Context, ring, roles[0], c.String("from"), c.App.Reader, expect, c.Bool("remove-source"))
+		e, err := ceremony.ImportHexFile(c.Context, node, roles[0], c.String("from"), c.App.Reader, expect, c.Bool("remove-source"))
 		if err != nil {
 			return err
 		}
@@ -91,7 +91,7 @@ func keyImport(c *cli.Context) error {
 		return nil
 	case c.IsSet("from-system-yaml"):
 		path := c.String("from-system-yaml")
-		entries, err := ceremony.ImportSystemYAML(c.Context, ring, roles, path, c.Bool("scrub"))
+		entries, err := ceremony.ImportSystemYAML(c.Context, node, roles, path, c.Bool("scrub"))
 		for _, e := range entries {
 			if perr := printEntry(c, e); perr != nil {
 				return perr
@@ -102,7 +102,7 @@ func keyImport(c *cli.Context) error {
 		}
 		return err
 	default:
-		e, err := ceremony.ImportComponents(c.Context, ring, roles[0], c.StringSlice("component"), expect, c.Bool("remove-source"),
+		e, err := ceremony.ImportComponents(c.Context, node, roles[0], c.StringSlice("component"), expect, c.Bool("remove-source"),
 			func(i int, path, kcv string) {
 				fmt.Fprintf(c.App.ErrWriter, "component %d (%s): KCV %s\n", i, path, kcv)
 			})

@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 
 	"github.com/keyward/keyward/hsm"
@@ -33,16 +32,16 @@ func keyCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					ring, done, err := openRing(c)
+					node, done, err := openJoiningNode(c)
 					if err != nil {
 						return err
 					}
 					defer done()
 					var e keyring.Entry
 					if role == keyring.Signing {
-						e, err = ring.GenerateSigning(c.Context, hsm.KeyPairType(c.String("type")))
+						e, err = node.Ring().GenerateSigning(c.Context, hsm.KeyPairType(c.String("type")))
 					} else {
-						e, err = ring.Generate(c.Context, role, c.Int("bits"))
+						e, err = node.Generate(c.Context, role, c.Int("bits"))
 					}
 					if err != nil {
 						return err
@@ -76,6 +75,57 @@ func keyCommand() *cli.Command {
 				},
 			},
 			keyImportCommand(),
+			{
+				Name:  "rotate",
+				Usage: "make a new version in the device, registered and active; older versions become decrypt-only",
+				Flags: []cli.Flag{roleFlag, &cli.IntFlag{Name: "bits", Value: 256, Usage: "AES key size"}},
+				Action: func(c *cli.Context) error {
+					role, err := parseRole(c)
+					if err != nil {
+						return err
+					}
+					node, done, err := openNode(c)
+					if err != nil {
+						return err
+					}
+					defer done()
+					e, err := node.Rotate(c.Context, role, c.Int("bits"))
+					if err != nil {
+						return err
+					}
+					if err := printEntry(c, e); err != nil {
+						return err
+					}
+					if role == keyring.Master && !c.Bool("json") {
+						fmt.Fprintln(c.App.ErrWriter, "keyward: now run keyward store rewrap to re-encrypt existing records under it")
+					}
+					return nil
+				},
+			},
+			{
+				Name:  "retire",
+				Usage: "mark a key version retired (refused while records still use it); then it may be destroyed",
+				Flags: []cli.Flag{roleFlag, &cli.IntFlag{Name: "version", Usage: "the version to retire (required)"}},
+				Action: func(c *cli.Context) error {
+					role, err := parseRole(c)
+					if err != nil {
+						return err
+					}
+					if c.Int("version") < 1 {
+						return usagef("--version is required")
+					}
+					node, done, err := openNode(c)
+					if err != nil {
+						return err
+					}
+					defer done()
+					if err := node.Retire(c.Context, role, c.Int("version")); err != nil {
+						return err
+					}
+					fmt.Fprintf(c.App.Writer, "%s retired\n", keyring.Label(role, c.Int("version")))
+					return nil
+				},
+			},
 			{
 				Name:  "check",
 				Usage: "exit 0 when a key's KCV is the expected one, 3 when not",
@@ -121,13 +171,17 @@ func keyCommand() *cli.Command {
 					if v < 1 {
 						return usagef("--version is required: destroying a key names it exactly")
 					}
-					ring, done, err := openRing(c)
+					node, done, err := openNode(c)
 					if err != nil {
 						return err
 					}
 					defer done()
+					ring := node.Ring()
 					_, e, err := ring.Get(c.Context, role, v)
 					if err != nil {
+						return err
+					}
+					if err := node.CheckDestroy(c.Context, role, v); err != nil {
 						return err
 					}
 					if !c.Bool("yes") {
@@ -146,28 +200,12 @@ func keyCommand() *cli.Command {
 				Name:  "list",
 				Usage: "list keyward's keys in the device",
 				Action: func(c *cli.Context) error {
-					ring, done, err := openRing(c)
+					node, done, err := openJoiningNode(c)
 					if err != nil {
 						return err
 					}
 					defer done()
-					entries, err := ring.List(c.Context)
-					if err != nil {
-						return err
-					}
-					if c.Bool("json") {
-						if entries == nil {
-							entries = []keyring.Entry{}
-						}
-						return printJSON(c.App.Writer, entries)
-					}
-					rows := make([][]string, len(entries))
-					for i, e := range entries {
-						rows[i] = []string{string(e.Role), strconv.Itoa(e.Version), e.Label, fmt.Sprintf("%s-%d", e.Type, e.Bits),
-							orDash(e.KCV), string(e.Origin), yesNo(e.Sensitive), yesNo(e.Extractable)}
-					}
-					printTable(c.App.Writer, []string{"ROLE", "VERSION", "LABEL", "KEY", "KCV", "ORIGIN", "SENSITIVE", "EXTRACTABLE"}, rows)
-					return nil
+					return keyList(c, node)
 				},
 			},
 		},

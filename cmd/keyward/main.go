@@ -31,12 +31,13 @@ func newApp() *cli.App {
 		Flags:                globalFlags(),
 		EnableBashCompletion: false,
 		HideHelpCommand:      true,
-		Commands: []*cli.Command{
+		Commands: append([]*cli.Command{
 			keyCommand(),
+			storeCommand(),
 			ceremonyCommand(),
 			doctorCommand(),
 			softhsmCommand(),
-		},
+		}, cryptCommands()...),
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return usageError{err}
 		},

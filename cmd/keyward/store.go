@@ -1,0 +1,249 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/keyward/keyward/keystore"
+	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
+)
+
+func storeCommand() *cli.Command {
+	name := func(c *cli.Context) (string, error) {
+		if c.NArg() != 1 || c.Args().First() == "" {
+			return "", usagef("give exactly one record NAME")
+		}
+		return c.Args().First(), nil
+	}
+	return &cli.Command{
+		Name:  "store",
+		Usage: "encrypted records in the shared database",
+		Subcommands: []*cli.Command{
+			{
+				Name: "put", Usage: "encrypt a value in the device and store it as NAME", ArgsUsage: "NAME",
+				Flags: []cli.Flag{&cli.StringFlag{Name: "from", Usage: "file with the value; - for standard input (required)"}},
+				Action: func(c *cli.Context) error {
+					n, err := name(c)
+					if err != nil {
+						return err
+					}
+					if c.String("from") == "" {
+						return usagef("--from FILE (or - for standard input) is required: values never go on the command line")
+					}
+					value, err := readInput(c, c.String("from"))
+					if err != nil {
+						return err
+					}
+					defer clear(value)
+					node, done, err := openNode(c)
+					if err != nil {
+						return err
+					}
+					defer done()
+					if err := node.Put(c.Context, n, value); err != nil {
+						return err
+					}
+					fmt.Fprintf(c.App.ErrWriter, "keyward: %s stored (%d bytes)\n", n, len(value))
+					return nil
+				},
+			},
+			{
+				Name: "get", Usage: "decrypt record NAME", ArgsUsage: "NAME",
+				Flags: []cli.Flag{&cli.StringFlag{Name: "out", Value: "-", Usage: "file to write (created 0600); - for standard output"}},
+				Action: func(c *cli.Context) error {
+					n, err := name(c)
+					if err != nil {
+						return err
+					}
+					node, done, err := openNode(c)
+					if err != nil {
+						return err
+					}
+					defer done()
+					value, err := node.Get(c.Context, n)
+					if err != nil {
+						return err
+					}
+					defer clear(value)
+					return writeOutput(c, c.String("out"), func(w io.Writer) error { _, err := w.Write(value); return err })
+				},
+			},
+			{
+				Name: "list", Usage: "list records (names, key versions, sizes; never values)",
+				Action: func(c *cli.Context) error {
+					node, done, err := openNode(c)
+					if err != nil {
+						return err
+					}
+					defer done()
+					recs, err := node.Store().Records(c.Context)
+					if err != nil {
+						return err
+					}
+					if c.Bool("json") {
+						if recs == nil {
+							recs = []keystore.Record{}
+						}
+						return printJSON(c.App.Writer, recs)
+					}
+					rows := make([][]string, len(recs))
+					for i, r := range recs {
+						rows[i] = []string{r.Name, "v" + strconv.Itoa(r.KeyVersion), strconv.Itoa(r.Size), r.Updated.Format(time.RFC3339)}
+					}
+					printTable(c.App.Writer, []string{"NAME", "MASTER", "BYTES", "UPDATED"}, rows)
+					return nil
+				},
+			},
+			{
+				Name: "delete", Usage: "delete record NAME", ArgsUsage: "NAME",
+				Action: func(c *cli.Context) error {
+					n, err := name(c)
+					if err != nil {
+						return err
+					}
+					node, done, err := openNode(c)
+					if err != nil {
+						return err
+					}
+					defer done()
+					return node.Delete(c.Context, n)
+				},
+			},
+			{
+				Name:  "rewrap",
+				Usage: "re-encrypt records under older master versions with the active one (resumable, safe on several nodes at once)",
+				Flags: []cli.Flag{&cli.IntFlag{Name: "batch", Value: 500, Usage: "records per transaction"}},
+				Action: func(c *cli.Context) error {
+					node, done, err := openNode(c)
+					if err != nil {
+						return err
+					}
+					defer done()
+					var progress func(int, int)
+					if f, ok := c.App.ErrWriter.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+						progress = func(d, total int) {
+							width := 40
+							filled := width * d / max(total, 1)
+							fmt.Fprintf(f, "\r[%s%s] %d/%d", strings.Repeat("#", min(filled, width)), strings.Repeat(" ", max(width-filled, 0)), d, total)
+						}
+					}
+					start := time.Now()
+					n, err := node.Rewrap(c.Context, c.Int("batch"), progress)
+					if progress != nil {
+						fmt.Fprintln(c.App.ErrWriter)
+					}
+					if err != nil {
+						return fmt.Errorf("%w (%d records were rewrapped and committed; run it again to resume)", err, n)
+					}
+					fmt.Fprintf(c.App.Writer, "%d records rewrapped in %s\n", n, time.Since(start).Round(time.Millisecond))
+					return nil
+				},
+			},
+		},
+	}
+}
+
+func cryptCommands() []*cli.Command {
+	flags := []cli.Flag{
+		&cli.StringFlag{Name: "in", Value: "-", Usage: "input file; - for standard input"},
+		&cli.StringFlag{Name: "out", Value: "-", Usage: "output file; - for standard output"},
+		&cli.StringFlag{Name: "context", Usage: "a label the ciphertext is bound to; decrypt needs the same"},
+	}
+	return []*cli.Command{
+		{
+			Name: "encrypt", Usage: "encrypt a file of any size with the active master key, in the device", Flags: flags,
+			Action: func(c *cli.Context) error {
+				node, done, err := openNode(c)
+				if err != nil {
+					return err
+				}
+				defer done()
+				in, closeIn, err := openInput(c, c.String("in"))
+				if err != nil {
+					return err
+				}
+				defer closeIn()
+				return writeOutput(c, c.String("out"), func(w io.Writer) error {
+					return node.EncryptStream(c.Context, in, w, c.String("context"))
+				})
+			},
+		},
+		{
+			Name: "decrypt", Usage: "decrypt what keyward encrypt wrote; nothing is written unless all of it authenticates", Flags: flags,
+			Action: func(c *cli.Context) error {
+				node, done, err := openNode(c)
+				if err != nil {
+					return err
+				}
+				defer done()
+				in, closeIn, err := openInput(c, c.String("in"))
+				if err != nil {
+					return err
+				}
+				defer closeIn()
+				return writeOutput(c, c.String("out"), func(w io.Writer) error {
+					return node.DecryptStream(c.Context, in, w, c.String("context"))
+				})
+			},
+		},
+	}
+}
+
+// readInput reads a whole (small) value from a file or stdin.
+func readInput(c *cli.Context, path string) ([]byte, error) {
+	if path == "-" {
+		return io.ReadAll(c.App.Reader)
+	}
+	return os.ReadFile(path)
+}
+
+func openInput(c *cli.Context, path string) (io.Reader, func(), error) {
+	if path == "-" {
+		return c.App.Reader, func() {}, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, func() { f.Close() }, nil
+}
+
+// writeOutput runs write into a temporary file (0600) and moves it into
+// place only when write succeeds, so a failed decryption leaves nothing.
+// For standard output the file is copied out at the end, for the same
+// reason.
+func writeOutput(c *cli.Context, path string, write func(io.Writer) error) error {
+	dir := os.TempDir()
+	if path != "-" {
+		dir = filepath.Dir(path)
+	}
+	tmp, err := os.CreateTemp(dir, ".keyward-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	if err := write(tmp); err != nil {
+		return err
+	}
+	if path != "-" {
+		if err := tmp.Sync(); err != nil {
+			return err
+		}
+		if err := tmp.Close(); err != nil {
+			return err
+		}
+		return os.Rename(tmp.Name(), path)
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	_, err = io.Copy(c.App.Writer, tmp)
+	return err
+}
