@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 )
@@ -55,7 +56,7 @@ func run(args []string, stdin *os.File, stdout, stderr *os.File) int {
 	code := -1
 	cli.OsExiter = func(c int) { code = c }
 	app.ExitErrHandler = func(*cli.Context, error) {}
-	err := app.Run(args)
+	err := app.Run(hoistFlags(args))
 	if code >= 0 {
 		return code
 	}
@@ -64,6 +65,52 @@ func run(args []string, stdin *os.File, stdout, stderr *os.File) int {
 	}
 	fmt.Fprintf(stderr, "keyward: %v\n", err)
 	return exitCode(err)
+}
+
+// valueFlags are the flags of NAME-taking verbs that take a value.
+var valueFlags = map[string]bool{"--from": true, "--out": true}
+
+// hoistFlags lets `keyward store put NAME --from F` work: urfave/cli stops
+// parsing flags at the first argument, so for the store verbs the flags
+// after NAME are moved in front of it.
+func hoistFlags(args []string) []string {
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] != "store" {
+			continue
+		}
+		switch args[i+1] {
+		case "put", "get", "delete":
+		default:
+			return args
+		}
+		head := append([]string(nil), args[:i+2]...)
+		var flags, names []string
+		rest := args[i+2:]
+		for j := 0; j < len(rest); j++ {
+			a := rest[j]
+			switch {
+			case a == "--":
+				names = append(names, rest[j+1:]...)
+				j = len(rest)
+			case strings.HasPrefix(a, "-") && a != "-":
+				flags = append(flags, a)
+				if valueFlags[a] && j+1 < len(rest) {
+					flags = append(flags, rest[j+1])
+					j++
+				}
+			default:
+				names = append(names, a)
+			}
+		}
+		for _, n := range names {
+			if strings.HasPrefix(n, "-") {
+				names = append([]string{"--"}, names...)
+				break
+			}
+		}
+		return append(append(head, flags...), names...)
+	}
+	return args
 }
 
 // usageError is a mistake in the command line.
