@@ -28,6 +28,8 @@ lint:
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 1s -count 3 -cpu 1,2 ./hsm | tee bench.out
 	@awk -f scripts/benchratio.awk bench.out
+	$(GO) test -run '^$$' -bench 'StorePut|StoreGet' -benchtime 3000x ./keystore | tee -a bench.out
+	$(GO) test -run '^$$' -bench Rewrap -benchtime 1x ./keystore | tee -a bench.out
 
 demo: deps build
 	@scripts/demo.sh

@@ -162,3 +162,47 @@ func BenchmarkECDSASign(b *testing.B) {
 			return err
 		})
 }
+
+// BenchmarkGCMPair1K is a decrypt plus an encrypt of 1 KiB, the unit of
+// work of a rewrap: the raw rate is the ceiling keystore's rewrap is
+// measured against.
+func BenchmarkGCMPair1K(b *testing.B) {
+	k := setupBench(b)
+	pt := make([]byte, 1024)
+	rand.Read(pt)
+	aad := []byte("record-name")
+	sealed, err := k.gcm.Seal(bg, pt, aad)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pair(b, k.gcm,
+		func() error {
+			p, err := k.gcm.Open(bg, sealed, aad)
+			if err != nil {
+				return err
+			}
+			_, err = k.gcm.Seal(bg, p, aad)
+			return err
+		},
+		func(r *hsm.Raw) error {
+			params := pkcs11.NewGCMParams(sealed[:12], aad, 128)
+			if err := r.Ctx.DecryptInit(r.Session, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_GCM, params)}, r.Handle); err != nil {
+				params.Free()
+				return err
+			}
+			p, err := r.Ctx.Decrypt(r.Session, sealed[12:])
+			params.Free()
+			if err != nil {
+				return err
+			}
+			var nonce [12]byte
+			binary.BigEndian.PutUint64(nonce[4:], hsm.Counter.Next())
+			params = pkcs11.NewGCMParams(nonce[:], aad, 128)
+			defer params.Free()
+			if err := r.Ctx.EncryptInit(r.Session, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_GCM, params)}, r.Handle); err != nil {
+				return err
+			}
+			_, err = r.Ctx.Encrypt(r.Session, p)
+			return err
+		})
+}

@@ -15,7 +15,7 @@ import (
 // all) and running it again resumes. Two rewraps may run at once, on one
 // node or on several: PostgreSQL hands each its own rows (FOR UPDATE SKIP
 // LOCKED), SQLite lets one batch write at a time. progress, if not nil, is
-// told records done and the total at the start.
+// told records done and the total at the start; calls are serialized.
 func (n *Node) Rewrap(ctx context.Context, batch int, progress func(done, total int)) (int, error) {
 	if batch < 1 {
 		return 0, fmt.Errorf("%w: batch size must be at least 1", ErrKeyState)
@@ -28,17 +28,46 @@ func (n *Node) Rewrap(ctx context.Context, batch int, progress func(done, total 
 	if err != nil {
 		return 0, err
 	}
-	done := 0
-	for {
-		m, err := n.rewrapBatch(ctx, v, k, batch)
-		done += m
-		if progress != nil && m > 0 {
-			progress(done, total)
-		}
-		if err != nil || m == 0 {
-			return done, err
-		}
+	// On PostgreSQL two lanes run at once, each batch in its own
+	// transaction (SKIP LOCKED keeps their rows apart), so one lane's
+	// device work overlaps the other's database round trips. SQLite admits
+	// one writer, so one lane.
+	lanes := 1
+	if n.store.postgres {
+		lanes = 2
 	}
+	var (
+		mu    sync.Mutex
+		done  int
+		first error
+		wg    sync.WaitGroup
+	)
+	for range lanes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			after := "" // this lane's cursor: names are walked in order
+			for {
+				m, last, err := n.rewrapBatch(ctx, v, k, batch, after)
+				after = last
+				mu.Lock()
+				done += m
+				if m > 0 && progress != nil {
+					progress(done, total)
+				}
+				if err != nil && first == nil {
+					first = err
+				}
+				stop := err != nil || m == 0 || first != nil
+				mu.Unlock()
+				if stop {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return done, first
 }
 
 type rewrapItem struct {
@@ -49,36 +78,39 @@ type rewrapItem struct {
 	err     error
 }
 
-func (n *Node) rewrapBatch(ctx context.Context, v int, k masterKey, batch int) (int, error) {
+// rewrapBatch rewraps up to batch records named after `after`, in name
+// order (the primary key: no index on key_version, so that updates of the
+// ciphertext stay cheap), and returns how many and the last name seen.
+func (n *Node) rewrapBatch(ctx context.Context, v int, k masterKey, batch int, after string) (int, string, error) {
 	s := n.store
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return 0, s.dbErr("rewrap", err)
+		return 0, after, s.dbErr("rewrap", err)
 	}
 	defer tx.Rollback()
-	query := `SELECT name, key_version, ciphertext FROM records WHERE key_version < ? LIMIT ?`
+	query := `SELECT name, key_version, ciphertext FROM records WHERE name > ? AND key_version < ? ORDER BY name LIMIT ?`
 	if s.postgres {
 		query += ` FOR UPDATE SKIP LOCKED`
 	}
-	rows, err := tx.QueryContext(ctx, s.q(query), v, batch)
+	rows, err := tx.QueryContext(ctx, s.q(query), after, v, batch)
 	if err != nil {
-		return 0, s.dbErr("rewrap", err)
+		return 0, after, s.dbErr("rewrap", err)
 	}
 	var items []*rewrapItem
 	for rows.Next() {
 		it := &rewrapItem{}
 		if err := rows.Scan(&it.name, &it.oldVer, &it.blob); err != nil {
 			rows.Close()
-			return 0, s.dbErr("rewrap", err)
+			return 0, after, s.dbErr("rewrap", err)
 		}
 		items = append(items, it)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return 0, s.dbErr("rewrap", err)
+		return 0, after, s.dbErr("rewrap", err)
 	}
 	if len(items) == 0 {
-		return 0, s.dbErr("rewrap", tx.Commit())
+		return 0, after, s.dbErr("rewrap", tx.Commit())
 	}
 
 	// The device work, spread over the cores (SoftHSM2 and HSMs serve
@@ -106,7 +138,7 @@ func (n *Node) rewrapBatch(ctx context.Context, v int, k masterKey, batch int) (
 	wg.Wait()
 	for _, it := range items {
 		if it.err != nil {
-			return 0, fmt.Errorf("rewrap stopped, this batch rolled back: %w; restore or delete that record, then run rewrap again", it.err)
+			return 0, after, fmt.Errorf("rewrap stopped, this batch rolled back: %w; restore or delete that record, then run rewrap again", it.err)
 		}
 	}
 
@@ -122,7 +154,7 @@ func (n *Node) rewrapBatch(ctx context.Context, v int, k masterKey, batch int) (
 	} else {
 		st, perr := tx.PrepareContext(ctx, `UPDATE records SET key_version = ?, ciphertext = ?, updated_at = ? WHERE name = ? AND key_version = ?`)
 		if perr != nil {
-			return 0, s.dbErr("rewrap", perr)
+			return 0, after, s.dbErr("rewrap", perr)
 		}
 		for _, it := range items {
 			if _, err = st.ExecContext(ctx, v, it.newBlob, t, it.name, it.oldVer); err != nil {
@@ -132,19 +164,19 @@ func (n *Node) rewrapBatch(ctx context.Context, v int, k masterKey, batch int) (
 		st.Close()
 	}
 	if err != nil {
-		return 0, s.dbErr("rewrap", err)
+		return 0, after, s.dbErr("rewrap", err)
 	}
 	if _, err := tx.ExecContext(ctx, s.q(`UPDATE keys SET encryptions = encryptions + ? WHERE role = ? AND version = ?`), len(items), string(keyring.Master), v); err != nil {
-		return 0, s.dbErr("rewrap", err)
+		return 0, after, s.dbErr("rewrap", err)
 	}
 	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO audit (at, actor, action, subject, detail) VALUES (?, ?, ?, ?, ?)`),
 		t, s.actor, "store.rewrap", fmt.Sprintf("%d records", len(items)), fmt.Sprintf("to master v%d", v)); err != nil {
-		return 0, s.dbErr("rewrap", err)
+		return 0, after, s.dbErr("rewrap", err)
 	}
 	if err := tx.Commit(); err != nil {
-		return 0, s.dbErr("rewrap", err)
+		return 0, after, s.dbErr("rewrap", err)
 	}
-	return len(items), nil
+	return len(items), items[len(items)-1].name, nil
 }
 
 // countOlder counts the records under a master version older than v.

@@ -21,10 +21,26 @@ step keyward key generate --role master
 $kw key generate --role master
 step keyward key generate --role join
 $kw key generate --role join
-step keyward key list
-$kw key list
 step keyward key kcv --role master
 $kw key kcv --role master
 
-printf '\nThe keys live in the SoftHSM2 token under %s and cannot be read out.\n' "$demo/softhsm"
+step 'echo "postgres://app:s3cret@db/app" | keyward store put db/url --from -'
+echo "postgres://app:s3cret@db/app" | $kw store put db/url --from -
+step keyward store get db/url
+$kw store get db/url
+step keyward key rotate --role master
+$kw key rotate --role master
+step keyward store rewrap
+$kw store rewrap
+step keyward store list
+$kw store list
+step keyward key retire --role master --version 1
+$kw key retire --role master --version 1
+step keyward key list
+$kw key list
+step keyward doctor
+$kw doctor
+
+printf '\nThe keys live in the SoftHSM2 token under %s and cannot be read out;\n' "$demo/softhsm"
+printf 'the database %s holds only ciphertext.\n' "$demo/keyward.db"
 printf 'Use it from your shell with: . %s\n' "$demo/env"

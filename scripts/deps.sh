@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure the system packages keyward's tests and demo need are here:
-# SoftHSM2 (the PKCS#11 device) and OpenSC (pkcs11-tool, for cross-checks).
+# SoftHSM2 (the PKCS#11 device), OpenSC (pkcs11-tool, for cross-checks) and
+# the PostgreSQL server binaries (the HA tests start throwaway clusters).
 # As root it installs them with apt-get; otherwise it prints the command.
 set -euo pipefail
 
@@ -11,6 +12,8 @@ for p in /usr/lib/softhsm/libsofthsm2.so /usr/lib/*/softhsm/libsofthsm2.so /usr/
 done
 [ -n "$softhsm_found" ] || missing+=(softhsm2)
 command -v pkcs11-tool >/dev/null 2>&1 || missing+=(opensc)
+# The tests start throwaway PostgreSQL clusters from the server binaries.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || missing+=(postgresql)
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 

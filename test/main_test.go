@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/keyward/keyward/keystore/dbtest"
 	"github.com/keyward/keyward/softhsm"
 )
 
@@ -30,6 +31,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	dbtest.Stop()
 	softhsm.CleanupTestTokens()
 	os.RemoveAll(dir)
 	os.Exit(code)

@@ -258,8 +258,19 @@ func TestHANodes(t *testing.T) {
 	nodeC := append(third.Env(), "KEYWARD_PIN="+string(third.PIN()))
 	wrong := randomHex(32)
 	a.secret(wrong)
-	r = a.run(wrong, nodeC, "key", "import", "--role", "master", "--from", "-")
-	if r.code != 0 || !strings.Contains(r.stdout, "keyward/master/v3") {
-		t.Fatalf("a different key becomes a new version, not v1: %s", r)
+	// Node C was loaded against another database: its master v1 is a
+	// different key. Against the cluster's database it is refused at once.
+	elsewhere := append(append([]string(nil), nodeC...), "KEYWARD_DB="+filepath.Join(a.dir, "elsewhere.db"))
+	if r := a.run(wrong, elsewhere, "key", "import", "--role", "master", "--from", "-"); r.code != 0 || !strings.Contains(r.stdout, "keyward/master/v1") {
+		t.Fatalf("node C import elsewhere: %s", r)
+	}
+	want := fmt.Sprintf("master key v1: this device holds KCV %s, the database expects KCV %s", goKCV(t, wrong), goKCV(t, master))
+	for _, args := range [][]string{{"store", "get", "cfg"}, {"key", "list"}, {"store", "rewrap"}} {
+		if r := a.run("", nodeC, args...); r.code != 3 || !strings.Contains(r.stderr, want) || r.stdout != "" {
+			t.Fatalf("node C %v: %s\nwant exit 3 with %q", args, r, want)
+		}
+	}
+	if r := a.run("", nodeC, "doctor"); r.code != 1 || !strings.Contains(r.stdout, "FAIL  device matches the key registry: key mismatch") {
+		t.Fatalf("doctor on node C: %s", r)
 	}
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/keyward/keyward/hsm"
 	"github.com/keyward/keyward/keyring"
+	"github.com/keyward/keyward/keystore"
 	"github.com/urfave/cli/v2"
 )
 
@@ -64,6 +65,26 @@ func doctor(c *cli.Context) error {
 		if !have[r] {
 			check(false, "a %s key is present: none (keyward key generate --role %s, or key import)", r, r)
 		}
+	}
+	store, err := keystore.Open(c.Context, dbDSN(c))
+	if err != nil {
+		check(false, "database opens%s", errSuffix(err))
+		return doctorResult(failed)
+	}
+	defer store.Close()
+	v, _ := store.SchemaVersion(c.Context)
+	check(true, "database opens: %s (schema %d)", store.Where(), v)
+	node, err := keystore.NewJoiningNode(c.Context, store, keyring.New(tok))
+	if err != nil {
+		check(false, "device matches the key registry%s", errSuffix(err))
+		return doctorResult(failed)
+	}
+	missing := node.Missing()
+	for _, m := range missing {
+		check(false, "%s key v%d (KCV %s) registered in the database is in the device: missing; import it", m.Role, m.Version, m.KCV)
+	}
+	if len(missing) == 0 {
+		check(true, "device matches the key registry")
 	}
 	return doctorResult(failed)
 }

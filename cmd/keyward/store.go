@@ -118,7 +118,7 @@ func storeCommand() *cli.Command {
 			{
 				Name:  "rewrap",
 				Usage: "re-encrypt records under older master versions with the active one (resumable, safe on several nodes at once)",
-				Flags: []cli.Flag{&cli.IntFlag{Name: "batch", Value: 500, Usage: "records per transaction"}},
+				Flags: []cli.Flag{&cli.IntFlag{Name: "batch", Value: 1000, Usage: "records per transaction"}},
 				Action: func(c *cli.Context) error {
 					node, done, err := openNode(c)
 					if err != nil {

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -165,6 +166,7 @@ func startCluster() {
 		return
 	}
 	cluster.dataDir, cluster.pgCtl, cluster.asUser = dir, pgCtl, asUser
+	watchdog(dir, data, pgCtl, asUser)
 	cluster.url = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
 	// Wait until it answers queries, not only the socket.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -183,6 +185,21 @@ func startCluster() {
 			return
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// watchdog stops the cluster and removes its files if this test process
+// dies without calling Stop (a crash, a timeout, a kill).
+func watchdog(dir, data, pgCtl, asUser string) {
+	stop := fmt.Sprintf("%s -D %s -m immediate stop", pgCtl, data)
+	if asUser != "" {
+		stop = "runuser -u " + asUser + " -- " + stop
+	}
+	script := fmt.Sprintf("while kill -0 %d 2>/dev/null; do sleep 2; done; %s >/dev/null 2>&1; rm -rf %s", os.Getpid(), stop, dir)
+	cmd := exec.Command("sh", "-c", script)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if cmd.Start() == nil {
+		go cmd.Wait()
 	}
 }
 

@@ -16,8 +16,7 @@ CREATE TABLE records (
     ciphertext   BYTEA   NOT NULL,
     created_at   BIGINT  NOT NULL,
     updated_at   BIGINT  NOT NULL
-);
-CREATE INDEX records_key_version ON records (key_version);
+) WITH (fillfactor = 60);
 
 CREATE TABLE audit (
     id      BIGSERIAL PRIMARY KEY,
