@@ -274,3 +274,24 @@ func TestHANodes(t *testing.T) {
 		t.Fatalf("doctor on node C: %s", r)
 	}
 }
+
+func TestNonceLimitWarning(t *testing.T) {
+	c := newCLI(t)
+	dsn := dbtest.SQLite(t)
+	c.env = append(c.env, "KEYWARD_DB="+dsn)
+	c.ok("key", "generate", "--role", "master")
+	r := c.run("", nil, "key", "list")
+	if strings.Contains(r.stderr, "warning") {
+		t.Fatalf("warning on a fresh key: %s", r)
+	}
+	openRaw(t, dsn).Exec(`UPDATE keys SET encryptions = 3000000000 WHERE version = 1`)
+	r = c.run("", nil, "key", "list")
+	if r.code != 0 || !strings.Contains(r.stderr, "keyward/master/v1 has made 3000000000 encryptions") || !strings.Contains(r.stderr, "key rotate --role master") {
+		t.Fatalf("no nonce-limit warning: %s", r)
+	}
+	var list []map[string]any
+	json.Unmarshal([]byte(c.ok("--json", "key", "list")), &list)
+	if list[0]["near_nonce_limit"] != true {
+		t.Fatalf("json: %v", list)
+	}
+}
