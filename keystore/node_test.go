@@ -323,7 +323,7 @@ func TestDatabaseErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v, _ := s.SchemaVersion(bg); v != 1 {
+	if v, _ := s.SchemaVersion(bg); v != 2 {
 		t.Fatalf("schema version %d", v)
 	}
 	s.Close()

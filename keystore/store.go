@@ -29,6 +29,7 @@ type Store struct {
 	postgres bool
 	where    string // the database, for messages (no password)
 	actor    string // who the audit log names
+	writer   writer // group commit of issued tokens
 }
 
 // Open opens (creating if need be) the database named by dsn — a file path,

@@ -1,0 +1,43 @@
+CREATE TABLE meta (
+    name  TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
+CREATE TABLE tokens (
+    id          TEXT    PRIMARY KEY,
+    kind        TEXT    NOT NULL,
+    subject     TEXT    NOT NULL,
+    scope       TEXT    NOT NULL,
+    audience    TEXT    NOT NULL,
+    issued_at   BIGINT NOT NULL,
+    expires_at  BIGINT NOT NULL,
+    revoked_at  BIGINT,
+    consumed_at BIGINT,
+    family      TEXT    NOT NULL,
+    description TEXT    NOT NULL DEFAULT ''
+);
+CREATE INDEX tokens_family ON tokens (family);
+CREATE INDEX tokens_subject ON tokens (subject);
+
+CREATE TABLE refresh_tokens (
+    hash        BYTEA   PRIMARY KEY,
+    family      TEXT    NOT NULL,
+    access_id   TEXT    NOT NULL,
+    subject     TEXT    NOT NULL,
+    scope       TEXT    NOT NULL,
+    audience    TEXT    NOT NULL,
+    alg         TEXT    NOT NULL,
+    access_ttl  BIGINT NOT NULL,
+    issued_at   BIGINT NOT NULL,
+    expires_at  BIGINT NOT NULL,
+    used_at     BIGINT,
+    revoked_at  BIGINT 
+);
+CREATE INDEX refresh_tokens_family ON refresh_tokens (family);
+
+CREATE TABLE revocations (
+    seq        BIGSERIAL PRIMARY KEY,
+    token_id   TEXT    NOT NULL,
+    expires_at BIGINT NOT NULL,
+    at         BIGINT NOT NULL
+);

@@ -1,0 +1,43 @@
+CREATE TABLE meta (
+    name  TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
+CREATE TABLE tokens (
+    id          TEXT    PRIMARY KEY,
+    kind        TEXT    NOT NULL,
+    subject     TEXT    NOT NULL,
+    scope       TEXT    NOT NULL,
+    audience    TEXT    NOT NULL,
+    issued_at   INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    revoked_at  INTEGER,
+    consumed_at INTEGER,
+    family      TEXT    NOT NULL,
+    description TEXT    NOT NULL DEFAULT ''
+);
+CREATE INDEX tokens_family ON tokens (family);
+CREATE INDEX tokens_subject ON tokens (subject);
+
+CREATE TABLE refresh_tokens (
+    hash        BLOB    PRIMARY KEY,
+    family      TEXT    NOT NULL,
+    access_id   TEXT    NOT NULL,
+    subject     TEXT    NOT NULL,
+    scope       TEXT    NOT NULL,
+    audience    TEXT    NOT NULL,
+    alg         TEXT    NOT NULL,
+    access_ttl  INTEGER NOT NULL,
+    issued_at   INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    used_at     INTEGER,
+    revoked_at  INTEGER
+);
+CREATE INDEX refresh_tokens_family ON refresh_tokens (family);
+
+CREATE TABLE revocations (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    token_id   TEXT    NOT NULL,
+    expires_at INTEGER NOT NULL,
+    at         INTEGER NOT NULL
+);

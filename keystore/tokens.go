@@ -1,0 +1,437 @@
+package keystore
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Token state: every token issued is recorded (so every token is
+// revocable, however short its life), refresh tokens are kept only as
+// SHA-256 hashes, and single use is one atomic UPDATE.
+
+var (
+	ErrTokenUsed    = errors.New("token already used")
+	ErrTokenRevoked = errors.New("token revoked")
+	ErrTokenExpired = errors.New("token expired")
+	ErrTokenUnknown = errors.New("token unknown")
+)
+
+// TokenRecord is what the database knows of an issued token (never the
+// token itself).
+type TokenRecord struct {
+	ID          string     `json:"token_id"`
+	Kind        string     `json:"kind"`
+	Subject     string     `json:"subject"`
+	Scope       string     `json:"scope"`
+	Audience    string     `json:"audience"` // space-separated
+	Issued      time.Time  `json:"issued_at"`
+	Expires     time.Time  `json:"expires_at"`
+	Revoked     *time.Time `json:"revoked_at,omitempty"`
+	Consumed    *time.Time `json:"consumed_at,omitempty"`
+	Family      string     `json:"family"`
+	Description string     `json:"description,omitempty"`
+}
+
+// RefreshRecord is a refresh token, by the SHA-256 hash of its value.
+type RefreshRecord struct {
+	Hash      []byte
+	Family    string
+	AccessID  string
+	Subject   string
+	Scope     string
+	Audience  string
+	Alg       string
+	AccessTTL time.Duration
+	Issued    time.Time
+	Expires   time.Time
+}
+
+// InstanceID is the cluster's instance id (made on first use, shared by
+// every node of the database): tokens are issued by keyward@<id>.
+func (s *Store) InstanceID(ctx context.Context) (string, error) {
+	b := make([]byte, 8)
+	rand.Read(b)
+	if _, err := s.db.ExecContext(ctx, s.q(`INSERT INTO meta (name, value) VALUES ('instance_id', ?) ON CONFLICT (name) DO NOTHING`), hex.EncodeToString(b)); err != nil {
+		return "", s.dbErr("instance id", err)
+	}
+	var id string
+	err := s.db.QueryRowContext(ctx, `SELECT value FROM meta WHERE name = 'instance_id'`).Scan(&id)
+	return id, s.dbErr("instance id", err)
+}
+
+func ms(t time.Time) int64 { return t.UnixMilli() }
+
+func insertToken(ctx context.Context, tx *sql.Tx, s *Store, t TokenRecord) error {
+	_, err := tx.ExecContext(ctx, s.q(`INSERT INTO tokens (id, kind, subject, scope, audience, issued_at, expires_at, family, description) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		t.ID, t.Kind, t.Subject, t.Scope, t.Audience, ms(t.Issued), ms(t.Expires), t.Family, t.Description)
+	return err
+}
+
+func insertRefresh(ctx context.Context, tx *sql.Tx, s *Store, r RefreshRecord) error {
+	_, err := tx.ExecContext(ctx, s.q(`INSERT INTO refresh_tokens (hash, family, access_id, subject, scope, audience, alg, access_ttl, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		r.Hash, r.Family, r.AccessID, r.Subject, r.Scope, r.Audience, r.Alg, r.AccessTTL.Milliseconds(), ms(r.Issued), ms(r.Expires))
+	return err
+}
+
+// issue is one RecordIssue waiting for the group commit.
+type issue struct {
+	tok     TokenRecord
+	refresh *RefreshRecord
+	done    chan error
+}
+
+// writer commits concurrent RecordIssue calls together: one transaction for
+// all that are waiting, so issuing tokens is not bound by one commit each.
+type writer struct {
+	once sync.Once
+	ch   chan issue
+}
+
+// RecordIssue records an issued token (and its refresh token) and returns
+// once it is committed.
+func (s *Store) RecordIssue(ctx context.Context, tok TokenRecord, refresh *RefreshRecord) error {
+	s.writer.once.Do(func() {
+		s.writer.ch = make(chan issue, 1024)
+		go s.writeIssues()
+	})
+	it := issue{tok: tok, refresh: refresh, done: make(chan error, 1)}
+	select {
+	case s.writer.ch <- it:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-it.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Store) writeIssues() {
+	for first := range s.writer.ch {
+		batch := []issue{first}
+	drain:
+		for len(batch) < 512 {
+			select {
+			case it := <-s.writer.ch:
+				batch = append(batch, it)
+			default:
+				break drain
+			}
+		}
+		err := s.commitIssues(batch)
+		if err != nil && len(batch) > 1 {
+			// One bad record must not fail the others.
+			for _, it := range batch {
+				it.done <- s.commitIssues([]issue{it})
+			}
+			continue
+		}
+		for _, it := range batch {
+			it.done <- err
+		}
+	}
+}
+
+func (s *Store) commitIssues(batch []issue) error {
+	ctx := context.Background()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return s.dbErr("record token", err)
+	}
+	defer tx.Rollback()
+	for _, it := range batch {
+		if err := insertToken(ctx, tx, s, it.tok); err != nil {
+			return s.dbErr("record token", err)
+		}
+		if it.refresh != nil {
+			if err := insertRefresh(ctx, tx, s, *it.refresh); err != nil {
+				return s.dbErr("record token", err)
+			}
+		}
+	}
+	return s.dbErr("record token", tx.Commit())
+}
+
+const tokenColumns = `id, kind, subject, scope, audience, issued_at, expires_at, revoked_at, consumed_at, family, description`
+
+func scanToken(row interface{ Scan(...any) error }) (TokenRecord, error) {
+	var t TokenRecord
+	var issued, expires int64
+	var revoked, consumed sql.NullInt64
+	err := row.Scan(&t.ID, &t.Kind, &t.Subject, &t.Scope, &t.Audience, &issued, &expires, &revoked, &consumed, &t.Family, &t.Description)
+	t.Issued, t.Expires = time.UnixMilli(issued).UTC(), time.UnixMilli(expires).UTC()
+	if revoked.Valid {
+		r := time.UnixMilli(revoked.Int64).UTC()
+		t.Revoked = &r
+	}
+	if consumed.Valid {
+		c := time.UnixMilli(consumed.Int64).UTC()
+		t.Consumed = &c
+	}
+	return t, err
+}
+
+// Token returns the record of token id.
+func (s *Store) Token(ctx context.Context, id string) (TokenRecord, error) {
+	t, err := scanToken(s.db.QueryRowContext(ctx, s.q(`SELECT `+tokenColumns+` FROM tokens WHERE id = ?`), id))
+	if isNoRows(err) {
+		return t, fmt.Errorf("%w: no token with id %q", ErrTokenUnknown, id)
+	}
+	return t, s.dbErr("read token", err)
+}
+
+// Tokens lists token records, newest first; subject filters when not
+// empty; all includes expired and revoked ones.
+func (s *Store) Tokens(ctx context.Context, subject string, all bool, now time.Time) ([]TokenRecord, error) {
+	q := `SELECT ` + tokenColumns + ` FROM tokens WHERE 1 = 1`
+	var args []any
+	if subject != "" {
+		q += ` AND subject = ?`
+		args = append(args, subject)
+	}
+	if !all {
+		q += ` AND revoked_at IS NULL AND consumed_at IS NULL AND expires_at > ?`
+		args = append(args, ms(now))
+	}
+	rows, err := s.db.QueryContext(ctx, s.q(q+` ORDER BY issued_at DESC, id`), args...)
+	if err != nil {
+		return nil, s.dbErr("list tokens", err)
+	}
+	defer rows.Close()
+	var out []TokenRecord
+	for rows.Next() {
+		t, err := scanToken(rows)
+		if err != nil {
+			return nil, s.dbErr("list tokens", err)
+		}
+		out = append(out, t)
+	}
+	return out, s.dbErr("list tokens", rows.Err())
+}
+
+// revokeIDs marks ids revoked and appends them to the revocation log that
+// every node's verifier follows.
+func revokeIDs(ctx context.Context, tx *sql.Tx, s *Store, now time.Time, ids ...string) error {
+	for _, id := range ids {
+		var expires int64
+		err := tx.QueryRowContext(ctx, s.q(`SELECT expires_at FROM tokens WHERE id = ?`), id).Scan(&expires)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`), ms(now), id); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO revocations (token_id, expires_at, at) VALUES (?, ?, ?)`), id, expires, ms(now)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RevokeToken revokes token id (and, for a refresh grant's access token,
+// leaves the rest of the family alone).
+func (s *Store) RevokeToken(ctx context.Context, id string, now time.Time) error {
+	if _, err := s.Token(ctx, id); err != nil {
+		return err
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return s.dbErr("revoke token", err)
+	}
+	defer tx.Rollback()
+	if err := revokeIDs(ctx, tx, s, now, id); err != nil {
+		return s.dbErr("revoke token", err)
+	}
+	if _, err := tx.ExecContext(ctx, s.q(`UPDATE refresh_tokens SET revoked_at = ? WHERE access_id = ? AND revoked_at IS NULL`), ms(now), id); err != nil {
+		return s.dbErr("revoke token", err)
+	}
+	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO audit (at, actor, action, subject, detail) VALUES (?, ?, ?, ?, ?)`), ms(now), s.actor, "token.revoke", id, ""); err != nil {
+		return s.dbErr("revoke token", err)
+	}
+	return s.dbErr("revoke token", tx.Commit())
+}
+
+// RevokeFamily revokes every token and refresh token of a family.
+func (s *Store) RevokeFamily(ctx context.Context, family string, now time.Time) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return s.dbErr("revoke family", err)
+	}
+	defer tx.Rollback()
+	rows, err := tx.QueryContext(ctx, s.q(`SELECT id FROM tokens WHERE family = ? AND revoked_at IS NULL`), family)
+	if err != nil {
+		return s.dbErr("revoke family", err)
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		rows.Scan(&id)
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := revokeIDs(ctx, tx, s, now, ids...); err != nil {
+		return s.dbErr("revoke family", err)
+	}
+	if _, err := tx.ExecContext(ctx, s.q(`UPDATE refresh_tokens SET revoked_at = ? WHERE family = ? AND revoked_at IS NULL`), ms(now), family); err != nil {
+		return s.dbErr("revoke family", err)
+	}
+	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO audit (at, actor, action, subject, detail) VALUES (?, ?, ?, ?, ?)`), ms(now), s.actor, "token.revoke-family", family, fmt.Sprintf("%d tokens", len(ids))); err != nil {
+		return s.dbErr("revoke family", err)
+	}
+	return s.dbErr("revoke family", tx.Commit())
+}
+
+// Revocation is an entry of the revocation log.
+type Revocation struct {
+	Seq     int64
+	TokenID string
+	Expires time.Time
+}
+
+// RevocationsSince returns the revocation log after seq, for verifiers to
+// follow (on this node and every other).
+func (s *Store) RevocationsSince(ctx context.Context, seq int64) ([]Revocation, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT seq, token_id, expires_at FROM revocations WHERE seq > ? ORDER BY seq`), seq)
+	if err != nil {
+		return nil, s.dbErr("read revocations", err)
+	}
+	defer rows.Close()
+	var out []Revocation
+	for rows.Next() {
+		var r Revocation
+		var exp int64
+		if err := rows.Scan(&r.Seq, &r.TokenID, &exp); err != nil {
+			return nil, s.dbErr("read revocations", err)
+		}
+		r.Expires = time.UnixMilli(exp)
+		out = append(out, r)
+	}
+	return out, s.dbErr("read revocations", rows.Err())
+}
+
+// UseRefresh consumes the refresh token hashed as hash with one atomic
+// UPDATE, then, in the same transaction, lets build make the new tokens
+// from the old grant, records them and revokes the old access token. A
+// refresh token used before revokes its whole family and is
+// ErrTokenUsed.
+func (s *Store) UseRefresh(ctx context.Context, hash []byte, now time.Time,
+	build func(old RefreshRecord) (TokenRecord, RefreshRecord, error)) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return s.dbErr("refresh", err)
+	}
+	defer tx.Rollback()
+	var old RefreshRecord
+	var ttl int64
+	err = tx.QueryRowContext(ctx, s.q(`UPDATE refresh_tokens SET used_at = ?
+		WHERE hash = ? AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ?
+		RETURNING family, access_id, subject, scope, audience, alg, access_ttl`), ms(now), hash, ms(now)).
+		Scan(&old.Family, &old.AccessID, &old.Subject, &old.Scope, &old.Audience, &old.Alg, &ttl)
+	if isNoRows(err) {
+		tx.Rollback()
+		return s.refreshRefused(ctx, hash, now)
+	}
+	if err != nil {
+		return s.dbErr("refresh", err)
+	}
+	old.Hash, old.AccessTTL = hash, time.Duration(ttl)*time.Millisecond
+	tok, next, err := build(old)
+	if err != nil {
+		return err // rolled back: the refresh token stays usable
+	}
+	if err := insertToken(ctx, tx, s, tok); err != nil {
+		return s.dbErr("refresh", err)
+	}
+	if err := insertRefresh(ctx, tx, s, next); err != nil {
+		return s.dbErr("refresh", err)
+	}
+	if err := revokeIDs(ctx, tx, s, now, old.AccessID); err != nil {
+		return s.dbErr("refresh", err)
+	}
+	return s.dbErr("refresh", tx.Commit())
+}
+
+// refreshRefused says why a refresh token was not consumed, revoking the
+// family of one used before.
+func (s *Store) refreshRefused(ctx context.Context, hash []byte, now time.Time) error {
+	var family string
+	var used, revoked sql.NullInt64
+	var expires int64
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT family, used_at, revoked_at, expires_at FROM refresh_tokens WHERE hash = ?`), hash).Scan(&family, &used, &revoked, &expires)
+	switch {
+	case isNoRows(err):
+		return fmt.Errorf("%w: this refresh token was never issued here", ErrTokenUnknown)
+	case err != nil:
+		return s.dbErr("refresh", err)
+	case used.Valid:
+		if err := s.RevokeFamily(ctx, family, now); err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: this refresh token was used before; every token of its grant is now revoked", ErrTokenUsed)
+	case revoked.Valid:
+		return fmt.Errorf("%w: this refresh token was revoked", ErrTokenRevoked)
+	}
+	return fmt.Errorf("%w: this refresh token expired at %s", ErrTokenExpired, time.UnixMilli(expires).UTC().Format(time.RFC3339))
+}
+
+// ConsumePairing uses pairing token id once, atomically, and in the same
+// transaction lets build make the master token, records it and revokes the
+// pairing token.
+func (s *Store) ConsumePairing(ctx context.Context, id string, now time.Time, build func(pairing TokenRecord) (TokenRecord, error)) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return s.dbErr("redeem pairing token", err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, s.q(`UPDATE tokens SET consumed_at = ?
+		WHERE id = ? AND kind = 'pairing' AND consumed_at IS NULL AND revoked_at IS NULL AND expires_at > ?`), ms(now), id, ms(now))
+	if err != nil {
+		return s.dbErr("redeem pairing token", err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		tx.Rollback()
+		t, err := s.Token(ctx, id)
+		switch {
+		case err != nil:
+			return err
+		case t.Kind != "pairing":
+			return fmt.Errorf("%w: token %s is a %s token, not a pairing token", ErrTokenUnknown, id, t.Kind)
+		case t.Consumed != nil:
+			return fmt.Errorf("%w: pairing token %s was redeemed at %s", ErrTokenUsed, id, t.Consumed.Format(time.RFC3339))
+		case t.Revoked != nil:
+			return fmt.Errorf("%w: pairing token %s", ErrTokenRevoked, id)
+		}
+		return fmt.Errorf("%w: pairing token %s expired at %s", ErrTokenExpired, id, t.Expires.Format(time.RFC3339))
+	}
+	pairing, err := scanToken(tx.QueryRowContext(ctx, s.q(`SELECT `+tokenColumns+` FROM tokens WHERE id = ?`), id))
+	if err != nil {
+		return s.dbErr("redeem pairing token", err)
+	}
+	master, err := build(pairing)
+	if err != nil {
+		return err
+	}
+	if err := insertToken(ctx, tx, s, master); err != nil {
+		return s.dbErr("redeem pairing token", err)
+	}
+	if err := revokeIDs(ctx, tx, s, now, id); err != nil {
+		return s.dbErr("redeem pairing token", err)
+	}
+	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO audit (at, actor, action, subject, detail) VALUES (?, ?, ?, ?, ?)`),
+		ms(now), s.actor, "pairing.redeem", id, "master token "+master.ID); err != nil {
+		return s.dbErr("redeem pairing token", err)
+	}
+	return s.dbErr("redeem pairing token", tx.Commit())
+}
+
+// JoinAudience joins audiences for storage.
+func JoinAudience(aud []string) string { return strings.Join(aud, " ") }

@@ -1,0 +1,86 @@
+package tokens
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"encoding/base64"
+	"math/big"
+
+	"github.com/keyward/keyward/keyring"
+)
+
+// JWK is a public key in RFC 7517 form.
+type JWK struct {
+	Kty string `json:"kty"`
+	Kid string `json:"kid"`
+	Use string `json:"use"`
+	Alg string `json:"alg,omitempty"`
+	Crv string `json:"crv,omitempty"`
+	X   string `json:"x,omitempty"`
+	Y   string `json:"y,omitempty"`
+	N   string `json:"n,omitempty"`
+	E   string `json:"e,omitempty"`
+}
+
+// JWKSet is what `keyward token jwks` prints.
+type JWKSet struct {
+	Keys []JWK `json:"keys"`
+}
+
+func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+// JWKS publishes the public keys of the device's signing key pairs, so that
+// stock verifiers accept ES256, RS256, PS256 and EdDSA tokens. (HMAC keys
+// are secret: whoever may verify HS256 tokens holds the join key.)
+func (s *Service) JWKS(ctx context.Context) (JWKSet, error) {
+	entries, err := s.ring.List(ctx)
+	if err != nil {
+		return JWKSet{}, err
+	}
+	set := JWKSet{Keys: []JWK{}}
+	for _, e := range entries {
+		if e.Role != keyring.Signing {
+			continue
+		}
+		sg, err := s.signer(ctx, e.Version)
+		if err != nil {
+			return JWKSet{}, err
+		}
+		k := JWK{Kid: kidFor(keyring.Signing, e.Version), Use: "sig"}
+		switch pub := sg.Public().(type) {
+		case *ecdsa.PublicKey:
+			raw, _ := pub.Bytes() // 0x04 ‖ X ‖ Y
+			k.Kty, k.Crv, k.Alg, k.X, k.Y = "EC", "P-256", ES256, b64(raw[1:33]), b64(raw[33:])
+		case *rsa.PublicKey:
+			k.Kty, k.N, k.E = "RSA", b64(pub.N.Bytes()), b64(big.NewInt(int64(pub.E)).Bytes())
+		case ed25519.PublicKey:
+			k.Kty, k.Crv, k.Alg, k.X = "OKP", "Ed25519", EdDSA, b64(pub)
+		}
+		set.Keys = append(set.Keys, k)
+	}
+	return set, nil
+}
+
+// Introspect answers like RFC 7662: {"active": false} for any token that
+// does not verify (whatever the reason), else "active": true with the
+// claims. aud is the audience to check (default this issuer).
+func (s *Service) Introspect(ctx context.Context, token, aud string) map[string]any {
+	c, err := s.Verify(ctx, token, VerifyOptions{Audience: aud, Kinds: []string{KindAccess, KindMaster, KindBootstrap, KindPairing}})
+	if err != nil {
+		return map[string]any{"active": false}
+	}
+	out := map[string]any{
+		"active": true, "token_type": "Bearer", "sub": c.Subject, "iss": c.Issuer, "jti": c.ID, "aud": []string(c.Audience),
+		"exp": c.ExpiresAt.Unix(), "iat": c.IssuedAt.Unix(), "nbf": c.NotBefore.Unix(), "knd": c.Kind,
+	}
+	if c.Scope != "" {
+		out["scope"] = c.Scope
+	}
+	if c.Ext != "" {
+		out["ext"] = c.Ext
+	}
+	return out
+}
+

@@ -1,0 +1,67 @@
+package tokens_test
+
+import (
+	"context"
+	"encoding/hex"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keyward/keyward/keyring"
+	"github.com/keyward/keyward/keystore"
+	"github.com/keyward/keyward/keystore/dbtest"
+	"github.com/keyward/keyward/softhsm"
+	"github.com/keyward/keyward/tokens"
+)
+
+var bg = context.Background()
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	dbtest.Stop()
+	softhsm.CleanupTestTokens()
+	os.Exit(code)
+}
+
+const joinHex = "603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4"
+
+// clock is a settable time source.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+// service makes a node on a fresh token and database at dsn with the known
+// join key, and its token service.
+func service(t testing.TB, dsn string) (*tokens.Service, *keystore.Node, *clock) {
+	t.Helper()
+	_, tok := softhsm.OpenTestToken(t)
+	store, err := keystore.Open(bg, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	node, err := keystore.NewJoiningNode(bg, store, keyring.New(tok))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := hex.DecodeString(joinHex)
+	if _, err := node.Import(bg, keyring.Join, key, ""); err != nil {
+		t.Fatal(err)
+	}
+	clk := &clock{t: time.Now()}
+	s, err := tokens.New(bg, node, tokens.Options{Now: clk.Now, RevocationRefresh: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, node, clk
+}
+
+func backends(t *testing.T, f func(t *testing.T, dsn func(testing.TB) string)) {
+	t.Run("sqlite", func(t *testing.T) { f(t, dbtest.SQLite) })
+	t.Run("postgres", func(t *testing.T) { f(t, dbtest.Postgres) })
+}

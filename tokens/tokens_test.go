@@ -1,0 +1,421 @@
+package tokens_test
+
+import (
+	"crypto/aes"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"math/big"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/keyward/keyward/hsm"
+	"github.com/keyward/keyward/keystore/dbtest"
+	"github.com/keyward/keyward/tokens"
+)
+
+var uuidPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+
+// plainGoHMACKey derives the token key from the join key's hex with Go's
+// standard library alone, as docs/FORMAT.md says.
+func plainGoHMACKey(t *testing.T, alg string) []byte {
+	key, _ := hex.DecodeString(joinHex)
+	block, _ := aes.NewCipher(key)
+	var data []byte
+	for i := byte(1); i <= 4; i++ {
+		data = append(data, "kw-jwt-"+alg...)
+		data = append(data, 0, 0, 0, i)
+	}
+	out := make([]byte, 64)
+	for i := 0; i < 64; i += 16 {
+		block.Encrypt(out[i:i+16], data[i:i+16])
+	}
+	return out
+}
+
+func TestHMACTokensVerifyWithStockJWT(t *testing.T) {
+	s, _, _ := service(t, dbtest.SQLite(t))
+	for _, alg := range []string{tokens.HS256, tokens.HS384, tokens.HS512} {
+		iss, err := s.Create(bg, tokens.Request{Subject: "svc-a", Scope: []string{"read", "write"}, Audience: []string{"artifactory@*"}, Alg: alg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// golang-jwt's own HMAC method, keyed with the plain-Go key.
+		stock := map[string]jwt.SigningMethod{"HS256": jwt.SigningMethodHS256, "HS384": jwt.SigningMethodHS384, "HS512": jwt.SigningMethodHS512}[alg]
+		parts := strings.Split(iss.AccessToken, ".")
+		sig, _ := base64.RawURLEncoding.DecodeString(parts[2])
+		if err := stock.Verify(parts[0]+"."+parts[1], sig, plainGoHMACKey(t, alg)); err != nil {
+			t.Fatalf("%s: stock verifier with the plain-Go key: %v", alg, err)
+		}
+		var claims jwt.MapClaims
+		tok, err := jwt.ParseWithClaims(iss.AccessToken, &claims, func(*jwt.Token) (any, error) { return plainGoHMACKey(t, alg), nil },
+			jwt.WithValidMethods([]string{alg}))
+		if err != nil || !tok.Valid {
+			t.Fatalf("%s: jwt.Parse: %v", alg, err)
+		}
+		if tok.Header["kid"] != "join/v1" || tok.Header["alg"] != alg {
+			t.Errorf("header %v", tok.Header)
+		}
+		if claims["iss"] != s.Issuer() || !strings.HasPrefix(s.Issuer(), "keyward@") || claims["sub"] != "svc-a" || claims["scp"] != "read write" ||
+			claims["knd"] != "access" || !uuidPattern.MatchString(claims["jti"].(string)) || claims["jti"] != iss.TokenID {
+			t.Errorf("claims %v", claims)
+		}
+		exp, _ := claims.GetExpirationTime()
+		iat, _ := claims.GetIssuedAt()
+		nbf, _ := claims.GetNotBefore()
+		if exp.Sub(iat.Time) != time.Hour || !nbf.Equal(iat.Time) || iss.ExpiresIn != 3600 || iss.TokenType != "Bearer" {
+			t.Errorf("times: iat %v nbf %v exp %v, expires_in %d", iat, nbf, exp, iss.ExpiresIn)
+		}
+		if _, err := s.Verify(bg, iss.AccessToken, tokens.VerifyOptions{Audience: "artifactory@node-1"}); err != nil {
+			t.Fatalf("%s: wildcard audience: %v", alg, err)
+		}
+	}
+}
+
+// jwksKey turns a JWKS entry back into a Go public key.
+func jwksKey(t *testing.T, k map[string]string) any {
+	b := func(s string) []byte { v, _ := base64.RawURLEncoding.DecodeString(s); return v }
+	switch k["kty"] {
+	case "EC":
+		return &ecdsa.PublicKey{Curve: elliptic.P256(), X: new(big.Int).SetBytes(b(k["x"])), Y: new(big.Int).SetBytes(b(k["y"]))}
+	case "RSA":
+		return &rsa.PublicKey{N: new(big.Int).SetBytes(b(k["n"])), E: int(new(big.Int).SetBytes(b(k["e"])).Int64())}
+	case "OKP":
+		return ed25519.PublicKey(b(k["x"]))
+	}
+	t.Fatalf("JWKS key %v", k)
+	return nil
+}
+
+func TestAsymmetricTokensVerifyWithJWKS(t *testing.T) {
+	s, node, _ := service(t, dbtest.SQLite(t))
+	for _, tc := range []struct {
+		kind hsm.KeyPairType
+		algs []string
+	}{{hsm.ECP256, []string{tokens.ES256}}, {hsm.RSA2048, []string{tokens.RS256, tokens.PS256}}, {hsm.Ed25519, []string{tokens.EdDSA}}} {
+		e, err := node.Ring().GenerateSigning(bg, tc.kind)
+		if err != nil {
+			t.Fatal(err)
+		}
+		set, err := s.JWKS(bg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := json.Marshal(set)
+		var parsed struct{ Keys []map[string]string }
+		json.Unmarshal(raw, &parsed)
+		var pub any
+		for _, k := range parsed.Keys {
+			if k["kid"] == "signing/v"+itoa(e.Version) {
+				pub = jwksKey(t, k)
+			}
+		}
+		for _, alg := range tc.algs {
+			iss, err := s.Create(bg, tokens.Request{Subject: "svc", Alg: alg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tok, err := jwt.Parse(iss.AccessToken, func(*jwt.Token) (any, error) { return pub, nil }, jwt.WithValidMethods([]string{alg}))
+			if err != nil || !tok.Valid || tok.Header["kid"] != "signing/v"+itoa(e.Version) {
+				t.Fatalf("%s with the JWKS key: %v %v", alg, err, tok.Header)
+			}
+			if _, err := s.Verify(bg, iss.AccessToken, tokens.VerifyOptions{}); err != nil {
+				t.Fatalf("%s: %v", alg, err)
+			}
+		}
+	}
+}
+
+func itoa(i int) string { return big.NewInt(int64(i)).String() }
+
+// forge builds a token with any header and claims, signed with key by the
+// stock method of alg (or unsigned for "none").
+func forge(t *testing.T, alg string, header map[string]any, claims jwt.MapClaims, key any) string {
+	m := jwt.GetSigningMethod(alg)
+	if alg == "none" {
+		m = jwt.SigningMethodNone
+		key = jwt.UnsafeAllowNoneSignatureType
+	}
+	tok := jwt.NewWithClaims(m, claims)
+	for k, v := range header {
+		tok.Header[k] = v
+	}
+	out, err := tok.SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestVerifyRejects(t *testing.T) {
+	s, node, clk := service(t, dbtest.SQLite(t))
+	node.Ring().GenerateSigning(bg, hsm.ECP256)
+	good, _ := s.Create(bg, tokens.Request{Subject: "svc", Scope: []string{"read"}})
+	var claims jwt.MapClaims
+	jwt.NewParser().ParseUnverified(good.AccessToken, &claims)
+	K := plainGoHMACKey(t, "HS256")
+	set, _ := s.JWKS(bg)
+	raw, _ := json.Marshal(set)
+	var parsed struct{ Keys []map[string]string }
+	json.Unmarshal(raw, &parsed)
+	pubPEMish := []byte(parsed.Keys[0]["x"] + parsed.Keys[0]["y"])
+
+	parts := strings.Split(good.AccessToken, ".")
+	payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	payload[len(payload)/2] ^= 1
+	flipped := parts[0] + "." + base64.RawURLEncoding.EncodeToString(payload) + "." + parts[2]
+
+	withClaims := func(mut func(jwt.MapClaims)) jwt.MapClaims {
+		c := jwt.MapClaims{}
+		for k, v := range claims {
+			c[k] = v
+		}
+		mut(c)
+		return c
+	}
+	cases := []struct {
+		name  string
+		token string
+		o     tokens.VerifyOptions
+		want  error
+	}{
+		{"alg none", forge(t, "none", map[string]any{"kid": "join/v1"}, claims, nil), tokens.VerifyOptions{}, tokens.ErrAlgorithm},
+		{"HS256 keyed with the public key under the signing kid", forge(t, "HS256", map[string]any{"kid": "signing/v1"}, claims, pubPEMish), tokens.VerifyOptions{}, tokens.ErrAlgorithm},
+		{"HS512 header on an HS256 key", forge(t, "HS512", map[string]any{"kid": "join/v1"}, claims, K), tokens.VerifyOptions{}, tokens.ErrSignature},
+		{"forged kid", forge(t, "HS256", map[string]any{"kid": "join/v9"}, claims, K), tokens.VerifyOptions{}, tokens.ErrUnknownKey},
+		{"no kid", forge(t, "HS256", nil, claims, K), tokens.VerifyOptions{}, tokens.ErrUnknownKey},
+		{"kid path", forge(t, "HS256", map[string]any{"kid": "../join/v1"}, claims, K), tokens.VerifyOptions{}, tokens.ErrUnknownKey},
+		{"algorithm not in the fixed set", good.AccessToken, tokens.VerifyOptions{Algorithms: []string{"ES256"}}, tokens.ErrAlgorithm},
+		{"flipped payload bit", flipped, tokens.VerifyOptions{}, tokens.ErrInvalid},
+		{"other issuer", forge(t, "HS256", map[string]any{"kid": "join/v1"}, withClaims(func(c jwt.MapClaims) { c["iss"] = "keyward@elsewhere" }), K), tokens.VerifyOptions{}, tokens.ErrIssuer},
+		{"no exp", forge(t, "HS256", map[string]any{"kid": "join/v1"}, withClaims(func(c jwt.MapClaims) { delete(c, "exp") }), K), tokens.VerifyOptions{}, tokens.ErrMalformed},
+		{"wrong audience", good.AccessToken, tokens.VerifyOptions{Audience: "other@x"}, tokens.ErrAudience},
+		{"pairing kind where access is wanted", forge(t, "HS256", map[string]any{"kid": "join/v1"}, withClaims(func(c jwt.MapClaims) { c["knd"] = "pairing" }), K), tokens.VerifyOptions{}, tokens.ErrKind},
+		{"garbage", "not.a.token", tokens.VerifyOptions{}, tokens.ErrMalformed},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := s.Verify(bg, tc.token, tc.o)
+			if !errors.Is(err, tokens.ErrInvalid) || !errors.Is(err, tc.want) || c != nil {
+				t.Fatalf("got %v, %v; want ErrInvalid and %v", c, err, tc.want)
+			}
+		})
+	}
+	// The forged-but-correct token (signed with K by a stock library) does verify.
+	if _, err := s.Verify(bg, forge(t, "HS256", map[string]any{"kid": "join/v1"}, claims, K), tokens.VerifyOptions{}); err != nil {
+		t.Fatalf("a token signed with the derived key by a stock library: %v", err)
+	}
+
+	// Time: within the leeway, past it, not yet valid.
+	if _, err := s.Verify(bg, good.AccessToken, tokens.VerifyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(time.Hour + 20*time.Second)
+	if _, err := s.Verify(bg, good.AccessToken, tokens.VerifyOptions{}); err != nil {
+		t.Fatalf("within the 30 s leeway: %v", err)
+	}
+	clk.Add(20 * time.Second)
+	if _, err := s.Verify(bg, good.AccessToken, tokens.VerifyOptions{}); !errors.Is(err, tokens.ErrExpired) {
+		t.Fatalf("expired (cached token too): %v", err)
+	}
+	future, _ := s.Create(bg, tokens.Request{Subject: "svc"})
+	clk.Add(-2 * time.Minute)
+	if _, err := s.Verify(bg, future.AccessToken, tokens.VerifyOptions{}); !errors.Is(err, tokens.ErrNotYetValid) {
+		t.Fatalf("not yet valid: %v", err)
+	}
+}
+
+func TestRevocationReachesCachedAndOtherServices(t *testing.T) {
+	dsn := dbtest.SQLite(t)
+	s, node, _ := service(t, dsn)
+	other, err := tokens.New(bg, node, tokens.Options{RevocationRefresh: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	iss, _ := s.Create(bg, tokens.Request{Subject: "svc", ExpiresIn: time.Minute})
+	for _, v := range []*tokens.Service{s, other, s, other} { // second round from the caches
+		if _, err := v.Verify(bg, iss.AccessToken, tokens.VerifyOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Revoke(bg, iss.TokenID); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []*tokens.Service{s, other} {
+		if _, err := v.Verify(bg, iss.AccessToken, tokens.VerifyOptions{}); !errors.Is(err, tokens.ErrRevoked) {
+			t.Fatalf("after revocation: %v", err)
+		}
+	}
+	list, _ := s.List(bg, "svc", true)
+	if len(list) != 1 || list[0].Revoked == nil || list[0].Kind != "access" {
+		t.Fatalf("list: %+v", list)
+	}
+	if err := s.Revoke(bg, "no-such-id"); !errors.Is(err, tokens.ErrInvalid) {
+		t.Fatalf("revoke unknown: %v", err)
+	}
+}
+
+func TestRefresh(t *testing.T) {
+	backends(t, func(t *testing.T, dsn func(testing.TB) string) {
+		s, _, _ := service(t, dsn(t))
+		first, err := s.Create(bg, tokens.Request{Subject: "ci", Scope: []string{"read", "write"}, Refreshable: true})
+		if err != nil || !strings.HasPrefix(first.RefreshToken, "kwr_") {
+			t.Fatalf("create: %+v %v", first, err)
+		}
+		if _, err := s.Refresh(bg, first.RefreshToken, []string{"read", "admin"}); !errors.Is(err, tokens.ErrScopeWidened) {
+			t.Fatalf("widening: %v", err)
+		}
+		second, err := s.Refresh(bg, first.RefreshToken, []string{"read"})
+		if err != nil {
+			t.Fatalf("refresh after a refused widening: %v", err)
+		}
+		if second.Scope != "read" || second.TokenID == first.TokenID || second.RefreshToken == first.RefreshToken {
+			t.Fatalf("second: %+v", second)
+		}
+		if _, err := s.Verify(bg, first.AccessToken, tokens.VerifyOptions{}); !errors.Is(err, tokens.ErrRevoked) {
+			t.Fatalf("old access token after refresh: %v", err)
+		}
+		if _, err := s.Verify(bg, second.AccessToken, tokens.VerifyOptions{}); err != nil {
+			t.Fatalf("new access token: %v", err)
+		}
+		// Reuse of the first refresh token: refused, and the whole family dies.
+		if _, err := s.Refresh(bg, first.RefreshToken, nil); !errors.Is(err, tokens.ErrRevoked) || !strings.Contains(err.Error(), "used before") {
+			t.Fatalf("reuse: %v", err)
+		}
+		if _, err := s.Verify(bg, second.AccessToken, tokens.VerifyOptions{}); !errors.Is(err, tokens.ErrRevoked) {
+			t.Fatalf("family member after reuse: %v", err)
+		}
+		if _, err := s.Refresh(bg, second.RefreshToken, nil); !errors.Is(err, tokens.ErrRevoked) {
+			t.Fatalf("family refresh token after reuse: %v", err)
+		}
+		if _, err := s.Refresh(bg, "kwr_nonsense", nil); !errors.Is(err, tokens.ErrInvalid) {
+			t.Fatalf("unknown refresh token: %v", err)
+		}
+
+		// Concurrent refreshes of one token: exactly one success.
+		grant, _ := s.Create(bg, tokens.Request{Subject: "race", Refreshable: true})
+		var ok atomic.Int32
+		var wg sync.WaitGroup
+		for range 20 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := s.Refresh(bg, grant.RefreshToken, nil); err == nil {
+					ok.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		if ok.Load() != 1 {
+			t.Fatalf("%d concurrent refreshes succeeded, want 1", ok.Load())
+		}
+	})
+}
+
+func TestPairing(t *testing.T) {
+	backends(t, func(t *testing.T, dsn func(testing.TB) string) {
+		s, _, clk := service(t, dsn(t))
+		if _, err := s.CreatePairing(bg, tokens.PairingRequest{BaseURL: "https://a.example"}); !errors.Is(err, tokens.ErrRequest) || !strings.Contains(err.Error(), "--exchange-url is required") {
+			t.Fatalf("missing URL: %v", err)
+		}
+		if _, err := s.CreatePairing(bg, tokens.PairingRequest{BaseURL: "ftp://a", ExchangeURL: "https://b/x"}); !errors.Is(err, tokens.ErrRequest) {
+			t.Fatalf("ftp URL: %v", err)
+		}
+		if _, err := s.CreatePairing(bg, tokens.PairingRequest{BaseURL: "/relative", ExchangeURL: "https://b/x"}); !errors.Is(err, tokens.ErrRequest) {
+			t.Fatalf("relative URL: %v", err)
+		}
+		p, err := s.CreatePairing(bg, tokens.PairingRequest{BaseURL: "https://a.example", ExchangeURL: "https://a.example/exchange", PairingURL: "https://a.example/pair"})
+		if err != nil || p.ExpiresIn != 300 {
+			t.Fatalf("pairing: %+v %v", p, err)
+		}
+		// A pairing token is not an access token.
+		if _, err := s.Verify(bg, p.AccessToken, tokens.VerifyOptions{}); !errors.Is(err, tokens.ErrKind) {
+			t.Fatalf("pairing token as access: %v", err)
+		}
+		var winners atomic.Int32
+		var master tokens.Issued
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for range 50 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				m, err := s.RedeemPairing(bg, p.AccessToken, 0)
+				if err == nil {
+					winners.Add(1)
+					mu.Lock()
+					master = m
+					mu.Unlock()
+				} else if !errors.Is(err, tokens.ErrRevoked) {
+					t.Errorf("a losing redemption: %v", err)
+				}
+			}()
+		}
+		wg.Wait()
+		if winners.Load() != 1 {
+			t.Fatalf("%d of 50 concurrent redemptions succeeded, want exactly 1", winners.Load())
+		}
+		c, err := s.Verify(bg, master.AccessToken, tokens.VerifyOptions{})
+		if err != nil || c.Kind != "master" || !strings.Contains(c.Ext, "https://a.example/exchange") || master.ExpiresIn != 365*24*3600 {
+			t.Fatalf("master token: %+v %v", c, err)
+		}
+		if err := s.Revoke(bg, master.TokenID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Verify(bg, master.AccessToken, tokens.VerifyOptions{}); !errors.Is(err, tokens.ErrRevoked) {
+			t.Fatalf("revoked master: %v", err)
+		}
+		// Revoked and expired pairing tokens cannot be redeemed.
+		p2, _ := s.CreatePairing(bg, tokens.PairingRequest{BaseURL: "https://a.example", ExchangeURL: "https://a.example/x"})
+		s.Revoke(bg, p2.TokenID)
+		if _, err := s.RedeemPairing(bg, p2.AccessToken, 0); !errors.Is(err, tokens.ErrRevoked) {
+			t.Fatalf("revoked pairing: %v", err)
+		}
+		p3, _ := s.CreatePairing(bg, tokens.PairingRequest{BaseURL: "https://a.example", ExchangeURL: "https://a.example/x"})
+		clk.Add(6 * time.Minute)
+		if _, err := s.RedeemPairing(bg, p3.AccessToken, 0); !errors.Is(err, tokens.ErrExpired) {
+			t.Fatalf("expired pairing: %v", err)
+		}
+	})
+}
+
+func TestIntrospect(t *testing.T) {
+	s, _, _ := service(t, dbtest.SQLite(t))
+	iss, _ := s.Create(bg, tokens.Request{Subject: "svc", Scope: []string{"read"}})
+	r := s.Introspect(bg, iss.AccessToken, "")
+	if r["active"] != true || r["sub"] != "svc" || r["scope"] != "read" || r["jti"] != iss.TokenID || r["token_type"] != "Bearer" {
+		t.Fatalf("introspect: %v", r)
+	}
+	s.Revoke(bg, iss.TokenID)
+	if r := s.Introspect(bg, iss.AccessToken, ""); len(r) != 1 || r["active"] != false {
+		t.Fatalf("revoked: %v", r)
+	}
+}
+
+func FuzzVerify(f *testing.F) {
+	s, _, _ := service(f, dbtest.SQLite(f))
+	good, _ := s.Create(bg, tokens.Request{Subject: "svc"})
+	f.Add(good.AccessToken)
+	f.Add("eyJhbGciOiJub25lIn0.e30.")
+	f.Add("a.b.c")
+	f.Fuzz(func(t *testing.T, tok string) {
+		c, err := s.Verify(bg, tok, tokens.VerifyOptions{})
+		if err == nil && strings.TrimSpace(tok) != good.AccessToken {
+			t.Fatalf("verified a token keyward did not issue: %q → %+v", tok, c)
+		}
+		if err != nil && !errors.Is(err, tokens.ErrInvalid) {
+			t.Fatalf("error outside ErrInvalid: %v", err)
+		}
+	})
+}
+
