@@ -83,4 +83,3 @@ func (s *Service) Introspect(ctx context.Context, token, aud string) map[string]
 	}
 	return out
 }
-

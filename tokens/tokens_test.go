@@ -418,4 +418,3 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
-
