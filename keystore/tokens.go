@@ -7,8 +7,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -68,8 +70,10 @@ func (s *Store) InstanceID(ctx context.Context) (string, error) {
 
 func ms(t time.Time) int64 { return t.UnixMilli() }
 
+const insertTokenSQL = `INSERT INTO tokens (id, kind, subject, scope, audience, issued_at, expires_at, family, description) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
 func insertToken(ctx context.Context, tx *sql.Tx, s *Store, t TokenRecord) error {
-	_, err := tx.ExecContext(ctx, s.q(`INSERT INTO tokens (id, kind, subject, scope, audience, issued_at, expires_at, family, description) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+	_, err := tx.ExecContext(ctx, s.q(insertTokenSQL),
 		t.ID, t.Kind, t.Subject, t.Scope, t.Audience, ms(t.Issued), ms(t.Expires), t.Family, t.Description)
 	return err
 }
@@ -87,12 +91,24 @@ type issue struct {
 	done    chan error
 }
 
+// maxGroupWait bounds how long a commit waits for tokens being signed.
+const maxGroupWait = 2 * time.Millisecond
+
 // writer commits concurrent RecordIssue calls together: one transaction for
 // all that are waiting, so issuing tokens is not bound by one commit each.
 type writer struct {
-	once sync.Once
-	ch   chan issue
+	once    sync.Once
+	ch      chan issue
+	signing atomic.Int64 // issues announced by Issuing and not yet queued
 }
+
+// Issuing announces a RecordIssue to come (the caller is signing the
+// token): the group commit waits a little for it instead of committing
+// without it. Every Issuing must be followed by a RecordIssue or Abandon.
+func (s *Store) Issuing() { s.writer.signing.Add(1) }
+
+// Abandon withdraws an Issuing whose token was not made.
+func (s *Store) Abandon() { s.writer.signing.Add(-1) }
 
 // RecordIssue records an issued token (and its refresh token) and returns
 // once it is committed.
@@ -104,6 +120,9 @@ func (s *Store) RecordIssue(ctx context.Context, tok TokenRecord, refresh *Refre
 	it := issue{tok: tok, refresh: refresh, done: make(chan error, 1)}
 	select {
 	case s.writer.ch <- it:
+		if s.writer.signing.Load() > 0 {
+			s.writer.signing.Add(-1)
+		}
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -118,13 +137,32 @@ func (s *Store) RecordIssue(ctx context.Context, tok TokenRecord, refresh *Refre
 func (s *Store) writeIssues() {
 	for first := range s.writer.ch {
 		batch := []issue{first}
+		// Take what is queued; while other callers are still signing, wait
+		// for them a little (at most maxGroupWait): one commit for all.
+		deadline := time.Now().Add(maxGroupWait)
+		yielded := false
 	drain:
 		for len(batch) < 512 {
 			select {
 			case it := <-s.writer.ch:
 				batch = append(batch, it)
+				continue
 			default:
+			}
+			if !yielded {
+				// Let callers that are ready to run get to their signing
+				// first: with few Ps they would not start until we block.
+				runtime.Gosched()
+				yielded = true
+				continue
+			}
+			if s.writer.signing.Load() <= 0 || time.Now().After(deadline) {
 				break drain
+			}
+			select {
+			case it := <-s.writer.ch:
+				batch = append(batch, it)
+			case <-time.After(50 * time.Microsecond):
 			}
 		}
 		err := s.commitIssues(batch)
@@ -148,8 +186,14 @@ func (s *Store) commitIssues(batch []issue) error {
 		return s.dbErr("record token", err)
 	}
 	defer tx.Rollback()
+	st, err := tx.PrepareContext(ctx, s.q(insertTokenSQL))
+	if err != nil {
+		return s.dbErr("record token", err)
+	}
+	defer st.Close()
 	for _, it := range batch {
-		if err := insertToken(ctx, tx, s, it.tok); err != nil {
+		t := it.tok
+		if _, err := st.ExecContext(ctx, t.ID, t.Kind, t.Subject, t.Scope, t.Audience, ms(t.Issued), ms(t.Expires), t.Family, t.Description); err != nil {
 			return s.dbErr("record token", err)
 		}
 		if it.refresh != nil {

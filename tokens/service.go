@@ -68,6 +68,8 @@ type Service struct {
 	signers map[int]*hsm.Signer // signing version → signer
 	revoked *revocations
 	cache   *verifiedCache
+	join    int       // active join version, as last read
+	joinAt  time.Time // when
 }
 
 // New makes the token service of node.
@@ -220,8 +222,10 @@ func (s *Service) Create(ctx context.Context, r Request) (Issued, error) {
 	now := s.opts.Now()
 	id := newID()
 	c, rec := s.claimsFor(r, id, id, now)
+	s.store.Issuing()
 	token, err := s.sign(ctx, c, r.Alg)
 	if err != nil {
+		s.store.Abandon()
 		return Issued{}, err
 	}
 	out := Issued{AccessToken: token, TokenID: id, TokenType: "Bearer", ExpiresIn: int64(r.ExpiresIn / time.Second), Scope: c.Scope, ExpiresAt: rec.Expires}
@@ -467,14 +471,25 @@ func (s *Service) signingKey(ctx context.Context, alg string) (string, any, erro
 	return kidFor(keyring.Signing, e.Version), signer, nil
 }
 
-// activeJoin is the registry's active join version.
+// activeJoin is the registry's active join version, read again at most
+// every RevocationRefresh (a rotation on another node is seen as fast as a
+// revocation).
 func (s *Service) activeJoin(ctx context.Context) (int, error) {
+	s.mu.Lock()
+	v, at := s.join, s.joinAt
+	s.mu.Unlock()
+	if v > 0 && time.Since(at) < s.opts.RevocationRefresh {
+		return v, nil
+	}
 	keys, err := s.store.Keys(ctx)
 	if err != nil {
 		return 0, err
 	}
 	for _, k := range keys {
 		if k.Role == string(keyring.Join) && k.State == keystore.StateActive {
+			s.mu.Lock()
+			s.join, s.joinAt = k.Version, time.Now()
+			s.mu.Unlock()
 			return k.Version, nil
 		}
 	}

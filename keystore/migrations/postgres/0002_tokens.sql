@@ -17,7 +17,6 @@ CREATE TABLE tokens (
     description TEXT    NOT NULL DEFAULT ''
 );
 CREATE INDEX tokens_family ON tokens (family);
-CREATE INDEX tokens_subject ON tokens (subject);
 
 CREATE TABLE refresh_tokens (
     hash        BYTEA   PRIMARY KEY,

@@ -15,9 +15,8 @@ CREATE TABLE tokens (
     consumed_at INTEGER,
     family      TEXT    NOT NULL,
     description TEXT    NOT NULL DEFAULT ''
-);
+) WITHOUT ROWID;
 CREATE INDEX tokens_family ON tokens (family);
-CREATE INDEX tokens_subject ON tokens (subject);
 
 CREATE TABLE refresh_tokens (
     hash        BLOB    PRIMARY KEY,
