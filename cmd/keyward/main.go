@@ -35,6 +35,9 @@ func newApp() *cli.App {
 		Commands: append([]*cli.Command{
 			keyCommand(),
 			storeCommand(),
+			tokenCommand(),
+			pairingCommand(),
+			bootstrapCommand(),
 			ceremonyCommand(),
 			doctorCommand(),
 			softhsmCommand(),

@@ -1,0 +1,161 @@
+// Package bootstrap is the automatic first-start work of a node: import the
+// key files an installer dropped in $KEYWARD_HOME/bootstrap/keys (and remove
+// them), and, when bootstrap/keys/generate.token.json asks for it, issue a
+// short-lived admin token into $KEYWARD_HOME/etc/keys/token.json that is
+// deleted again a little later.
+package bootstrap
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/keyward/keyward/ceremony"
+	"github.com/keyward/keyward/keyring"
+	"github.com/keyward/keyward/keystore"
+	"github.com/keyward/keyward/tokens"
+)
+
+// MaxTTL is the longest life a bootstrap token may ask for.
+const MaxTTL = 900 * time.Second
+
+// Paths under $KEYWARD_HOME.
+func keysDir(home string) string       { return filepath.Join(home, "bootstrap", "keys") }
+func requestPath(home string) string   { return filepath.Join(keysDir(home), "generate.token.json") }
+func TokenPath(home string) string     { return filepath.Join(home, "etc", "keys", "token.json") }
+func keyFile(home, name string) string { return filepath.Join(keysDir(home), name) }
+
+// ImportKeys imports bootstrap/keys/master.key and join.key (hex) when
+// present, removing each only once it is in the device with a matching
+// KCV. report is told what happened.
+func ImportKeys(ctx context.Context, node *keystore.Node, home string, report func(string)) error {
+	for _, k := range []struct {
+		role keyring.Role
+		file string
+	}{{keyring.Master, "master.key"}, {keyring.Join, "join.key"}} {
+		path := keyFile(home, k.file)
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		e, err := ceremony.ImportHexFile(ctx, node, k.role, path, nil, "", true)
+		if err != nil {
+			return fmt.Errorf("bootstrap %s: %w", path, err)
+		}
+		report(fmt.Sprintf("imported %s as %s (KCV %s) and removed it", path, e.Label, e.KCV))
+	}
+	return nil
+}
+
+// request is generate.token.json: {} or {"subject": …, "expires_in": …}.
+type request struct {
+	Subject   string `json:"subject"`
+	ExpiresIn int    `json:"expires_in"` // seconds, at most 900
+}
+
+// TokenFile is what etc/keys/token.json holds.
+type TokenFile struct {
+	Token     string    `json:"token"`
+	TokenID   string    `json:"token_id"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// Pending says whether generate.token.json is there.
+func Pending(home string) bool {
+	_, err := os.Stat(requestPath(home))
+	return err == nil
+}
+
+// IssueToken answers generate.token.json: an admin token (sub admin unless
+// asked otherwise, scp admin, aud keyward@*, 15 minutes or the asked
+// expires_in up to 900 s) written to etc/keys/token.json (0600, atomically);
+// then the request file is deleted. A malformed request is left in place
+// with an error.
+func IssueToken(ctx context.Context, svc *tokens.Service, home string) (TokenFile, error) {
+	raw, err := os.ReadFile(requestPath(home))
+	if err != nil {
+		return TokenFile{}, err
+	}
+	var req request
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if len(bytes.TrimSpace(raw)) > 0 {
+		if err := dec.Decode(&req); err != nil {
+			return TokenFile{}, fmt.Errorf("%s: %v; expected {} or {\"subject\": \"…\", \"expires_in\": seconds}", requestPath(home), err)
+		}
+	}
+	if req.ExpiresIn < 0 || time.Duration(req.ExpiresIn)*time.Second > MaxTTL {
+		return TokenFile{}, fmt.Errorf("%s: expires_in must be 1 to 900 seconds, got %d", requestPath(home), req.ExpiresIn)
+	}
+	if req.Subject == "" {
+		req.Subject = "admin"
+	}
+	ttl := tokens.DefaultBootstrapTTL
+	if req.ExpiresIn > 0 {
+		ttl = time.Duration(req.ExpiresIn) * time.Second
+	}
+	iss, err := svc.Create(ctx, tokens.Request{Kind: tokens.KindBootstrap, Subject: req.Subject, Scope: []string{"admin"},
+		Audience: []string{"keyward@*"}, ExpiresIn: ttl, Description: "bootstrap admin token"})
+	if err != nil {
+		return TokenFile{}, err
+	}
+	tf := TokenFile{Token: iss.AccessToken, TokenID: iss.TokenID, ExpiresAt: iss.ExpiresAt.UTC()}
+	body, _ := json.MarshalIndent(tf, "", "  ")
+	if err := writeAtomic(TokenPath(home), append(body, '\n')); err != nil {
+		return TokenFile{}, err
+	}
+	if err := os.Remove(requestPath(home)); err != nil {
+		return tf, err
+	}
+	return tf, nil
+}
+
+// writeAtomic writes path (0600) through a temporary file and a rename.
+func writeAtomic(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".token-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// DeleteLater removes token.json after delay, unless it then holds another
+// token (a newer bootstrap wrote it). It blocks; cancel ctx to stop
+// waiting (the file is then removed at once).
+func DeleteLater(ctx context.Context, home, tokenID string, delay time.Duration) error {
+	select {
+	case <-time.After(delay):
+	case <-ctx.Done():
+	}
+	raw, err := os.ReadFile(TokenPath(home))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var tf TokenFile
+	if json.Unmarshal(raw, &tf) == nil && tf.TokenID != tokenID {
+		return nil
+	}
+	return os.Remove(TokenPath(home))
+}

@@ -1,0 +1,421 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/keyward/keyward/bootstrap"
+	"github.com/keyward/keyward/keystore"
+	"github.com/keyward/keyward/tokens"
+	"github.com/urfave/cli/v2"
+)
+
+// openTokens opens the node and its token service.
+func openTokens(c *cli.Context) (*tokens.Service, func(), error) {
+	node, done, err := openNode(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	svc, err := tokens.New(c.Context, node, tokens.Options{})
+	if err != nil {
+		done()
+		return nil, nil, err
+	}
+	return svc, done, nil
+}
+
+// readSecretInput reads a token from a file or standard input ("-"):
+// tokens are secrets and never command-line arguments.
+func readSecretInput(c *cli.Context, path string) (string, error) {
+	var b []byte
+	var err error
+	if path == "-" {
+		b, err = io.ReadAll(io.LimitReader(c.App.Reader, 64<<10))
+	} else {
+		b, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return "", err
+	}
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return "", usagef("no token in %s", displayInput(path))
+	}
+	return s, nil
+}
+
+func displayInput(p string) string {
+	if p == "-" {
+		return "standard input"
+	}
+	return p
+}
+
+// tokenErr marks an invalid token as a failed check (exit 3).
+func tokenErr(err error) error {
+	if errors.Is(err, tokens.ErrInvalid) || errors.Is(err, tokens.ErrRevoked) || errors.Is(err, tokens.ErrExpired) {
+		return checkFailed{err}
+	}
+	if errors.Is(err, tokens.ErrRequest) || errors.Is(err, tokens.ErrAlgorithm) || errors.Is(err, tokens.ErrScopeWidened) {
+		return usageError{err}
+	}
+	return err
+}
+
+func tokenCommand() *cli.Command {
+	tokenFile := &cli.StringFlag{Name: "token-file", Value: "-", Usage: "file holding the token; - for standard input"}
+	return &cli.Command{
+		Name:  "token",
+		Usage: "access and refresh tokens signed in the device",
+		Subcommands: []*cli.Command{
+			{
+				Name:  "create",
+				Usage: "issue an access token (and a refresh token with --refreshable); prints JSON",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "subject", Usage: "who the token is for (required)"},
+					&cli.StringFlag{Name: "scope", Usage: `space-separated scopes, e.g. "read write"`},
+					&cli.StringSliceFlag{Name: "audience", Usage: "audience (repeat for several; name@* matches any instance); default this keyward"},
+					&cli.DurationFlag{Name: "expires-in", Value: tokens.DefaultAccessTTL, Usage: "lifetime"},
+					&cli.BoolFlag{Name: "refreshable", Usage: "also issue a refresh token"},
+					&cli.StringFlag{Name: "alg", Value: tokens.HS256, Usage: "HS256, HS384, HS512 (join key) or ES256, RS256, PS256, EdDSA (signing key)"},
+					&cli.StringFlag{Name: "description", Usage: "a note kept with the token record"},
+				},
+				Action: func(c *cli.Context) error {
+					if c.String("subject") == "" {
+						return usagef("--subject is required")
+					}
+					svc, done, err := openTokens(c)
+					if err != nil {
+						return err
+					}
+					defer done()
+					iss, err := svc.Create(c.Context, tokens.Request{Subject: c.String("subject"), Scope: strings.Fields(c.String("scope")),
+						Audience: c.StringSlice("audience"), ExpiresIn: c.Duration("expires-in"), Refreshable: c.Bool("refreshable"),
+						Alg: c.String("alg"), Description: c.String("description")})
+					if err != nil {
+						return tokenErr(err)
+					}
+					return printJSON(c.App.Writer, iss)
+				},
+			},
+			{
+				Name:  "verify",
+				Usage: "check a token; prints its claims, or exits 3 with the reason",
+				Flags: []cli.Flag{tokenFile,
+					&cli.StringFlag{Name: "audience", Usage: "the audience expected (default this keyward)"},
+					&cli.StringSliceFlag{Name: "alg", Usage: "accept only these algorithms (default all keyward signs with)"},
+				},
+				Action: func(c *cli.Context) error {
+					tok, err := readSecretInput(c, c.String("token-file"))
+					if err != nil {
+						return err
+					}
+					svc, done, err := openTokens(c)
+					if err != nil {
+						return err
+					}
+					defer done()
+					claims, err := svc.Verify(c.Context, tok, tokens.VerifyOptions{Audience: c.String("audience"), Algorithms: c.StringSlice("alg")})
+					if err != nil {
+						return tokenErr(err)
+					}
+					return printJSON(c.App.Writer, claims)
+				},
+			},
+			{
+				Name:  "refresh",
+				Usage: "exchange a refresh token for a new access token and refresh token",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "refresh-token-file", Value: "-", Usage: "file holding the refresh token; - for standard input"},
+					&cli.StringFlag{Name: "scope", Usage: "narrow the scope (never widen)"},
+				},
+				Action: func(c *cli.Context) error {
+					rt, err := readSecretInput(c, c.String("refresh-token-file"))
+					if err != nil {
+						return err
+					}
+					svc, done, err := openTokens(c)
+					if err != nil {
+						return err
+					}
+					defer done()
+					var scope []string
+					if c.IsSet("scope") {
+						scope = strings.Fields(c.String("scope"))
+					}
+					iss, err := svc.Refresh(c.Context, rt, scope)
+					if err != nil {
+						return tokenErr(err)
+					}
+					return printJSON(c.App.Writer, iss)
+				},
+			},
+			{
+				Name:  "revoke",
+				Usage: "revoke a token by --id, or the token in --token-file",
+				Flags: []cli.Flag{&cli.StringFlag{Name: "id", Usage: "token id (jti)"}, &cli.StringFlag{Name: "token-file", Usage: "file holding the token; - for standard input"}},
+				Action: func(c *cli.Context) error {
+					if (c.String("id") == "") == (c.String("token-file") == "") {
+						return usagef("give --id or --token-file")
+					}
+					var tok string
+					if f := c.String("token-file"); f != "" {
+						var err error
+						if tok, err = readSecretInput(c, f); err != nil {
+							return err
+						}
+					}
+					svc, done, err := openTokens(c)
+					if err != nil {
+						return err
+					}
+					defer done()
+					if tok != "" {
+						err = svc.RevokeToken(c.Context, tok)
+					} else {
+						err = svc.Revoke(c.Context, c.String("id"))
+					}
+					if err != nil {
+						return tokenErr(err)
+					}
+					fmt.Fprintln(c.App.ErrWriter, "keyward: token revoked")
+					return nil
+				},
+			},
+			{
+				Name:  "list",
+				Usage: "list issued tokens (ids and claims, never the tokens)",
+				Flags: []cli.Flag{&cli.StringFlag{Name: "subject"}, &cli.BoolFlag{Name: "all", Usage: "include expired, revoked and used tokens"}},
+				Action: func(c *cli.Context) error {
+					svc, done, err := openTokens(c)
+					if err != nil {
+						return err
+					}
+					defer done()
+					list, err := svc.List(c.Context, c.String("subject"), c.Bool("all"))
+					if err != nil {
+						return err
+					}
+					if c.Bool("json") {
+						if list == nil {
+							list = []keystore.TokenRecord{}
+						}
+						return printJSON(c.App.Writer, list)
+					}
+					rows := make([][]string, len(list))
+					for i, t := range list {
+						state := "valid"
+						switch {
+						case t.Revoked != nil:
+							state = "revoked"
+						case t.Consumed != nil:
+							state = "used"
+						case time.Now().After(t.Expires):
+							state = "expired"
+						}
+						rows[i] = []string{t.ID, t.Kind, t.Subject, orDash(t.Scope), t.Expires.Format(time.RFC3339), state}
+					}
+					printTable(c.App.Writer, []string{"ID", "KIND", "SUBJECT", "SCOPE", "EXPIRES", "STATE"}, rows)
+					return nil
+				},
+			},
+			{
+				Name:  "introspect",
+				Usage: "RFC 7662 introspection: {\"active\": …} and the claims",
+				Flags: []cli.Flag{tokenFile, &cli.StringFlag{Name: "audience"}},
+				Action: func(c *cli.Context) error {
+					tok, err := readSecretInput(c, c.String("token-file"))
+					if err != nil {
+						return err
+					}
+					svc, done, err := openTokens(c)
+					if err != nil {
+						return err
+					}
+					defer done()
+					return printJSON(c.App.Writer, svc.Introspect(c.Context, tok, c.String("audience")))
+				},
+			},
+			{
+				Name:  "jwks",
+				Usage: "print the public keys of the signing key pairs as a JWKS",
+				Action: func(c *cli.Context) error {
+					svc, done, err := openTokens(c)
+					if err != nil {
+						return err
+					}
+					defer done()
+					set, err := svc.JWKS(c.Context)
+					if err != nil {
+						return err
+					}
+					return printJSON(c.App.Writer, set)
+				},
+			},
+		},
+	}
+}
+
+func pairingCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "pairing",
+		Usage: "single-use pairing tokens, exchanged for long-lived master tokens",
+		Subcommands: []*cli.Command{
+			{
+				Name:  "create",
+				Usage: "issue a pairing token (5 minutes, single use)",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "base-url", Usage: "the service's base URL (required)"},
+					&cli.StringFlag{Name: "exchange-url", Usage: "where the pairing token is exchanged (required)"},
+					&cli.StringFlag{Name: "pairing-url", Usage: "optional pairing URL"},
+					&cli.StringFlag{Name: "subject", Value: "pairing"},
+					&cli.DurationFlag{Name: "expires-in", Value: tokens.DefaultPairingTTL},
+					&cli.StringFlag{Name: "description"},
+				},
+				Action: func(c *cli.Context) error {
+					svc, done, err := openTokens(c)
+					if err != nil {
+						return err
+					}
+					defer done()
+					iss, err := svc.CreatePairing(c.Context, tokens.PairingRequest{Subject: c.String("subject"), BaseURL: c.String("base-url"),
+						ExchangeURL: c.String("exchange-url"), PairingURL: c.String("pairing-url"), ExpiresIn: c.Duration("expires-in"), Description: c.String("description")})
+					if err != nil {
+						return tokenErr(err)
+					}
+					return printJSON(c.App.Writer, map[string]any{"pairing_token": iss.AccessToken, "token_id": iss.TokenID, "expires_in": iss.ExpiresIn})
+				},
+			},
+			{
+				Name:  "redeem",
+				Usage: "exchange a pairing token (once) for a master token",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "token-file", Value: "-", Usage: "file holding the pairing token; - for standard input"},
+					&cli.DurationFlag{Name: "expires-in", Value: tokens.DefaultMasterTTL, Usage: "master token lifetime"},
+				},
+				Action: func(c *cli.Context) error {
+					tok, err := readSecretInput(c, c.String("token-file"))
+					if err != nil {
+						return err
+					}
+					svc, done, err := openTokens(c)
+					if err != nil {
+						return err
+					}
+					defer done()
+					iss, err := svc.RedeemPairing(c.Context, tok, c.Duration("expires-in"))
+					if err != nil {
+						return tokenErr(err)
+					}
+					return printJSON(c.App.Writer, map[string]any{"master_token": iss.AccessToken, "token_id": iss.TokenID, "expires_in": iss.ExpiresIn})
+				},
+			},
+			{
+				Name:  "revoke",
+				Usage: "revoke a pairing token by id",
+				Flags: []cli.Flag{&cli.StringFlag{Name: "id", Usage: "the pairing token's id (required)"}},
+				Action: func(c *cli.Context) error {
+					if c.String("id") == "" {
+						return usagef("--id is required")
+					}
+					svc, done, err := openTokens(c)
+					if err != nil {
+						return err
+					}
+					defer done()
+					if err := svc.Revoke(c.Context, c.String("id")); err != nil {
+						return tokenErr(err)
+					}
+					fmt.Fprintln(c.App.ErrWriter, "keyward: pairing token revoked")
+					return nil
+				},
+			},
+		},
+	}
+}
+
+func bootstrapCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "bootstrap",
+		Usage: "import $KEYWARD_HOME/bootstrap/keys/*.key and answer generate.token.json with an admin token",
+		Flags: []cli.Flag{
+			&cli.DurationFlag{Name: "token-delete-after", Value: time.Minute, Usage: "delete etc/keys/token.json this long after writing it"},
+			&cli.BoolFlag{Name: "watch", Usage: "keep watching bootstrap/keys for new requests"},
+		},
+		Action: runBootstrap,
+	}
+}
+
+func runBootstrap(c *cli.Context) error {
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	h := home(c)
+	report := func(s string) { fmt.Fprintln(c.App.Writer, "bootstrap: "+s) }
+	node, done, err := openJoiningNode(c)
+	if err != nil {
+		return err
+	}
+	defer done()
+	var deletions sync.WaitGroup
+	defer deletions.Wait()
+	pass := func() error {
+		if err := bootstrap.ImportKeys(ctx, node, h, report); err != nil {
+			return err
+		}
+		if !bootstrap.Pending(h) {
+			return nil
+		}
+		if err := node.Reconcile(ctx); err != nil {
+			return err
+		}
+		if m := node.Missing(); len(m) > 0 {
+			return fmt.Errorf("%w: %s key v%d is registered but not in this device", keystore.ErrKeyMissing, m[0].Role, m[0].Version)
+		}
+		svc, err := tokens.New(ctx, node, tokens.Options{})
+		if err != nil {
+			return err
+		}
+		tf, err := bootstrap.IssueToken(ctx, svc, h)
+		if err != nil {
+			return err
+		}
+		report(fmt.Sprintf("admin token %s written to %s (expires %s); it is deleted in %s",
+			tf.TokenID, bootstrap.TokenPath(h), tf.ExpiresAt.Format(time.RFC3339), c.Duration("token-delete-after")))
+		deletions.Add(1)
+		go func() {
+			defer deletions.Done()
+			if err := bootstrap.DeleteLater(ctx, h, tf.TokenID, c.Duration("token-delete-after")); err != nil {
+				report("could not delete token.json: " + err.Error())
+				return
+			}
+			report("deleted " + bootstrap.TokenPath(h))
+		}()
+		return nil
+	}
+	if err := pass(); err != nil {
+		return err
+	}
+	if !c.Bool("watch") {
+		return nil
+	}
+	report("watching " + h + "/bootstrap/keys")
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			if err := pass(); err != nil {
+				report("error: " + err.Error())
+			}
+		}
+	}
+}
