@@ -38,6 +38,27 @@ step keyward key retire --role master --version 1
 $kw key retire --role master --version 1
 step keyward key list
 $kw key list
+# Tokens are secrets: they go to 0600 files, and keyward reads them from
+# files or standard input, never from arguments.
+umask 077
+step 'keyward token create --subject ci --scope "read write" --refreshable > grant.json'
+$kw token create --subject ci --scope "read write" --refreshable > "$demo/grant.json"
+sed -E 's/("(access|refresh)_token": "[^"]{12})[^"]*/\1…(secret, in grant.json)/' "$demo/grant.json"
+field() { sed -nE "s/.*\"$1\": \"([^\"]+)\".*/\1/p" "$2"; }
+field access_token "$demo/grant.json" > "$demo/access.jwt"
+field refresh_token "$demo/grant.json" > "$demo/refresh.txt"
+step keyward token verify --token-file access.jwt
+$kw token verify --token-file "$demo/access.jwt"
+step 'keyward token refresh --refresh-token-file refresh.txt > grant2.json'
+$kw token refresh --refresh-token-file "$demo/refresh.txt" > "$demo/grant2.json"
+echo "a new access token and refresh token are in $demo/grant2.json"
+step 'keyward token verify --token-file access.jwt   # the old access token died with the refresh'
+if $kw token verify --token-file "$demo/access.jwt"; then echo "demo: the old access token still verifies" >&2; exit 1; else echo "(exit $?)"; fi
+step 'keyward token revoke --id <the new token id>'
+$kw token revoke --id "$(field token_id "$demo/grant2.json")"
+step keyward token list --all
+$kw token list --all
+
 step keyward doctor
 $kw doctor
 
