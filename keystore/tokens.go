@@ -10,7 +10,6 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -91,24 +90,16 @@ type issue struct {
 	done    chan error
 }
 
-// maxGroupWait bounds how long a commit waits for tokens being signed.
-const maxGroupWait = 2 * time.Millisecond
-
 // writer commits concurrent RecordIssue calls together: one transaction for
 // all that are waiting, so issuing tokens is not bound by one commit each.
+// It commits what is queued at once rather than wait for more: while one
+// batch commits, the callers not in it sign the next (the device and the
+// database work side by side).
 type writer struct {
-	once    sync.Once
-	ch      chan issue
-	signing atomic.Int64 // issues announced by Issuing and not yet queued
+	once   sync.Once
+	ch     chan issue
+	insert *sql.Stmt // used by writeIssues alone
 }
-
-// Issuing announces a RecordIssue to come (the caller is signing the
-// token): the group commit waits a little for it instead of committing
-// without it. Every Issuing must be followed by a RecordIssue or Abandon.
-func (s *Store) Issuing() { s.writer.signing.Add(1) }
-
-// Abandon withdraws an Issuing whose token was not made.
-func (s *Store) Abandon() { s.writer.signing.Add(-1) }
 
 // RecordIssue records an issued token (and its refresh token) and returns
 // once it is committed.
@@ -120,9 +111,6 @@ func (s *Store) RecordIssue(ctx context.Context, tok TokenRecord, refresh *Refre
 	it := issue{tok: tok, refresh: refresh, done: make(chan error, 1)}
 	select {
 	case s.writer.ch <- it:
-		if s.writer.signing.Load() > 0 {
-			s.writer.signing.Add(-1)
-		}
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -137,11 +125,7 @@ func (s *Store) RecordIssue(ctx context.Context, tok TokenRecord, refresh *Refre
 func (s *Store) writeIssues() {
 	for first := range s.writer.ch {
 		batch := []issue{first}
-		// Take what is queued; while other callers are still signing, wait
-		// for them a little (at most maxGroupWait): one commit for all.
-		deadline := time.Now().Add(maxGroupWait)
 		yielded := false
-	drain:
 		for len(batch) < 512 {
 			select {
 			case it := <-s.writer.ch:
@@ -149,21 +133,13 @@ func (s *Store) writeIssues() {
 				continue
 			default:
 			}
-			if !yielded {
-				// Let callers that are ready to run get to their signing
-				// first: with few Ps they would not start until we block.
-				runtime.Gosched()
-				yielded = true
-				continue
+			if yielded {
+				break
 			}
-			if s.writer.signing.Load() <= 0 || time.Now().After(deadline) {
-				break drain
-			}
-			select {
-			case it := <-s.writer.ch:
-				batch = append(batch, it)
-			case <-time.After(50 * time.Microsecond):
-			}
+			// Let callers that are ready to run queue first: with few Ps
+			// they would not run until this goroutine blocks.
+			runtime.Gosched()
+			yielded = true
 		}
 		err := s.commitIssues(batch)
 		if err != nil && len(batch) > 1 {
@@ -186,11 +162,11 @@ func (s *Store) commitIssues(batch []issue) error {
 		return s.dbErr("record token", err)
 	}
 	defer tx.Rollback()
-	st, err := tx.PrepareContext(ctx, s.q(insertTokenSQL))
+	insert, err := s.writer.statement(ctx, s)
 	if err != nil {
 		return s.dbErr("record token", err)
 	}
-	defer st.Close()
+	st := tx.StmtContext(ctx, insert)
 	for _, it := range batch {
 		t := it.tok
 		if _, err := st.ExecContext(ctx, t.ID, t.Kind, t.Subject, t.Scope, t.Audience, ms(t.Issued), ms(t.Expires), t.Family, t.Description); err != nil {
@@ -203,6 +179,20 @@ func (s *Store) commitIssues(batch []issue) error {
 		}
 	}
 	return s.dbErr("record token", tx.Commit())
+}
+
+// statement is the token insert, prepared once (database/sql keeps it
+// prepared on each connection it is used on).
+func (w *writer) statement(ctx context.Context, s *Store) (*sql.Stmt, error) {
+	if w.insert != nil {
+		return w.insert, nil
+	}
+	st, err := s.db.PrepareContext(ctx, s.q(insertTokenSQL))
+	if err != nil {
+		return nil, err
+	}
+	w.insert = st
+	return st, nil
 }
 
 const tokenColumns = `id, kind, subject, scope, audience, issued_at, expires_at, revoked_at, consumed_at, family, description`

@@ -1,4 +1,5 @@
 # Reads `go test -bench` output with Benchmark<Op>/keyward and /raw pairs
+# (or /device, the bare device op a higher-level benchmark rests on)
 # reporting ops/s, and prints keyward's rate as a share of raw.
 /^Benchmark/ {
 	name = $1
@@ -12,6 +13,7 @@
 	sub(/^Benchmark/, "", op)
 	key = op " cpu=" cpu
 	if (!(key in seen)) { seen[key] = 1; order[++count] = key }
+	if (side == "device") side = "raw"
 	sum[key, side] += rate; cnt[key, side]++
 }
 END {

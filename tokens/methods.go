@@ -91,6 +91,13 @@ const (
 // Algorithms lists every algorithm keyward issues and accepts.
 var Algorithms = []string{HS256, HS384, HS512, ES256, RS256, PS256, EdDSA}
 
+// methods are keyward's signing methods by algorithm (the ones registered
+// with golang-jwt), and hmacHash the hash of each HMAC algorithm.
+var (
+	methods  = map[string]*deviceMethod{}
+	hmacHash = map[string]crypto.Hash{HS256: crypto.SHA256, HS384: crypto.SHA384, HS512: crypto.SHA512}
+)
+
 func init() {
 	for _, m := range []*deviceMethod{
 		{jwt.SigningMethodHS256, crypto.SHA256},
@@ -101,6 +108,7 @@ func init() {
 		{jwt.SigningMethodPS256, crypto.SHA256},
 		{jwt.SigningMethodEdDSA, 0},
 	} {
+		methods[m.Alg()] = m
 		jwt.RegisterSigningMethod(m.Alg(), func() jwt.SigningMethod { return m })
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -64,12 +66,21 @@ type Service struct {
 	opts   Options
 
 	mu      sync.Mutex
-	hmac    map[string]*hsm.Key // "join/vN HS256" → derived key
-	signers map[int]*hsm.Signer // signing version → signer
+	hmac    atomic.Pointer[map[hmacName]*hsm.Key] // derived keys, copy on write
+	signers map[int]*hsm.Signer                   // signing version → signer
 	revoked *revocations
 	cache   *verifiedCache
-	join    int       // active join version, as last read
-	joinAt  time.Time // when
+	headers atomic.Pointer[map[string]header] // encoded segment → header, for the ones keyward writes; copy on write
+	joins   atomic.Pointer[joinView]          // the registry's join versions, as last read
+}
+
+// joinView is what the key registry said of the join key's versions when
+// it was last read: which one signs, and which may still verify (every
+// registered version not retired).
+type joinView struct {
+	active int
+	usable map[int]bool
+	read   time.Time
 }
 
 // New makes the token service of node.
@@ -83,20 +94,25 @@ func New(ctx context.Context, node *keystore.Node, opts Options) (*Service, erro
 	if opts.RevocationRefresh == 0 {
 		opts.RevocationRefresh = time.Second
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
 	id, err := node.Store().InstanceID(ctx)
 	if err != nil {
 		return nil, err
 	}
 	s := &Service{node: node, store: node.Store(), ring: node.Ring(), issuer: "keyward@" + id, opts: opts,
-		hmac: map[string]*hsm.Key{}, signers: map[int]*hsm.Signer{}}
-	s.revoked = newRevocations(s.store, opts.RevocationRefresh, opts.Now)
+		signers: map[int]*hsm.Signer{}}
+	s.revoked = newRevocations(s.store, opts.RevocationRefresh, s.now)
 	if opts.CacheSize > 0 {
 		s.cache = newVerifiedCache(opts.CacheSize)
 	}
 	return s, nil
+}
+
+// now is the token clock: Options.Now, or the wall clock.
+func (s *Service) now() time.Time {
+	if s.opts.Now != nil {
+		return s.opts.Now()
+	}
+	return time.Now()
 }
 
 // Issuer is the iss of this cluster's tokens: keyward@<instance id>.
@@ -178,24 +194,60 @@ func (r *Request) normalize(issuer string) error {
 	return nil
 }
 
-// newID is a random (version 4) UUID: the token id, jti.
-func newID() string {
-	b := make([]byte, 16)
-	rand.Read(b)
-	b[6] = b[6]&0x0f | 0x40
+// newID is a version 7 UUID (RFC 9562): 48 bits of Unix milliseconds, then
+// 74 random bits. Time-ordered ids make recording a token an append to the
+// database's indexes instead of a write to a random page; the random bits
+// keep ids unique and unguessable enough for an identifier (a jti is not a
+// secret: it is listed, logged and used to revoke).
+func newID(now time.Time) string {
+	var b [16]byte
+	rand.Read(b[6:])
+	ms := uint64(now.UnixMilli())
+	for i := 0; i < 6; i++ {
+		b[i] = byte(ms >> (40 - 8*i))
+	}
+	b[6] = b[6]&0x0f | 0x70
 	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+	var out [36]byte
+	hex.Encode(out[0:8], b[0:4])
+	out[8] = '-'
+	hex.Encode(out[9:13], b[4:6])
+	out[13] = '-'
+	hex.Encode(out[14:18], b[6:8])
+	out[18] = '-'
+	hex.Encode(out[19:23], b[8:10])
+	out[23] = '-'
+	hex.Encode(out[24:], b[10:])
+	return string(out[:])
 }
 
-// sign makes the JWT for claims with alg and the current key.
+// sign makes the JWT for claims with alg and the current key: the same
+// bytes jwt.NewWithClaims(…).SignedString would make, without reflection.
 func (s *Service) sign(ctx context.Context, c *Claims, alg string) (string, error) {
 	kid, key, err := s.signingKey(ctx, alg)
 	if err != nil {
 		return "", err
 	}
-	t := jwt.NewWithClaims(jwt.GetSigningMethod(alg), c)
-	t.Header["kid"] = kid
-	return t.SignedString(key)
+	var scratch [384]byte
+	payload := appendClaims(scratch[:0], c)
+	hdr := headerSegment(alg, kid)
+	s.knowHeader(hdr, alg, kid)
+	buf := make([]byte, 0, len(hdr)+1+b64url.EncodedLen(len(payload))+1+b64url.EncodedLen(512))
+	buf = append(buf, hdr...)
+	buf = append(buf, '.')
+	buf = b64url.AppendEncode(buf, payload)
+	var sig []byte
+	if k, ok := key.(*hsm.Key); ok {
+		sig, err = k.HMAC(ctx, hmacHash[alg], buf)
+	} else {
+		sig, err = methods[alg].Sign(string(buf), key)
+	}
+	if err != nil {
+		return "", err
+	}
+	buf = append(buf, '.')
+	buf = b64url.AppendEncode(buf, sig)
+	return string(buf), nil
 }
 
 // claimsFor builds the claims of a normalized request.
@@ -219,13 +271,11 @@ func (s *Service) Create(ctx context.Context, r Request) (Issued, error) {
 	if err := r.normalize(s.issuer); err != nil {
 		return Issued{}, err
 	}
-	now := s.opts.Now()
-	id := newID()
+	now := s.now()
+	id := newID(now)
 	c, rec := s.claimsFor(r, id, id, now)
-	s.store.Issuing()
 	token, err := s.sign(ctx, c, r.Alg)
 	if err != nil {
-		s.store.Abandon()
 		return Issued{}, err
 	}
 	out := Issued{AccessToken: token, TokenID: id, TokenType: "Bearer", ExpiresIn: int64(r.ExpiresIn / time.Second), Scope: c.Scope, ExpiresAt: rec.Expires}
@@ -262,7 +312,7 @@ func hashRefresh(v string) []byte {
 // working at once. scope, when given, must be a subset of the grant's. A
 // refresh token used twice revokes its whole family.
 func (s *Service) Refresh(ctx context.Context, refreshToken string, scope []string) (Issued, error) {
-	now := s.opts.Now()
+	now := s.now()
 	var out Issued
 	var revokedAccess string
 	err := s.store.UseRefresh(ctx, hashRefresh(refreshToken), now, func(old keystore.RefreshRecord) (keystore.TokenRecord, keystore.RefreshRecord, error) {
@@ -279,7 +329,7 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string, scope []stri
 		if err := r.normalize(s.issuer); err != nil {
 			return keystore.TokenRecord{}, keystore.RefreshRecord{}, err
 		}
-		id := newID()
+		id := newID(now)
 		c, rec := s.claimsFor(r, id, old.Family, now)
 		token, err := s.sign(ctx, c, r.Alg)
 		if err != nil {
@@ -314,7 +364,7 @@ func mapStoreErr(err error) error {
 
 // Revoke revokes token id on every node (through the revocation log).
 func (s *Service) Revoke(ctx context.Context, id string) error {
-	if err := s.store.RevokeToken(ctx, id, s.opts.Now()); err != nil {
+	if err := s.store.RevokeToken(ctx, id, s.now()); err != nil {
 		return mapStoreErr(err)
 	}
 	t, _ := s.store.Token(ctx, id)
@@ -334,7 +384,7 @@ func (s *Service) RevokeToken(ctx context.Context, token string) error {
 
 // List lists recorded tokens (never the tokens themselves).
 func (s *Service) List(ctx context.Context, subject string, all bool) ([]keystore.TokenRecord, error) {
-	return s.store.Tokens(ctx, subject, all, s.opts.Now())
+	return s.store.Tokens(ctx, subject, all, s.now())
 }
 
 // PairingRequest asks for a pairing token.
@@ -399,14 +449,14 @@ func (s *Service) RedeemPairing(ctx context.Context, pairingToken string, expire
 	if expiresIn == 0 {
 		expiresIn = DefaultMasterTTL
 	}
-	now := s.opts.Now()
+	now := s.now()
 	var out Issued
 	err = s.store.ConsumePairing(ctx, c.ID, now, func(p keystore.TokenRecord) (keystore.TokenRecord, error) {
 		r := Request{Kind: KindMaster, Subject: p.Subject, ExpiresIn: expiresIn, Ext: c.Ext, Description: "from pairing token " + p.ID}
 		if err := r.normalize(s.issuer); err != nil {
 			return keystore.TokenRecord{}, err
 		}
-		id := newID()
+		id := newID(now)
 		mc, rec := s.claimsFor(r, id, id, now)
 		token, err := s.sign(ctx, mc, HS256)
 		if err != nil {
@@ -471,51 +521,82 @@ func (s *Service) signingKey(ctx context.Context, alg string) (string, any, erro
 	return kidFor(keyring.Signing, e.Version), signer, nil
 }
 
-// activeJoin is the registry's active join version, read again at most
-// every RevocationRefresh (a rotation on another node is seen as fast as a
-// revocation).
-func (s *Service) activeJoin(ctx context.Context) (int, error) {
-	s.mu.Lock()
-	v, at := s.join, s.joinAt
-	s.mu.Unlock()
-	if v > 0 && time.Since(at) < s.opts.RevocationRefresh {
+// joinVersions returns the registry's join versions, read again at most
+// every RevocationRefresh (a rotation or retirement on another node is seen
+// as fast as a revocation).
+func (s *Service) joinVersions(ctx context.Context, wall time.Time) (*joinView, error) {
+	if v := s.joins.Load(); v != nil && wall.Sub(v.read) < s.opts.RevocationRefresh {
 		return v, nil
 	}
 	keys, err := s.store.Keys(ctx)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
+	v := &joinView{usable: map[int]bool{}, read: wall}
 	for _, k := range keys {
-		if k.Role == string(keyring.Join) && k.State == keystore.StateActive {
-			s.mu.Lock()
-			s.join, s.joinAt = k.Version, time.Now()
-			s.mu.Unlock()
-			return k.Version, nil
+		if k.Role != string(keyring.Join) {
+			continue
 		}
+		if k.State == keystore.StateActive {
+			v.active = k.Version
+		}
+		v.usable[k.Version] = k.State != keystore.StateRetired
 	}
-	return 0, fmt.Errorf("%w: no active join key; keyward key generate --role join (or key import)", keystore.ErrKeyState)
+	s.joins.Store(v)
+	return v, nil
 }
 
-// hmacKey derives (once per process) the HMAC key of join version v for alg.
+// activeJoin is the join version that signs.
+func (s *Service) activeJoin(ctx context.Context) (int, error) {
+	v, err := s.joinVersions(ctx, time.Now())
+	if err != nil {
+		return 0, err
+	}
+	if v.active == 0 {
+		return 0, fmt.Errorf("%w: no active join key; keyward key generate --role join (or key import)", keystore.ErrKeyState)
+	}
+	return v.active, nil
+}
+
+// hmacName names a derived HMAC key: join version and algorithm.
+type hmacName struct {
+	version int
+	alg     string
+}
+
+// hmacKey derives (once per process) the HMAC key of join version v for
+// alg. The derived keys sit in a copy-on-write map: every verification
+// looks one up, without a lock.
 func (s *Service) hmacKey(ctx context.Context, v int, alg string) (*hsm.Key, error) {
-	name := kidFor(keyring.Join, v) + " " + alg
+	name := hmacName{v, alg}
+	if m := s.hmac.Load(); m != nil {
+		if k, ok := (*m)[name]; ok {
+			return k, nil
+		}
+	}
 	s.mu.Lock()
-	k, ok := s.hmac[name]
-	s.mu.Unlock()
-	if ok {
-		return k, nil
+	defer s.mu.Unlock()
+	old := s.hmac.Load()
+	if old != nil {
+		if k, ok := (*old)[name]; ok {
+			return k, nil
+		}
 	}
 	base, _, err := s.ring.Get(ctx, keyring.Join, v)
 	if err != nil {
 		return nil, err
 	}
-	k, err = s.ring.Token().DeriveHMACKey(ctx, base, hmacDerivationData(alg), "jwt "+name)
+	k, err := s.ring.Token().DeriveHMACKey(ctx, base, hmacDerivationData(alg), "jwt "+kidFor(keyring.Join, v)+" "+alg)
 	if err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	s.hmac[name] = k
-	s.mu.Unlock()
+	next := map[hmacName]*hsm.Key{name: k}
+	if old != nil {
+		for n, k := range *old {
+			next[n] = k
+		}
+	}
+	s.hmac.Store(&next)
 	return k, nil
 }
 
@@ -541,15 +622,10 @@ func (s *Service) signer(ctx context.Context, v int) (*hsm.Signer, error) {
 }
 
 // joinUsable says join version v may verify: registered and not retired.
-func (s *Service) joinUsable(ctx context.Context, v int) bool {
-	keys, err := s.store.Keys(ctx)
+func (s *Service) joinUsable(ctx context.Context, v int, wall time.Time) (bool, error) {
+	view, err := s.joinVersions(ctx, wall)
 	if err != nil {
-		return false
+		return false, err
 	}
-	for _, k := range keys {
-		if k.Role == string(keyring.Join) && k.Version == v {
-			return k.State != keystore.StateRetired
-		}
-	}
-	return false
+	return view.usable[v], nil
 }

@@ -20,11 +20,13 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/keyward/keyward/hsm"
+	"github.com/keyward/keyward/keyring"
 	"github.com/keyward/keyward/keystore/dbtest"
 	"github.com/keyward/keyward/tokens"
 )
 
-var uuidPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+// uuidPattern is a version 7 UUID (time-ordered, RFC 9562).
+var uuidPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
 
 // plainGoHMACKey derives the token key from the join key's hex with Go's
 // standard library alone, as docs/FORMAT.md says.
@@ -417,4 +419,112 @@ func FuzzVerify(f *testing.F) {
 			t.Fatalf("error outside ErrInvalid: %v", err)
 		}
 	})
+}
+
+func TestVerifiedCache(t *testing.T) {
+	_, node, clk := service(t, dbtest.SQLite(t))
+	s, err := tokens.New(bg, node, tokens.Options{Now: clk.Now, RevocationRefresh: time.Nanosecond, CacheSize: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var toks []tokens.Issued
+	for range 5 {
+		iss, err := s.Create(bg, tokens.Request{Subject: "svc", ExpiresIn: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		toks = append(toks, iss)
+		if _, err := s.Verify(bg, iss.AccessToken, tokens.VerifyOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := s.CacheLen(); n != 3 {
+		t.Fatalf("cache holds %d tokens, bound 3", n)
+	}
+	// A hit still honours the caller's algorithms…
+	last := toks[4].AccessToken
+	if _, err := s.Verify(bg, last, tokens.VerifyOptions{Algorithms: []string{tokens.ES256}}); !errors.Is(err, tokens.ErrAlgorithm) {
+		t.Fatalf("cached HS256 token with only ES256 accepted: %v", err)
+	}
+	// …and hands out a copy: changing it changes nothing cached.
+	c, _ := s.Verify(bg, last, tokens.VerifyOptions{})
+	c.Subject, c.Kind = "admin", "master"
+	if c2, err := s.Verify(bg, last, tokens.VerifyOptions{}); err != nil || c2.Subject != "svc" {
+		t.Fatalf("cache changed through a returned claim: %+v %v", c2, err)
+	}
+	// …and expiry.
+	clk.Add(2 * time.Minute)
+	if _, err := s.Verify(bg, last, tokens.VerifyOptions{}); !errors.Is(err, tokens.ErrExpired) {
+		t.Fatalf("expired cached token: %v", err)
+	}
+}
+
+func TestRetiredJoinKeyStopsVerifying(t *testing.T) {
+	s, node, _ := service(t, dbtest.SQLite(t))
+	old, _ := s.Create(bg, tokens.Request{Subject: "svc"})
+	if _, err := s.Verify(bg, old.AccessToken, tokens.VerifyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := tokens.New(bg, node, tokens.Options{RevocationRefresh: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := node.Rotate(bg, keyring.Join, 256); err != nil {
+		t.Fatal(err)
+	}
+	// After a rotation, new tokens name join/v2 and old ones still verify.
+	next, _ := s.Create(bg, tokens.Request{Subject: "svc"})
+	var hdr map[string]any
+	raw, _ := base64.RawURLEncoding.DecodeString(strings.Split(next.AccessToken, ".")[0])
+	json.Unmarshal(raw, &hdr)
+	if hdr["kid"] != "join/v2" {
+		t.Fatalf("after rotation: kid %v", hdr["kid"])
+	}
+	for _, v := range []*tokens.Service{s, fresh} {
+		if _, err := v.Verify(bg, old.AccessToken, tokens.VerifyOptions{}); err != nil {
+			t.Fatalf("join/v1 token after rotation: %v", err)
+		}
+	}
+	if err := node.Retire(bg, keyring.Join, 1); err != nil {
+		t.Fatal(err)
+	}
+	// Retired: refused from the cache, on the direct path and on
+	// golang-jwt's (a service that never saw the header).
+	other, _ := tokens.New(bg, node, tokens.Options{})
+	for _, v := range []*tokens.Service{s, fresh, other} {
+		if _, err := v.Verify(bg, old.AccessToken, tokens.VerifyOptions{}); !errors.Is(err, tokens.ErrUnknownKey) {
+			t.Fatalf("join/v1 token after retirement: %v", err)
+		}
+	}
+	if _, err := s.Verify(bg, next.AccessToken, tokens.VerifyOptions{}); err != nil {
+		t.Fatalf("join/v2 token: %v", err)
+	}
+}
+
+// A token signed with the derived key by another library, with its header
+// members in another order, takes golang-jwt's path and verifies; with a
+// bit flipped in its signature it fails the same way on both paths.
+func TestForeignHeaderTakesTheStockPath(t *testing.T) {
+	s, _, _ := service(t, dbtest.SQLite(t))
+	good, _ := s.Create(bg, tokens.Request{Subject: "svc"})
+	parts := strings.Split(good.AccessToken, ".")
+	hdr := base64.RawURLEncoding.EncodeToString([]byte(`{"typ":"JWT","kid":"join/v1","alg":"HS256"}`))
+	input := hdr + "." + parts[1]
+	sig, err := jwt.SigningMethodHS256.Sign(input, plainGoHMACKey(t, "HS256"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign := input + "." + base64.RawURLEncoding.EncodeToString(sig)
+	if c, err := s.Verify(bg, foreign, tokens.VerifyOptions{}); err != nil || c.ID != good.TokenID {
+		t.Fatalf("foreign header: %+v %v", c, err)
+	}
+	for _, tok := range []string{good.AccessToken, foreign} {
+		p := strings.Split(tok, ".")
+		sig, _ := base64.RawURLEncoding.DecodeString(p[2])
+		sig[0] ^= 1
+		bad := p[0] + "." + p[1] + "." + base64.RawURLEncoding.EncodeToString(sig)
+		if _, err := s.Verify(bg, bad, tokens.VerifyOptions{}); !errors.Is(err, tokens.ErrSignature) {
+			t.Fatalf("flipped signature bit: %v", err)
+		}
+	}
 }

@@ -2,14 +2,17 @@ package tokens
 
 import (
 	"context"
+	"crypto/rsa"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/keyward/keyward/hsm"
 	"github.com/keyward/keyward/keyring"
 	"github.com/keyward/keyward/keystore"
 )
@@ -36,29 +39,69 @@ func (s *Service) Verify(ctx context.Context, token string, o VerifyOptions) (*C
 	if o.Kinds == nil {
 		o.Kinds = defaultKinds
 	}
-	now := s.opts.Now()
-	if c, ok := s.cache.get(token); ok {
-		if err := s.checkClaims(ctx, c, o, now); err != nil {
+	if o.Algorithms == nil {
+		o.Algorithms = Algorithms
+	}
+	// wall paces the re-reads of the registry and the revocation log; now
+	// is the token clock (the same, unless Options.Now says otherwise).
+	wall := time.Now()
+	now := wall
+	if s.opts.Now != nil {
+		now = s.now()
+	}
+	if v, ok := s.cache.get(token); ok {
+		if err := s.checkKey(ctx, v, o.Algorithms, wall); err != nil {
 			return nil, err
 		}
-		cp := *c
+		if err := s.checkClaims(ctx, v.claims, o, now, wall); err != nil {
+			return nil, err
+		}
+		cp := *v.claims
 		return &cp, nil
 	}
-	c, err := s.parseWith(ctx, token, o.Algorithms, true)
+	v, err := s.parseWith(ctx, token, o.Algorithms, true, wall)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.checkClaims(ctx, c, o, now); err != nil {
+	if err := s.checkClaims(ctx, v.claims, o, now, wall); err != nil {
 		return nil, err
 	}
-	cp := *c
-	s.cache.put(token, &cp)
-	return c, nil
+	if s.cache != nil {
+		cp := *v.claims
+		s.cache.put(token, verified{claims: &cp, alg: v.alg, kid: v.kid})
+	}
+	return v.claims, nil
+}
+
+// verified is a token whose signature checked out: its claims, and the
+// algorithm and key that signed it.
+type verified struct {
+	claims   *Claims
+	alg, kid string
+}
+
+// checkKey checks again, for a token verified before, what may have
+// changed since or may differ for this caller: that its algorithm is
+// accepted and that its join key version is not retired.
+func (s *Service) checkKey(ctx context.Context, v verified, algs []string, wall time.Time) error {
+	if !slices.Contains(algs, v.alg) {
+		return invalid(ErrAlgorithm, "signing method %s is not accepted here", v.alg)
+	}
+	if role, n, _ := parseKid(v.kid); role == keyring.Join {
+		ok, err := s.joinUsable(ctx, n, wall)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return invalid(ErrUnknownKey, "%q is not a registered, unretired join key", v.kid)
+		}
+	}
+	return nil
 }
 
 // checkClaims checks what may change after the signature was verified:
 // time, audience, kind, revocation.
-func (s *Service) checkClaims(ctx context.Context, c *Claims, o VerifyOptions, now time.Time) error {
+func (s *Service) checkClaims(ctx context.Context, c *Claims, o VerifyOptions, now, wall time.Time) error {
 	if c.ExpiresAt == nil || !now.Before(c.ExpiresAt.Add(s.opts.Leeway)) {
 		return invalid(ErrExpired, "expired at %s", fmtTime(c.ExpiresAt))
 	}
@@ -71,7 +114,7 @@ func (s *Service) checkClaims(ctx context.Context, c *Claims, o VerifyOptions, n
 	if !o.AnyAudience && !audienceMatches(c.Audience, o.Audience) {
 		return invalid(ErrAudience, "audience %v does not include %q", []string(c.Audience), o.Audience)
 	}
-	revoked, err := s.revoked.has(ctx, c.ID)
+	revoked, err := s.revoked.has(ctx, c.ID, wall)
 	if err != nil {
 		return err
 	}
@@ -99,7 +142,7 @@ func audienceMatches(aud jwt.ClaimStrings, want string) bool {
 		if a == want {
 			return true
 		}
-		if prefix, ok := strings.CutSuffix(a, "@*"); ok && strings.HasPrefix(want, prefix+"@") {
+		if prefix, ok := strings.CutSuffix(a, "*"); ok && strings.HasSuffix(prefix, "@") && strings.HasPrefix(want, prefix) {
 			return true
 		}
 	}
@@ -109,51 +152,167 @@ func audienceMatches(aud jwt.ClaimStrings, want string) bool {
 // parse verifies a token's signature and issuer, and (with checkTime) its
 // expiry; it does not look at audience, kind or revocation.
 func (s *Service) parse(ctx context.Context, token string, checkTime bool) (*Claims, error) {
-	return s.parseWith(ctx, token, nil, checkTime)
+	v, err := s.parseWith(ctx, token, Algorithms, checkTime, time.Now())
+	return v.claims, err
 }
 
-func (s *Service) parseWith(ctx context.Context, token string, algs []string, checkTime bool) (*Claims, error) {
-	if algs == nil {
-		algs = Algorithms
+func (s *Service) parseWith(ctx context.Context, token string, algs []string, checkTime bool, wall time.Time) (verified, error) {
+	if v, err, done := s.parseDirect(ctx, token, algs, wall); done {
+		return v, err
 	}
 	opts := []jwt.ParserOption{jwt.WithValidMethods(algs), jwt.WithIssuer(s.issuer), jwt.WithLeeway(s.opts.Leeway),
-		jwt.WithTimeFunc(s.opts.Now), jwt.WithExpirationRequired()}
+		jwt.WithTimeFunc(s.now), jwt.WithExpirationRequired()}
 	if !checkTime {
 		opts = append(opts, jwt.WithoutClaimsValidation())
 	}
 	c := &Claims{}
-	_, err := jwt.NewParser(opts...).ParseWithClaims(token, c, func(t *jwt.Token) (any, error) {
-		return s.verificationKey(ctx, t)
+	t, err := jwt.NewParser(opts...).ParseWithClaims(token, c, func(t *jwt.Token) (any, error) {
+		kid, _ := t.Header["kid"].(string)
+		return s.verificationKey(ctx, t.Method.Alg(), kid, wall)
 	})
 	if err != nil {
-		return nil, classify(err)
+		return verified{}, classify(err)
 	}
 	if c.ID == "" || c.Kind == "" {
-		return nil, invalid(ErrMalformed, "no jti or knd claim")
+		return verified{}, invalid(ErrMalformed, "no jti or knd claim")
 	}
-	return c, nil
+	v := verified{claims: c, alg: t.Method.Alg()}
+	v.kid, _ = t.Header["kid"].(string)
+	// A token another node signed, seen for the first time: its header is
+	// one keyward writes, so the next such token takes the direct path.
+	if seg, _, _ := strings.Cut(token, "."); seg == headerSegment(v.alg, v.kid) {
+		s.knowHeader(seg, v.alg, v.kid)
+	}
+	return v, nil
 }
+
+// header is a JOSE header keyward writes (kept by its encoded segment),
+// with its kid read.
+type header struct {
+	alg, kid string
+	role     keyring.Role
+	version  int
+}
+
+// knowHeader adds seg, the encoded header of alg and kid, to the headers
+// parseDirect knows. There are a few per key version: the map is copied on
+// the rare write so that readers take no lock.
+func (s *Service) knowHeader(seg, alg, kid string) {
+	if known := s.headers.Load(); known != nil {
+		if _, ok := (*known)[seg]; ok {
+			return
+		}
+	}
+	role, v, ok := parseKid(kid)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	next := map[string]header{seg: {alg: alg, kid: kid, role: role, version: v}}
+	if known := s.headers.Load(); known != nil {
+		for k, h := range *known {
+			next[k] = h
+		}
+	}
+	s.headers.Store(&next)
+}
+
+// parseDirect verifies a token whose header is one keyward wrote (known
+// by its exact encoded bytes) and whose payload decodes directly, without
+// golang-jwt's reflection. done is false when the token is not of that
+// shape: parseWith then takes golang-jwt's path, which also words every
+// error. It checks the signature (in the device for HMAC), the issuer and
+// that exp, jti and knd are there; times are checkClaims' job.
+func (s *Service) parseDirect(ctx context.Context, token string, algs []string, wall time.Time) (_ verified, _ error, done bool) {
+	hdrSeg, rest, ok := strings.Cut(token, ".")
+	if !ok {
+		return verified{}, nil, false
+	}
+	payloadSeg, sigSeg, ok := strings.Cut(rest, ".")
+	if !ok || strings.IndexByte(sigSeg, '.') >= 0 {
+		return verified{}, nil, false
+	}
+	var hdr header
+	if known := s.headers.Load(); known != nil {
+		hdr, ok = (*known)[hdrSeg]
+	}
+	if !ok {
+		return verified{}, nil, false
+	}
+	if !slices.Contains(algs, hdr.alg) {
+		return verified{}, nil, false
+	}
+	var scratch [512]byte
+	payload, err := b64url.AppendDecode(scratch[:0], []byte(payloadSeg))
+	if err != nil {
+		return verified{}, nil, false
+	}
+	c, ok := decodeClaims(payload)
+	if !ok || c.ExpiresAt == nil || c.ID == "" || c.Kind == "" {
+		return verified{}, nil, false
+	}
+	// The signature and (for HMAC) the signing input go to the device
+	// from a pooled buffer: a fresh copy per token costs more than the
+	// copying itself.
+	buf := buffers.Get().(*[]byte)
+	defer buffers.Put(buf)
+	sig, err := b64url.AppendDecode((*buf)[:0], []byte(sigSeg))
+	if err != nil {
+		return verified{}, nil, false
+	}
+	key, err := s.keyFor(ctx, hdr.alg, hdr.kid, hdr.role, hdr.version, wall)
+	if err != nil {
+		return verified{}, fmt.Errorf("%w: %w", ErrInvalid, err), true
+	}
+	input := token[:len(hdrSeg)+1+len(payloadSeg)]
+	if k, ok := key.(*hsm.Key); ok {
+		all := append(sig, input...)
+		*buf = all[:0]
+		err = k.VerifyHMAC(ctx, hmacHash[hdr.alg], all[len(sig):], sig)
+		if errors.Is(err, hsm.ErrAuthentication) {
+			err = jwt.ErrSignatureInvalid
+		}
+	} else {
+		err = methods[hdr.alg].Verify(input, sig, key)
+	}
+	if err != nil {
+		if errors.Is(err, jwt.ErrSignatureInvalid) || errors.Is(err, jwt.ErrECDSAVerification) ||
+			errors.Is(err, jwt.ErrEd25519Verification) || errors.Is(err, rsa.ErrVerification) {
+			return verified{}, invalid(ErrSignature, "the signature does not match"), true
+		}
+		return verified{}, fmt.Errorf("verify the %s signature: %w", hdr.alg, err), true
+	}
+	if c.Issuer != s.issuer {
+		return verified{}, invalid(ErrIssuer, "not issued by this keyward"), true
+	}
+	return verified{claims: c, alg: hdr.alg, kid: hdr.kid}, nil, true
+}
+
+// buffers hold a signature and a signing input on their way to the device.
+var buffers = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 // verificationKey resolves kid to a known key version of the kind alg
 // needs; anything else fails.
-func (s *Service) verificationKey(ctx context.Context, t *jwt.Token) (any, error) {
-	kid, _ := t.Header["kid"].(string)
+func (s *Service) verificationKey(ctx context.Context, alg, kid string, wall time.Time) (any, error) {
 	role, v, ok := parseKid(kid)
 	if !ok {
 		return nil, fmt.Errorf("%w: kid %q", ErrUnknownKey, kid)
 	}
-	alg := t.Method.Alg()
+	return s.keyFor(ctx, alg, kid, role, v, wall)
+}
+
+// keyFor is verificationKey with the kid read already.
+func (s *Service) keyFor(ctx context.Context, alg, kid string, role keyring.Role, v int, wall time.Time) (any, error) {
 	if isHMAC(alg) {
 		if role != keyring.Join {
 			return nil, fmt.Errorf("%w: %s with kid %q", ErrAlgorithm, alg, kid)
 		}
-		s.mu.Lock()
-		k, ok := s.hmac[kidFor(role, v)+" "+alg]
-		s.mu.Unlock()
-		if ok {
-			return k, nil
+		usable, err := s.joinUsable(ctx, v, wall)
+		if err != nil {
+			return nil, err
 		}
-		if !s.joinUsable(ctx, v) {
+		if !usable {
 			return nil, fmt.Errorf("%w: %q is not a registered, unretired join key", ErrUnknownKey, kid)
 		}
 		k, err := s.hmacKey(ctx, v, alg)
@@ -205,94 +364,90 @@ func classify(err error) error {
 // revocations follows the database's revocation log: a set of revoked
 // token ids, read again at most every interval (wall-clock, whatever the
 // token clock says), so a revocation on any node reaches this one within
-// interval (this process's own at once).
+// interval (this process's own at once). Lookups take no lock: verifiers
+// on every core read it at once.
 type revocations struct {
 	store    *keystore.Store
 	interval time.Duration
 	now      func() time.Time
 
-	mu      sync.RWMutex
-	ids     map[string]time.Time // id → expiry (pruned after it)
-	seq     int64
-	checked time.Time
+	ids     sync.Map     // id → expiry (time.Time), pruned after it
+	checked atomic.Int64 // wall clock of the last read, Unix ns
+
+	mu  sync.Mutex // one reader of the log at a time
+	seq int64      // the last log entry read
 }
 
 func newRevocations(store *keystore.Store, interval time.Duration, now func() time.Time) *revocations {
-	return &revocations{store: store, interval: interval, now: now, ids: map[string]time.Time{}}
+	return &revocations{store: store, interval: interval, now: now}
 }
 
-func (r *revocations) has(ctx context.Context, id string) (bool, error) {
-	r.mu.RLock()
-	fresh := time.Since(r.checked) < r.interval
-	_, revoked := r.ids[id]
-	r.mu.RUnlock()
-	if fresh || revoked {
-		return revoked, nil
+func (r *revocations) has(ctx context.Context, id string, wall time.Time) (bool, error) {
+	if _, revoked := r.ids.Load(id); revoked {
+		return true, nil
+	}
+	if wall.UnixNano()-r.checked.Load() < int64(r.interval) {
+		return false, nil
 	}
 	if err := r.refresh(ctx); err != nil {
 		return false, err
 	}
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	_, revoked = r.ids[id]
+	_, revoked := r.ids.Load(id)
 	return revoked, nil
 }
 
 func (r *revocations) refresh(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if time.Since(r.checked) < r.interval {
-		return nil
+	if time.Now().UnixNano()-r.checked.Load() < int64(r.interval) {
+		return nil // another caller just read it
 	}
-	now := r.now()
 	log, err := r.store.RevocationsSince(ctx, r.seq)
 	if err != nil {
 		return err
 	}
 	for _, e := range log {
-		r.ids[e.TokenID] = e.Expires
+		r.ids.Store(e.TokenID, e.Expires)
 		r.seq = e.Seq
 	}
-	for id, exp := range r.ids {
-		if now.After(exp.Add(time.Hour)) {
-			delete(r.ids, id)
+	now := r.now()
+	r.ids.Range(func(id, exp any) bool {
+		if now.After(exp.(time.Time).Add(time.Hour)) {
+			r.ids.Delete(id)
 		}
-	}
-	r.checked = time.Now()
+		return true
+	})
+	r.checked.Store(time.Now().UnixNano())
 	return nil
 }
 
-func (r *revocations) add(id string, exp time.Time) {
-	r.mu.Lock()
-	r.ids[id] = exp
-	r.mu.Unlock()
-}
+func (r *revocations) add(id string, exp time.Time) { r.ids.Store(id, exp) }
 
-// verifiedCache keeps the claims of tokens whose signature verified, by the
-// token's exact text, so the same token verifies again without the device.
-// Time, audience, kind and revocation are checked on every hit. When full,
-// an arbitrary entry makes room.
+// verifiedCache keeps tokens whose signature verified, by the token's
+// exact text, so the same token verifies again without the device. The
+// key, time, audience, kind and revocation are checked on every hit. When
+// full, an arbitrary entry makes room.
 type verifiedCache struct {
 	mu   sync.RWMutex
 	max  int
-	byTk map[string]*Claims
+	byTk map[string]verified
 }
 
 func newVerifiedCache(max int) *verifiedCache {
-	return &verifiedCache{max: max, byTk: make(map[string]*Claims, max)}
+	return &verifiedCache{max: max, byTk: make(map[string]verified, max)}
 }
 
-func (c *verifiedCache) get(token string) (*Claims, bool) {
+func (c *verifiedCache) get(token string) (verified, bool) {
 	if c == nil {
-		return nil, false
+		return verified{}, false
 	}
 	c.mu.RLock()
-	cl, ok := c.byTk[token]
+	v, ok := c.byTk[token]
 	c.mu.RUnlock()
-	return cl, ok
+	return v, ok
 }
 
-func (c *verifiedCache) put(token string, cl *Claims) {
+func (c *verifiedCache) put(token string, v verified) {
 	if c == nil {
 		return
 	}
@@ -303,6 +458,16 @@ func (c *verifiedCache) put(token string, cl *Claims) {
 			break
 		}
 	}
-	c.byTk[token] = cl
+	c.byTk[token] = v
 	c.mu.Unlock()
+}
+
+// len is the number of tokens kept.
+func (c *verifiedCache) len() int {
+	if c == nil {
+		return 0
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.byTk)
 }

@@ -33,6 +33,8 @@ CREATE TABLE refresh_tokens (
     revoked_at  BIGINT 
 );
 CREATE INDEX refresh_tokens_family ON refresh_tokens (family);
+-- Revoking an access token revokes the refresh token issued with it.
+CREATE INDEX refresh_tokens_access ON refresh_tokens (access_id);
 
 CREATE TABLE revocations (
     seq        BIGSERIAL PRIMARY KEY,
