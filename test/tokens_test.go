@@ -253,3 +253,72 @@ func TestBootstrap(t *testing.T) {
 		t.Fatal("token.json still there after --token-delete-after")
 	}
 }
+
+// waitForTokenFile waits until token.json holds a token other than not.
+func waitForTokenFile(t *testing.T, path, not string) (tf struct {
+	Token   string `json:"token"`
+	TokenID string `json:"token_id"`
+}) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		raw, err := os.ReadFile(path)
+		if err == nil && json.Unmarshal(raw, &tf) == nil && tf.Token != "" && tf.TokenID != not {
+			return tf
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s never held a new token", path)
+	return tf
+}
+
+func TestBootstrapWatch(t *testing.T) {
+	c := newCLI(t)
+	c.ok("key", "generate", "--role", "join")
+	home := filepath.Join(c.dir, "home")
+	keys := filepath.Join(home, "bootstrap", "keys")
+	os.MkdirAll(keys, 0o700)
+	req := filepath.Join(keys, "generate.token.json")
+	tokenJSON := filepath.Join(home, "etc", "keys", "token.json")
+
+	cmd := exec.Command(binary, "bootstrap", "--watch", "--token-delete-after", "1h")
+	cmd.Env = c.env
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+
+	// Two requests, one after the other, each answered while it watches.
+	os.WriteFile(req, []byte("{}"), 0o600)
+	first := waitForTokenFile(t, tokenJSON, "")
+	os.WriteFile(req, []byte(`{"subject":"second"}`), 0o600)
+	second := waitForTokenFile(t, tokenJSON, first.TokenID)
+	var claims map[string]any
+	r := c.run(second.Token, nil, "token", "verify", "--audience", "keyward@n1")
+	json.Unmarshal([]byte(r.stdout), &claims)
+	if r.code != 0 || claims["sub"] != "second" || claims["knd"] != "bootstrap" {
+		t.Fatalf("second bootstrap token: %s", r)
+	}
+
+	// Interrupted, it stops watching and removes token.json at once
+	// rather than leave an admin token behind for the hour.
+	cmd.Process.Signal(os.Interrupt)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("bootstrap --watch after SIGINT: %v\n%s", err, out.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("bootstrap --watch did not stop on SIGINT:\n%s", out.String())
+	}
+	if _, err := os.Stat(tokenJSON); !os.IsNotExist(err) {
+		t.Fatalf("token.json left behind after SIGINT:\n%s", out.String())
+	}
+	if strings.Contains(out.String(), first.Token) || strings.Contains(out.String(), second.Token) {
+		t.Fatal("bootstrap printed a token")
+	}
+}

@@ -89,7 +89,11 @@ func jwksKey(t *testing.T, k map[string]string) any {
 	b := func(s string) []byte { v, _ := base64.RawURLEncoding.DecodeString(s); return v }
 	switch k["kty"] {
 	case "EC":
-		return &ecdsa.PublicKey{Curve: elliptic.P256(), X: new(big.Int).SetBytes(b(k["x"])), Y: new(big.Int).SetBytes(b(k["y"]))}
+		pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append(append([]byte{4}, b(k["x"])...), b(k["y"])...))
+		if err != nil {
+			t.Fatalf("JWKS EC key: %v", err)
+		}
+		return pub
 	case "RSA":
 		return &rsa.PublicKey{N: new(big.Int).SetBytes(b(k["n"])), E: int(new(big.Int).SetBytes(b(k["e"])).Int64())}
 	case "OKP":
