@@ -301,7 +301,10 @@ func (s *Store) RevokeFamily(ctx context.Context, family string, now time.Time) 
 		return s.dbErr("revoke family", err)
 	}
 	defer tx.Rollback()
-	rows, err := tx.QueryContext(ctx, s.q(`SELECT id FROM tokens WHERE family = ? AND revoked_at IS NULL`), family)
+	// The grant's first token (id = family), then the ones its refreshes
+	// made (the partial index tokens_family).
+	rows, err := tx.QueryContext(ctx, s.q(`SELECT id FROM tokens WHERE id = ? AND revoked_at IS NULL
+		UNION SELECT id FROM tokens WHERE family = ? AND family <> id AND revoked_at IS NULL`), family, family)
 	if err != nil {
 		return s.dbErr("revoke family", err)
 	}
