@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"time"
 )
 
 // SeedRecords stores count records of size bytes named seed-000000… under
@@ -66,3 +67,17 @@ func SeedRecords(ctx context.Context, n *Node, count, size int) error {
 }
 
 func seedName(i int) string { return fmt.Sprintf("seed-%06d", i) }
+
+// HoldRevocation revokes token id in a transaction it leaves open until
+// commit is called: the test of the revocation log's order.
+func (s *Store) HoldRevocation(ctx context.Context, id string, at time.Time) (commit func() error, err error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := revokeIDs(ctx, tx, s, at, id); err != nil {
+		tx.Rollback()
+		return nil, err
+	}
+	return tx.Commit, nil
+}

@@ -255,6 +255,16 @@ func (s *Store) Tokens(ctx context.Context, subject string, all bool, now time.T
 // revokeIDs marks ids revoked and appends them to the revocation log that
 // every node's verifier follows.
 func revokeIDs(ctx context.Context, tx *sql.Tx, s *Store, now time.Time, ids ...string) error {
+	if len(ids) > 0 && s.postgres {
+		// Readers follow the log by seq. PostgreSQL hands out seqs when
+		// rows are inserted, not when they commit: without this lock, seq
+		// 11 could commit and be read before seq 10, and a reader past 11
+		// would never see 10. Held to the commit, it makes seq order the
+		// commit order. (SQLite serializes writers anyway.)
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(`+revocationLogLock+`)`); err != nil {
+			return err
+		}
+	}
 	for _, id := range ids {
 		var expires int64
 		err := tx.QueryRowContext(ctx, s.q(`SELECT expires_at FROM tokens WHERE id = ?`), id).Scan(&expires)
@@ -270,6 +280,10 @@ func revokeIDs(ctx context.Context, tx *sql.Tx, s *Store, now time.Time, ids ...
 	}
 	return nil
 }
+
+// revocationLogLock is the advisory lock that orders the revocation log
+// (7261 orders migrations).
+const revocationLogLock = "7262"
 
 // RevokeToken revokes token id (and, for a refresh grant's access token,
 // leaves the rest of the family alone).
@@ -311,8 +325,14 @@ func (s *Store) RevokeFamily(ctx context.Context, family string, now time.Time) 
 	var ids []string
 	for rows.Next() {
 		var id string
-		rows.Scan(&id)
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return s.dbErr("revoke family", err)
+		}
 		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		return s.dbErr("revoke family", err)
 	}
 	rows.Close()
 	if err := revokeIDs(ctx, tx, s, now, ids...); err != nil {
@@ -368,11 +388,11 @@ func (s *Store) UseRefresh(ctx context.Context, hash []byte, now time.Time,
 	}
 	defer tx.Rollback()
 	var old RefreshRecord
-	var ttl int64
+	var ttl, issued, expires int64
 	err = tx.QueryRowContext(ctx, s.q(`UPDATE refresh_tokens SET used_at = ?
 		WHERE hash = ? AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ?
-		RETURNING family, access_id, subject, scope, audience, alg, access_ttl`), ms(now), hash, ms(now)).
-		Scan(&old.Family, &old.AccessID, &old.Subject, &old.Scope, &old.Audience, &old.Alg, &ttl)
+		RETURNING family, access_id, subject, scope, audience, alg, access_ttl, issued_at, expires_at`), ms(now), hash, ms(now)).
+		Scan(&old.Family, &old.AccessID, &old.Subject, &old.Scope, &old.Audience, &old.Alg, &ttl, &issued, &expires)
 	if isNoRows(err) {
 		tx.Rollback()
 		return s.refreshRefused(ctx, hash, now)
@@ -381,6 +401,7 @@ func (s *Store) UseRefresh(ctx context.Context, hash []byte, now time.Time,
 		return s.dbErr("refresh", err)
 	}
 	old.Hash, old.AccessTTL = hash, time.Duration(ttl)*time.Millisecond
+	old.Issued, old.Expires = time.UnixMilli(issued).UTC(), time.UnixMilli(expires).UTC()
 	tok, next, err := build(old)
 	if err != nil {
 		return err // rolled back: the refresh token stays usable

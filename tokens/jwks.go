@@ -73,7 +73,13 @@ func (s *Service) Introspect(ctx context.Context, token, aud string) map[string]
 	}
 	out := map[string]any{
 		"active": true, "token_type": "Bearer", "sub": c.Subject, "iss": c.Issuer, "jti": c.ID, "aud": []string(c.Audience),
-		"exp": c.ExpiresAt.Unix(), "iat": c.IssuedAt.Unix(), "nbf": c.NotBefore.Unix(), "knd": c.Kind,
+		"exp": c.ExpiresAt.Unix(), "knd": c.Kind,
+	}
+	if c.IssuedAt != nil {
+		out["iat"] = c.IssuedAt.Unix()
+	}
+	if c.NotBefore != nil {
+		out["nbf"] = c.NotBefore.Unix()
 	}
 	if c.Scope != "" {
 		out["scope"] = c.Scope

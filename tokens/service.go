@@ -72,6 +72,13 @@ type Service struct {
 	cache   *verifiedCache
 	headers atomic.Pointer[map[string]header] // encoded segment → header, for the ones keyward writes; copy on write
 	joins   atomic.Pointer[joinView]          // the registry's join versions, as last read
+	signing atomic.Pointer[keyView]           // the device's signing key pairs, as last listed
+}
+
+// keyView is the signing key pair versions in the device when last listed.
+type keyView struct {
+	versions map[int]bool
+	read     time.Time
 }
 
 // joinView is what the key registry said of the join key's versions when
@@ -100,7 +107,7 @@ func New(ctx context.Context, node *keystore.Node, opts Options) (*Service, erro
 	}
 	s := &Service{node: node, store: node.Store(), ring: node.Ring(), issuer: "keyward@" + id, opts: opts,
 		signers: map[int]*hsm.Signer{}}
-	s.revoked = newRevocations(s.store, opts.RevocationRefresh, s.now)
+	s.revoked = newRevocations(s.store, opts.RevocationRefresh, opts.Leeway, s.now)
 	if opts.CacheSize > 0 {
 		s.cache = newVerifiedCache(opts.CacheSize)
 	}
@@ -127,9 +134,9 @@ type Request struct {
 	ExpiresIn   time.Duration // default by kind
 	Alg         string        // default HS256
 	Description string
-	Ext         string // a JSON text, carried as the "ext" claim
-	Refreshable bool   // access tokens only
-	RefreshTTL  time.Duration
+	Ext         string        // a JSON text, carried as the "ext" claim
+	Refreshable bool          // access tokens only
+	RefreshTTL  time.Duration // how long the grant can be refreshed; default 30 days
 }
 
 // Issued is a token as the CLI and the API hand it out.
@@ -190,6 +197,9 @@ func (r *Request) normalize(issuer string) error {
 	}
 	if r.RefreshTTL == 0 {
 		r.RefreshTTL = DefaultRefreshTTL
+	}
+	if r.RefreshTTL < time.Second {
+		return fmt.Errorf("%w: refresh-expires-in must be at least 1s", ErrRequest)
 	}
 	return nil
 }
@@ -338,8 +348,10 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string, scope []stri
 		value, hash := newRefreshToken()
 		out = Issued{AccessToken: token, TokenID: id, TokenType: "Bearer", ExpiresIn: int64(r.ExpiresIn / time.Second), Scope: c.Scope, RefreshToken: value, ExpiresAt: rec.Expires}
 		revokedAccess = old.AccessID
+		// The new refresh token ends when the grant's first one would
+		// have: refreshing never extends a grant.
 		return rec, keystore.RefreshRecord{Hash: hash, Family: old.Family, AccessID: id, Subject: old.Subject, Scope: c.Scope,
-			Audience: old.Audience, Alg: old.Alg, AccessTTL: old.AccessTTL, Issued: now, Expires: now.Add(DefaultRefreshTTL)}, nil
+			Audience: old.Audience, Alg: old.Alg, AccessTTL: old.AccessTTL, Issued: now, Expires: old.Expires}, nil
 	})
 	if err != nil {
 		return Issued{}, mapStoreErr(err)
@@ -408,7 +420,11 @@ func checkURL(name, v string, required bool) error {
 	}
 	u, err := url.Parse(v)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("%w: --%s %q is not an absolute http or https URL", ErrRequest, name, v)
+		return fmt.Errorf("%w: --%s is not an absolute http or https URL", ErrRequest, name)
+	}
+	// The URLs travel in the token, readable by whoever holds it.
+	if u.User != nil {
+		return fmt.Errorf("%w: --%s %s carries credentials; leave them out of the URL", ErrRequest, name, u.Redacted())
 	}
 	return nil
 }
@@ -619,6 +635,35 @@ func (s *Service) signer(ctx context.Context, v int) (*hsm.Signer, error) {
 	s.signers[v] = sg
 	s.mu.Unlock()
 	return sg, nil
+}
+
+// signingUsable says signing key pair version v is in the device. The
+// device is listed again at most every RevocationRefresh, so a destroyed
+// key pair stops verifying (and unknown versions cost no device lookup);
+// signers of key pairs gone are dropped.
+func (s *Service) signingUsable(ctx context.Context, v int, wall time.Time) (bool, error) {
+	view := s.signing.Load()
+	if view == nil || wall.Sub(view.read) >= s.opts.RevocationRefresh {
+		entries, err := s.ring.List(ctx)
+		if err != nil {
+			return false, err
+		}
+		view = &keyView{versions: map[int]bool{}, read: wall}
+		for _, e := range entries {
+			if e.Role == keyring.Signing {
+				view.versions[e.Version] = true
+			}
+		}
+		s.signing.Store(view)
+		s.mu.Lock()
+		for n := range s.signers {
+			if !view.versions[n] {
+				delete(s.signers, n)
+			}
+		}
+		s.mu.Unlock()
+	}
+	return view.versions[v], nil
 }
 
 // joinUsable says join version v may verify: registered and not retired.

@@ -450,11 +450,20 @@ func TestVerifiedCache(t *testing.T) {
 	if _, err := s.Verify(bg, last, tokens.VerifyOptions{Algorithms: []string{tokens.ES256}}); !errors.Is(err, tokens.ErrAlgorithm) {
 		t.Fatalf("cached HS256 token with only ES256 accepted: %v", err)
 	}
-	// …and hands out a copy: changing it changes nothing cached.
-	c, _ := s.Verify(bg, last, tokens.VerifyOptions{})
-	c.Subject, c.Kind = "admin", "master"
-	if c2, err := s.Verify(bg, last, tokens.VerifyOptions{}); err != nil || c2.Subject != "svc" {
-		t.Fatalf("cache changed through a returned claim: %+v %v", c2, err)
+	// …and hands out copies: changing one changes nothing cached, whether
+	// it came from the first verification or a cache hit.
+	fresh, _ := s.Create(bg, tokens.Request{Subject: "svc", ExpiresIn: time.Minute})
+	for _, tok := range []string{fresh.AccessToken, fresh.AccessToken, last} {
+		c, err := s.Verify(bg, tok, tokens.VerifyOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Subject, c.Kind, c.Audience[0] = "admin", "master", "other@x"
+		c.ExpiresAt.Time = c.ExpiresAt.Add(time.Hour)
+		c2, err := s.Verify(bg, tok, tokens.VerifyOptions{})
+		if err != nil || c2.Subject != "svc" || c2.Audience[0] != s.Issuer() || c2.ExpiresAt.Sub(c2.IssuedAt.Time) != time.Minute {
+			t.Fatalf("cache changed through a returned claim: %+v %v", c2, err)
+		}
 	}
 	// …and expiry.
 	clk.Add(2 * time.Minute)
@@ -530,5 +539,110 @@ func TestForeignHeaderTakesTheStockPath(t *testing.T) {
 		if _, err := s.Verify(bg, bad, tokens.VerifyOptions{}); !errors.Is(err, tokens.ErrSignature) {
 			t.Fatalf("flipped signature bit: %v", err)
 		}
+	}
+}
+
+func TestDestroyedSigningKeyStopsVerifying(t *testing.T) {
+	s, node, _ := service(t, dbtest.SQLite(t))
+	if _, err := node.Ring().GenerateSigning(bg, hsm.ECP256); err != nil {
+		t.Fatal(err)
+	}
+	iss, err := s.Create(bg, tokens.Request{Subject: "svc", Alg: tokens.ES256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Verify(bg, iss.AccessToken, tokens.VerifyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := node.Ring().Destroy(bg, keyring.Signing, 1); err != nil {
+		t.Fatal(err)
+	}
+	// From the cache and from scratch (a service that never saw it).
+	other, _ := tokens.New(bg, node, tokens.Options{})
+	for _, v := range []*tokens.Service{s, other} {
+		if _, err := v.Verify(bg, iss.AccessToken, tokens.VerifyOptions{}); !errors.Is(err, tokens.ErrUnknownKey) {
+			t.Fatalf("token of a destroyed signing key: %v", err)
+		}
+	}
+}
+
+func TestRefreshNeverExtendsTheGrant(t *testing.T) {
+	s, _, clk := service(t, dbtest.SQLite(t))
+	grant, err := s.Create(bg, tokens.Request{Subject: "ci", Refreshable: true, ExpiresIn: 10 * time.Minute, RefreshTTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(50 * time.Minute)
+	next, err := s.Refresh(bg, grant.RefreshToken, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(11 * time.Minute) // the grant's hour is over
+	if _, err := s.Refresh(bg, next.RefreshToken, nil); !errors.Is(err, tokens.ErrExpired) {
+		t.Fatalf("refresh past the grant's life: %v", err)
+	}
+	if _, err := s.Create(bg, tokens.Request{Subject: "ci", Refreshable: true, RefreshTTL: -time.Second}); !errors.Is(err, tokens.ErrRequest) {
+		t.Fatalf("negative refresh lifetime: %v", err)
+	}
+}
+
+func TestVerifyRefusesBadRequestsAndReportsOutages(t *testing.T) {
+	dsn := dbtest.SQLite(t)
+	s, node, _ := service(t, dsn)
+	iss, _ := s.Create(bg, tokens.Request{Subject: "svc"})
+
+	// Asking for an algorithm keyward does not know is the caller's error,
+	// not the token's.
+	for _, algs := range [][]string{{"none"}, {"HS256", "ES384"}} {
+		_, err := s.Verify(bg, iss.AccessToken, tokens.VerifyOptions{Algorithms: algs})
+		if !errors.Is(err, tokens.ErrAlgorithm) || errors.Is(err, tokens.ErrInvalid) {
+			t.Fatalf("algorithms %v: %v", algs, err)
+		}
+	}
+	if _, err := s.Verify(bg, iss.AccessToken+strings.Repeat("A", tokens.MaxTokenSize), tokens.VerifyOptions{}); !errors.Is(err, tokens.ErrMalformed) {
+		t.Fatalf("oversized token: %v", err)
+	}
+
+	// A token without iat or nbf, signed with the join key's HMAC key by a
+	// stock library, introspects without them.
+	var claims jwt.MapClaims
+	jwt.NewParser().ParseUnverified(iss.AccessToken, &claims)
+	delete(claims, "iat")
+	delete(claims, "nbf")
+	bare := forge(t, "HS256", map[string]any{"kid": "join/v1"}, claims, plainGoHMACKey(t, "HS256"))
+	if r := s.Introspect(bg, bare, ""); r["active"] != true || r["iat"] != nil {
+		t.Fatalf("introspect without iat: %v", r)
+	}
+
+	// With the database gone, a verification that needs it fails as an
+	// outage, never as a bad token (exit 1, not 3, in the CLI).
+	// s has the token cached; direct takes the direct path, having learnt
+	// the header; a header in another order takes golang-jwt's.
+	hdr := base64.RawURLEncoding.EncodeToString([]byte(`{"kid":"join/v1","alg":"HS256"}`))
+	input := hdr + "." + strings.Split(iss.AccessToken, ".")[1]
+	sig, _ := jwt.SigningMethodHS256.Sign(input, plainGoHMACKey(t, "HS256"))
+	foreign := input + "." + base64.RawURLEncoding.EncodeToString(sig)
+	direct, _ := tokens.New(bg, node, tokens.Options{RevocationRefresh: time.Nanosecond, CacheSize: -1})
+	if _, err := direct.Verify(bg, iss.AccessToken, tokens.VerifyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Verify(bg, iss.AccessToken, tokens.VerifyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	node.Store().Close()
+	for _, v := range []*tokens.Service{s, direct} {
+		for _, tok := range []string{iss.AccessToken, bare, foreign} {
+			if _, err := v.Verify(bg, tok, tokens.VerifyOptions{}); err == nil || errors.Is(err, tokens.ErrInvalid) {
+				t.Fatalf("verify with the database closed: %v", err)
+			}
+		}
+	}
+}
+
+func TestPairingURLsCarryNoCredentials(t *testing.T) {
+	s, _, _ := service(t, dbtest.SQLite(t))
+	_, err := s.CreatePairing(bg, tokens.PairingRequest{BaseURL: "https://admin:hunter2@a.example", ExchangeURL: "https://a.example/x"})
+	if !errors.Is(err, tokens.ErrRequest) || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("URL with credentials: %v", err)
 	}
 }

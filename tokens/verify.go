@@ -33,6 +33,14 @@ var defaultKinds = []string{KindAccess, KindMaster, KindBootstrap}
 // returns the claims, or an error wrapping ErrInvalid and the reason.
 func (s *Service) Verify(ctx context.Context, token string, o VerifyOptions) (*Claims, error) {
 	token = strings.TrimSpace(token)
+	if len(token) > MaxTokenSize {
+		return nil, invalid(ErrMalformed, "%d bytes, more than the %d a token may have", len(token), MaxTokenSize)
+	}
+	for _, a := range o.Algorithms {
+		if !slices.Contains(Algorithms, a) {
+			return nil, fmt.Errorf("%w: %q (use one of %v)", ErrAlgorithm, a, Algorithms)
+		}
+	}
 	if o.Audience == "" {
 		o.Audience = s.issuer
 	}
@@ -56,8 +64,7 @@ func (s *Service) Verify(ctx context.Context, token string, o VerifyOptions) (*C
 		if err := s.checkClaims(ctx, v.claims, o, now, wall); err != nil {
 			return nil, err
 		}
-		cp := *v.claims
-		return &cp, nil
+		return v.claims.clone(), nil
 	}
 	v, err := s.parseWith(ctx, token, o.Algorithms, true, wall)
 	if err != nil {
@@ -67,10 +74,26 @@ func (s *Service) Verify(ctx context.Context, token string, o VerifyOptions) (*C
 		return nil, err
 	}
 	if s.cache != nil {
-		cp := *v.claims
-		s.cache.put(token, verified{claims: &cp, alg: v.alg, kid: v.kid})
+		s.cache.put(token, verified{claims: v.claims.clone(), alg: v.alg, kid: v.kid})
 	}
 	return v.claims, nil
+}
+
+// MaxTokenSize bounds the tokens keyward reads (its own are under 1 KiB).
+const MaxTokenSize = 8 << 10
+
+// clone is a deep copy of c: what a caller does with the claims it is given
+// cannot reach the verified cache.
+func (c *Claims) clone() *Claims {
+	cp := *c
+	cp.Audience = slices.Clone(c.Audience)
+	for _, d := range []**jwt.NumericDate{&cp.ExpiresAt, &cp.NotBefore, &cp.IssuedAt} {
+		if *d != nil {
+			nd := **d
+			*d = &nd
+		}
+	}
+	return &cp
 }
 
 // verified is a token whose signature checked out: its claims, and the
@@ -82,22 +105,48 @@ type verified struct {
 
 // checkKey checks again, for a token verified before, what may have
 // changed since or may differ for this caller: that its algorithm is
-// accepted and that its join key version is not retired.
+// accepted and that its key is still usable (a join version not retired,
+// a signing key pair still in the device).
 func (s *Service) checkKey(ctx context.Context, v verified, algs []string, wall time.Time) error {
 	if !slices.Contains(algs, v.alg) {
 		return invalid(ErrAlgorithm, "signing method %s is not accepted here", v.alg)
 	}
-	if role, n, _ := parseKid(v.kid); role == keyring.Join {
-		ok, err := s.joinUsable(ctx, n, wall)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return invalid(ErrUnknownKey, "%q is not a registered, unretired join key", v.kid)
-		}
+	role, n, _ := parseKid(v.kid)
+	ok, err := s.keyUsable(ctx, role, n, wall)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return invalid(ErrUnknownKey, "%s", unusable(v.kid, role))
 	}
 	return nil
 }
+
+// keyUsable says the key a kid names may verify now.
+func (s *Service) keyUsable(ctx context.Context, role keyring.Role, v int, wall time.Time) (bool, error) {
+	if role == keyring.Join {
+		return s.joinUsable(ctx, v, wall)
+	}
+	return s.signingUsable(ctx, v, wall)
+}
+
+func unusable(kid string, role keyring.Role) string {
+	if role == keyring.Join {
+		return fmt.Sprintf("%q is not a registered, unretired join key", kid)
+	}
+	return fmt.Sprintf("%q is not a signing key pair in this device", kid)
+}
+
+// isReason says err is about the token (it names an unknown key or one of
+// the wrong kind), not about the database or the device.
+func isReason(err error) bool { return errors.Is(err, ErrUnknownKey) || errors.Is(err, ErrAlgorithm) }
+
+// infraError carries a database or device failure through golang-jwt's
+// key function, so that it is not reported as a bad token.
+type infraError struct{ err error }
+
+func (e infraError) Error() string { return e.err.Error() }
+func (e infraError) Unwrap() error { return e.err }
 
 // checkClaims checks what may change after the signature was verified:
 // time, audience, kind, revocation.
@@ -168,13 +217,24 @@ func (s *Service) parseWith(ctx context.Context, token string, algs []string, ch
 	c := &Claims{}
 	t, err := jwt.NewParser(opts...).ParseWithClaims(token, c, func(t *jwt.Token) (any, error) {
 		kid, _ := t.Header["kid"].(string)
-		return s.verificationKey(ctx, t.Method.Alg(), kid, wall)
+		k, err := s.verificationKey(ctx, t.Method.Alg(), kid, wall)
+		if err != nil && !isReason(err) {
+			return nil, infraError{err}
+		}
+		return k, err
 	})
 	if err != nil {
+		var infra infraError
+		if errors.As(err, &infra) {
+			return verified{}, infra.err
+		}
 		return verified{}, classify(err)
 	}
 	if c.ID == "" || c.Kind == "" {
 		return verified{}, invalid(ErrMalformed, "no jti or knd claim")
+	}
+	if c.Issuer != s.issuer { // checked here too when claims validation is off
+		return verified{}, invalid(ErrIssuer, "not issued by this keyward")
 	}
 	v := verified{claims: c, alg: t.Method.Alg()}
 	v.kid, _ = t.Header["kid"].(string)
@@ -256,14 +316,21 @@ func (s *Service) parseDirect(ctx context.Context, token string, algs []string, 
 	// from a pooled buffer: a fresh copy per token costs more than the
 	// copying itself.
 	buf := buffers.Get().(*[]byte)
-	defer buffers.Put(buf)
+	defer func() {
+		if cap(*buf) <= 2*MaxTokenSize { // keep the pool's buffers small
+			buffers.Put(buf)
+		}
+	}()
 	sig, err := b64url.AppendDecode((*buf)[:0], []byte(sigSeg))
 	if err != nil {
 		return verified{}, nil, false
 	}
 	key, err := s.keyFor(ctx, hdr.alg, hdr.kid, hdr.role, hdr.version, wall)
 	if err != nil {
-		return verified{}, fmt.Errorf("%w: %w", ErrInvalid, err), true
+		if isReason(err) {
+			err = fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+		return verified{}, err, true
 	}
 	input := token[:len(hdrSeg)+1+len(payloadSeg)]
 	if k, ok := key.(*hsm.Key); ok {
@@ -302,31 +369,26 @@ func (s *Service) verificationKey(ctx context.Context, alg, kid string, wall tim
 	return s.keyFor(ctx, alg, kid, role, v, wall)
 }
 
-// keyFor is verificationKey with the kid read already.
+// keyFor is verificationKey with the kid read already. Its errors wrap
+// ErrUnknownKey or ErrAlgorithm when the token names a key that cannot
+// verify it; any other error is the database's or the device's.
 func (s *Service) keyFor(ctx context.Context, alg, kid string, role keyring.Role, v int, wall time.Time) (any, error) {
-	if isHMAC(alg) {
-		if role != keyring.Join {
-			return nil, fmt.Errorf("%w: %s with kid %q", ErrAlgorithm, alg, kid)
-		}
-		usable, err := s.joinUsable(ctx, v, wall)
-		if err != nil {
-			return nil, err
-		}
-		if !usable {
-			return nil, fmt.Errorf("%w: %q is not a registered, unretired join key", ErrUnknownKey, kid)
-		}
-		k, err := s.hmacKey(ctx, v, alg)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %q: %v", ErrUnknownKey, kid, err)
-		}
-		return k, nil
-	}
-	if role != keyring.Signing {
+	if isHMAC(alg) != (role == keyring.Join) {
 		return nil, fmt.Errorf("%w: %s with kid %q", ErrAlgorithm, alg, kid)
+	}
+	usable, err := s.keyUsable(ctx, role, v, wall)
+	if err != nil {
+		return nil, err
+	}
+	if !usable {
+		return nil, fmt.Errorf("%w: %s", ErrUnknownKey, unusable(kid, role))
+	}
+	if role == keyring.Join {
+		return s.hmacKey(ctx, v, alg)
 	}
 	sg, err := s.signer(ctx, v)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %q: %v", ErrUnknownKey, kid, err)
+		return nil, err
 	}
 	if !publicMatches(alg, sg.Public()) {
 		return nil, fmt.Errorf("%w: %s with kid %q (a %s key)", ErrAlgorithm, alg, kid, sg.Key().Type)
@@ -369,6 +431,7 @@ func classify(err error) error {
 type revocations struct {
 	store    *keystore.Store
 	interval time.Duration
+	keep     time.Duration // how long past its expiry an id is kept
 	now      func() time.Time
 
 	ids     sync.Map     // id → expiry (time.Time), pruned after it
@@ -378,8 +441,10 @@ type revocations struct {
 	seq int64      // the last log entry read
 }
 
-func newRevocations(store *keystore.Store, interval time.Duration, now func() time.Time) *revocations {
-	return &revocations{store: store, interval: interval, now: now}
+func newRevocations(store *keystore.Store, interval, leeway time.Duration, now func() time.Time) *revocations {
+	// An id is kept while its token could still pass the expiry check
+	// (exp + leeway), and an hour more for clocks that disagree.
+	return &revocations{store: store, interval: interval, keep: leeway + time.Hour, now: now}
 }
 
 func (r *revocations) has(ctx context.Context, id string, wall time.Time) (bool, error) {
@@ -412,7 +477,7 @@ func (r *revocations) refresh(ctx context.Context) error {
 	}
 	now := r.now()
 	r.ids.Range(func(id, exp any) bool {
-		if now.After(exp.(time.Time).Add(time.Hour)) {
+		if now.After(exp.(time.Time).Add(r.keep)) {
 			r.ids.Delete(id)
 		}
 		return true

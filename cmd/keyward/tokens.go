@@ -84,6 +84,7 @@ func tokenCommand() *cli.Command {
 					&cli.StringSliceFlag{Name: "audience", Usage: "audience (repeat for several; name@* matches any instance); default this keyward"},
 					&cli.DurationFlag{Name: "expires-in", Value: tokens.DefaultAccessTTL, Usage: "lifetime"},
 					&cli.BoolFlag{Name: "refreshable", Usage: "also issue a refresh token"},
+					&cli.DurationFlag{Name: "refresh-expires-in", Value: tokens.DefaultRefreshTTL, Usage: "how long the grant can be refreshed (refreshes never extend it)"},
 					&cli.StringFlag{Name: "alg", Value: tokens.HS256, Usage: "HS256, HS384, HS512 (join key) or ES256, RS256, PS256, EdDSA (signing key)"},
 					&cli.StringFlag{Name: "description", Usage: "a note kept with the token record"},
 				},
@@ -98,7 +99,8 @@ func tokenCommand() *cli.Command {
 					defer done()
 					iss, err := svc.Create(c.Context, tokens.Request{Subject: c.String("subject"), Scope: strings.Fields(c.String("scope")),
 						Audience: c.StringSlice("audience"), ExpiresIn: c.Duration("expires-in"), Refreshable: c.Bool("refreshable"),
-						Alg: c.String("alg"), Description: c.String("description")})
+						RefreshTTL: c.Duration("refresh-expires-in"),
+						Alg:        c.String("alg"), Description: c.String("description")})
 					if err != nil {
 						return tokenErr(err)
 					}
