@@ -107,16 +107,16 @@ func appendJSONString(b []byte, s string) []byte {
 // integers. It reports false for anything else (escapes, non-ASCII,
 // floats, unknown or repeated members, …): the caller then decodes with
 // encoding/json, so both paths read every payload the same way.
-func decodeClaims(p []byte) (*Claims, bool) {
+func decodeClaims(p string) (*Claims, bool) {
 	// One allocation holds the claims, their dates and a first audience;
-	// one string holds the payload, and the claims are substrings of it.
+	// the strings are substrings of the payload.
 	box := &struct {
 		Claims
 		dates [3]jwt.NumericDate
 		aud   [1]string
 	}{}
 	c, dates := &box.Claims, &box.dates
-	d := decoder{s: string(p), aud: box.aud[:0]}
+	d := decoder{s: p, aud: box.aud[:0]}
 	if !d.byte('{') {
 		return nil, false
 	}

@@ -2,6 +2,7 @@ package tokens
 
 import (
 	"context"
+	"hash/maphash"
 	"crypto/rsa"
 	"errors"
 	"fmt"
@@ -61,10 +62,17 @@ func (s *Service) Verify(ctx context.Context, token string, o VerifyOptions) (*C
 		if err := s.checkKey(ctx, v, o.Algorithms, wall); err != nil {
 			return nil, err
 		}
-		if err := s.checkClaims(ctx, v.claims, o, now, wall); err != nil {
+		c := v.claims
+		if v.payload != "" {
+			c, _ = decodeClaims(v.payload) // it decoded the first time
+		}
+		if err := s.checkClaims(ctx, c, o, now, wall); err != nil {
 			return nil, err
 		}
-		return v.claims.clone(), nil
+		if v.payload == "" {
+			c = c.clone()
+		}
+		return c, nil
 	}
 	v, err := s.parseWith(ctx, token, o.Algorithms, true, wall)
 	if err != nil {
@@ -74,7 +82,16 @@ func (s *Service) Verify(ctx context.Context, token string, o VerifyOptions) (*C
 		return nil, err
 	}
 	if s.cache != nil {
-		s.cache.put(token, verified{claims: v.claims.clone(), alg: v.alg, kid: v.kid})
+		// The cache keeps the payload text when it decodes directly, and
+		// decodes it again on a hit (fresh claims for every caller, nothing
+		// to copy now); else a deep copy of the claims.
+		kept := v
+		if kept.payload != "" {
+			kept.claims = nil
+		} else {
+			kept.claims = v.claims.clone()
+		}
+		s.cache.put(token, kept)
 	}
 	return v.claims, nil
 }
@@ -82,25 +99,37 @@ func (s *Service) Verify(ctx context.Context, token string, o VerifyOptions) (*C
 // MaxTokenSize bounds the tokens keyward reads (its own are under 1 KiB).
 const MaxTokenSize = 8 << 10
 
-// clone is a deep copy of c: what a caller does with the claims it is given
-// cannot reach the verified cache.
+// clone is a deep copy of c, in one allocation: what a caller does with
+// the claims it is given cannot reach the verified cache.
 func (c *Claims) clone() *Claims {
-	cp := *c
-	cp.Audience = slices.Clone(c.Audience)
-	for _, d := range []**jwt.NumericDate{&cp.ExpiresAt, &cp.NotBefore, &cp.IssuedAt} {
+	box := &struct {
+		Claims
+		dates [3]jwt.NumericDate
+		aud   [1]string
+	}{Claims: *c}
+	cp := &box.Claims
+	for i, d := range []**jwt.NumericDate{&cp.ExpiresAt, &cp.NotBefore, &cp.IssuedAt} {
 		if *d != nil {
-			nd := **d
-			*d = &nd
+			box.dates[i] = **d
+			*d = &box.dates[i]
 		}
 	}
-	return &cp
+	if len(c.Audience) == 1 {
+		box.aud[0] = c.Audience[0]
+		cp.Audience = box.aud[:]
+	} else {
+		cp.Audience = slices.Clone(c.Audience)
+	}
+	return cp
 }
 
 // verified is a token whose signature checked out: its claims, and the
-// algorithm and key that signed it.
+// algorithm and key that signed it. payload is the claims' JSON text when
+// the direct codec read them.
 type verified struct {
 	claims   *Claims
 	alg, kid string
+	payload  string
 }
 
 // checkKey checks again, for a token verified before, what may have
@@ -308,7 +337,8 @@ func (s *Service) parseDirect(ctx context.Context, token string, algs []string, 
 	if err != nil {
 		return verified{}, nil, false
 	}
-	c, ok := decodeClaims(payload)
+	text := string(payload)
+	c, ok := decodeClaims(text)
 	if !ok || c.ExpiresAt == nil || c.ID == "" || c.Kind == "" {
 		return verified{}, nil, false
 	}
@@ -353,7 +383,7 @@ func (s *Service) parseDirect(ctx context.Context, token string, algs []string, 
 	if c.Issuer != s.issuer {
 		return verified{}, invalid(ErrIssuer, "not issued by this keyward"), true
 	}
-	return verified{claims: c, alg: hdr.alg, kid: hdr.kid}, nil, true
+	return verified{claims: c, alg: hdr.alg, kid: hdr.kid, payload: text}, nil, true
 }
 
 // buffers hold a signature and a signing input on their way to the device.
@@ -490,41 +520,80 @@ func (r *revocations) add(id string, exp time.Time) { r.ids.Store(id, exp) }
 
 // verifiedCache keeps tokens whose signature verified, by the token's
 // exact text, so the same token verifies again without the device. The
-// key, time, audience, kind and revocation are checked on every hit. When
-// full, an arbitrary entry makes room.
+// key, time, audience, kind and revocation are checked on every hit.
+//
+// A token is hashed once (maphash, a per-process seed) to pick one of
+// several shards, each a ring of slots with its own lock: verifiers on
+// several cores rarely meet, and when a shard is full its oldest token
+// makes room in O(1). A hit compares the whole token, so a hash collision
+// can only cost a miss.
 type verifiedCache struct {
-	mu   sync.RWMutex
-	max  int
-	byTk map[string]verified
+	seed   maphash.Seed
+	shards []cacheShard
+}
+
+type cacheShard struct {
+	mu    sync.Mutex
+	index map[uint64]int // token hash → slot
+	slots []cacheSlot
+	next  int // the slot to fill next
+}
+
+type cacheSlot struct {
+	hash  uint64
+	token string
+	v     verified
 }
 
 func newVerifiedCache(max int) *verifiedCache {
-	return &verifiedCache{max: max, byTk: make(map[string]verified, max)}
+	n := min(16, max)
+	c := &verifiedCache{seed: maphash.MakeSeed(), shards: make([]cacheShard, n)}
+	for i := range c.shards {
+		size := max / n
+		if i < max%n {
+			size++
+		}
+		c.shards[i] = cacheShard{index: make(map[uint64]int, size), slots: make([]cacheSlot, size)}
+	}
+	return c
+}
+
+// key hashes token; shard is where it lives.
+func (c *verifiedCache) key(token string) (uint64, *cacheShard) {
+	h := maphash.String(c.seed, token)
+	return h, &c.shards[h%uint64(len(c.shards))]
 }
 
 func (c *verifiedCache) get(token string) (verified, bool) {
 	if c == nil {
 		return verified{}, false
 	}
-	c.mu.RLock()
-	v, ok := c.byTk[token]
-	c.mu.RUnlock()
-	return v, ok
+	h, sh := c.key(token)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if i, ok := sh.index[h]; ok && sh.slots[i].token == token {
+		return sh.slots[i].v, true
+	}
+	return verified{}, false
 }
 
 func (c *verifiedCache) put(token string, v verified) {
 	if c == nil {
 		return
 	}
-	c.mu.Lock()
-	if len(c.byTk) >= c.max {
-		for k := range c.byTk {
-			delete(c.byTk, k)
-			break
-		}
+	h, sh := c.key(token)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if _, ok := sh.index[h]; ok {
+		return // there already (or a collision: keep the older)
 	}
-	c.byTk[token] = v
-	c.mu.Unlock()
+	slot := &sh.slots[sh.next]
+	if slot.token != "" {
+		delete(sh.index, slot.hash)
+	}
+	*slot = cacheSlot{hash: h, token: token, v: v}
+	sh.index[h] = sh.next
+	sh.next = (sh.next + 1) % len(sh.slots)
 }
 
 // len is the number of tokens kept.
@@ -532,7 +601,12 @@ func (c *verifiedCache) len() int {
 	if c == nil {
 		return 0
 	}
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return len(c.byTk)
+	n := 0
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.Lock()
+		n += len(sh.index)
+		sh.mu.Unlock()
+	}
+	return n
 }
