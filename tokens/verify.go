@@ -2,10 +2,10 @@ package tokens
 
 import (
 	"context"
-	"hash/maphash"
 	"crypto/rsa"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"slices"
 	"strings"
 	"sync"
