@@ -646,3 +646,45 @@ func TestPairingURLsCarryNoCredentials(t *testing.T) {
 		t.Fatalf("URL with credentials: %v", err)
 	}
 }
+
+// Two nodes, each with its own device holding the same join key, share one
+// PostgreSQL database: tokens of one verify on the other, a revocation on
+// one reaches the other, and a refresh token used on both at once works on
+// exactly one.
+func TestHANodes(t *testing.T) {
+	dsn := dbtest.Postgres(t)
+	a, _, _ := service(t, dsn)
+	b, _, _ := service(t, dsn)
+	if a.Issuer() != b.Issuer() {
+		t.Fatalf("issuers differ: %s %s", a.Issuer(), b.Issuer())
+	}
+	iss, err := a.Create(bg, tokens.Request{Subject: "svc", Refreshable: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Verify(bg, iss.AccessToken, tokens.VerifyOptions{}); err != nil {
+		t.Fatalf("node b verifying node a's token: %v", err)
+	}
+	if err := b.Revoke(bg, iss.TokenID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Verify(bg, iss.AccessToken, tokens.VerifyOptions{}); !errors.Is(err, tokens.ErrRevoked) {
+		t.Fatalf("node a after node b revoked: %v", err)
+	}
+	grant, _ := a.Create(bg, tokens.Request{Subject: "race", Refreshable: true})
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for i := range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := []*tokens.Service{a, b}[i%2].Refresh(bg, grant.RefreshToken, nil); err == nil {
+				wins.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if wins.Load() != 1 {
+		t.Fatalf("%d refreshes of one token across two nodes succeeded, want 1", wins.Load())
+	}
+}
