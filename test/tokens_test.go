@@ -53,6 +53,7 @@ func TestTokenVerbs(t *testing.T) {
 	}
 	c.fails(3, "wrong audience", "token", "verify", "--token-file", tokFile)
 	c.fails(3, "algorithm not allowed", "token", "verify", "--token-file", tokFile, "--audience", "artifactory@x", "--alg", "ES256")
+	c.fails(2, "algorithm not allowed", "token", "verify", "--token-file", tokFile, "--audience", "artifactory@x", "--alg", "none")
 	parts := strings.Split(iss.AccessToken, ".")
 	c.fails(3, "bad signature", "token", "verify", "--token-file", c.writeFile("forged", parts[0]+"."+parts[1]+"."+strings.Repeat("A", len(parts[2]))), "--audience", "artifactory@x")
 
