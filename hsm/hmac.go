@@ -76,6 +76,12 @@ func (k *Key) HMAC(ctx context.Context, hash crypto.Hash, msg []byte) ([]byte, e
 	m := []*pkcs11.Mechanism{pkcs11.NewMechanism(mech, nil)}
 	var mac []byte
 	err := k.tok.do(ctx, k, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
+		if g := k.tok.st.hmacGate; g != nil {
+			if err := g.enter(ctx); err != nil {
+				return err
+			}
+			defer g.leave()
+		}
 		c := k.tok.st.mod.ctx
 		if err := c.SignInit(s, m, h); err != nil {
 			return call("C_SignInit", err)
@@ -104,6 +110,12 @@ func (k *Key) VerifyHMAC(ctx context.Context, hash crypto.Hash, msg, mac []byte)
 	}
 	m := []*pkcs11.Mechanism{pkcs11.NewMechanism(mech, nil)}
 	err := k.tok.do(ctx, k, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
+		if g := k.tok.st.hmacGate; g != nil {
+			if err := g.enter(ctx); err != nil {
+				return err
+			}
+			defer g.leave()
+		}
 		c := k.tok.st.mod.ctx
 		if err := c.VerifyInit(s, m, h); err != nil {
 			return call("C_VerifyInit", err)

@@ -40,6 +40,8 @@ type tokenState struct {
 
 	keysMu sync.Mutex
 	keys   map[string]*Key // Find's cache, by label
+
+	hmacGate *gate // HMAC calls one at a time (SoftHSM2); nil: side by side
 }
 
 // Open loads the module (once per process), finds the token, reads the PIN
@@ -89,7 +91,8 @@ func Open(ctx context.Context, cfg Config) (*Token, error) {
 		releaseModule(m)
 		return nil, call("C_GetTokenInfo", err)
 	}
-	st := &tokenState{mod: m, slot: slot, label: info.Label, serial: info.SerialNumber, refs: 1, pin: pin, keys: map[string]*Key{}}
+	st := &tokenState{mod: m, slot: slot, label: info.Label, serial: info.SerialNumber, refs: 1, pin: pin, keys: map[string]*Key{},
+		hmacGate: hmacGate(info.ManufacturerID)}
 	st.pool = newPool(max, st.openSession, st.closeSession)
 	// Warm one session; this also logs in and reports a wrong PIN now.
 	s, err := st.pool.get(ctx)
