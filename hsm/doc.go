@@ -27,6 +27,10 @@
 // CKR_DEVICE_REMOVED or CKR_OPERATION_ACTIVE is closed and dropped, and the
 // call is tried on another session.
 //
+// SoftHSM2 is the one exception to "side by side": its HMAC calls contend
+// inside the library, so on a SoftHSM2 token HMAC verifications pass a
+// gate one at a time, the next caller spinning for it (gate.go).
+//
 // # Keys and handles
 //
 // Finding an object by label costs about 30 µs per object in a SoftHSM2

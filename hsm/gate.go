@@ -7,34 +7,38 @@ import (
 	"sync/atomic"
 )
 
-// gate lets one caller at a time through to the device. The next caller
-// in line spins, yielding its P every few dozen tries, instead of
-// sleeping: the call it waits for lasts ~15 µs, less than a sleep and a
-// wake-up cost on a virtual machine. Callers behind it wait in line
-// (asleep, honouring their context), so however many there are, one
-// spins.
+// gate lets one caller at a time through to the device. Callers waiting
+// for it spin, yielding their P every few dozen tries, instead of
+// sleeping: the call they wait for lasts ~15 µs, less than a sleep and a
+// wake-up cost on a virtual machine. At most GOMAXPROCS callers spin;
+// more wait in line asleep (honouring their context), so that spinners do
+// not crowd out the goroutines with work to do.
 //
-// It serves one case: HMAC on SoftHSM2, whose concurrent HMAC calls contend
-// inside the library (two at once cost each twice the CPU, so two cores do
-// less than one). One at a time, with the other cores preparing the next
-// call, the device never waits and never contends.
+// It serves one case: HMAC verification on SoftHSM2, whose concurrent HMAC
+// calls contend inside the library (two at once cost each twice the CPU,
+// so two cores do less than one). One at a time, with the other cores
+// preparing the next call, the device never waits and never contends:
+// verifying tokens on two cores went from 91% to 98% of the raw two-core
+// rate. Signing is left side by side: a signer's caller also writes the
+// token to the database, and with signing gated the database writer and
+// the spinners fought over the cores (token creation −19%).
 type gate struct {
-	held atomic.Bool
-	line chan struct{} // held by the caller spinning for the gate
+	held     atomic.Bool
+	spinners chan struct{} // a slot for each caller spinning
 }
 
-func newGate() *gate { return &gate{line: make(chan struct{}, 1)} }
+func newGate() *gate { return &gate{spinners: make(chan struct{}, runtime.GOMAXPROCS(0))} }
 
 func (g *gate) enter(ctx context.Context) error {
 	if g.held.CompareAndSwap(false, true) {
 		return nil
 	}
 	select {
-	case g.line <- struct{}{}:
+	case g.spinners <- struct{}{}:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	defer func() { <-g.line }()
+	defer func() { <-g.spinners }()
 	for i := 1; !g.held.CompareAndSwap(false, true); i++ {
 		if i%64 == 0 {
 			if err := ctx.Err(); err != nil {
@@ -48,8 +52,9 @@ func (g *gate) enter(ctx context.Context) error {
 
 func (g *gate) leave() { g.held.Store(false) }
 
-// hmacGate is the gate for HMAC calls on a token made by manufacturer, or
-// nil when calls may run side by side (every device but SoftHSM2).
+// hmacGate is the gate for HMAC verifications on a token made by
+// manufacturer, or nil when they may run side by side (every device but
+// SoftHSM2).
 func hmacGate(manufacturer string) *gate {
 	if strings.TrimSpace(manufacturer) == "SoftHSM project" {
 		return newGate()

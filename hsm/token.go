@@ -41,7 +41,7 @@ type tokenState struct {
 	keysMu sync.Mutex
 	keys   map[string]*Key // Find's cache, by label
 
-	hmacGate *gate // HMAC calls one at a time (SoftHSM2); nil: side by side
+	hmacGate *gate // HMAC verifications one at a time (SoftHSM2); nil: side by side
 }
 
 // Open loads the module (once per process), finds the token, reads the PIN
