@@ -220,7 +220,18 @@ func TestRotateRewrapRetire(t *testing.T) {
 			}
 			calls = append(calls, d)
 		})
-		if err != nil || done != 120 || fmt.Sprint(calls) != "[50 100 120]" {
+		// Progress climbs by at most a batch to the total. (On PostgreSQL
+		// two lanes share the rows, so a lane may find part of a batch
+		// locked by the other: [50 70 120] is as right as [50 100 120].)
+		steady := len(calls) > 0 && calls[len(calls)-1] == 120
+		for i, c := range calls {
+			prev := 0
+			if i > 0 {
+				prev = calls[i-1]
+			}
+			steady = steady && c > prev && c-prev <= 50
+		}
+		if err != nil || done != 120 || !steady || (!n.Store().Postgres() && fmt.Sprint(calls) != "[50 100 120]") {
 			t.Fatalf("rewrap: %d %v %v", done, calls, err)
 		}
 		if again, err := n.Rewrap(bg, 50, nil); again != 0 || err != nil {
