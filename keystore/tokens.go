@@ -71,9 +71,13 @@ func ms(t time.Time) int64 { return t.UnixMilli() }
 
 const insertTokenSQL = `INSERT INTO tokens (id, kind, subject, scope, audience, issued_at, expires_at, family, description) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
+// tokenArgs are insertTokenSQL's arguments for t.
+func tokenArgs(t TokenRecord) []any {
+	return []any{t.ID, t.Kind, t.Subject, t.Scope, t.Audience, ms(t.Issued), ms(t.Expires), t.Family, t.Description}
+}
+
 func insertToken(ctx context.Context, tx *sql.Tx, s *Store, t TokenRecord) error {
-	_, err := tx.ExecContext(ctx, s.q(insertTokenSQL),
-		t.ID, t.Kind, t.Subject, t.Scope, t.Audience, ms(t.Issued), ms(t.Expires), t.Family, t.Description)
+	_, err := tx.ExecContext(ctx, s.q(insertTokenSQL), tokenArgs(t)...)
 	return err
 }
 
@@ -168,8 +172,7 @@ func (s *Store) commitIssues(batch []issue) error {
 	}
 	st := tx.StmtContext(ctx, insert)
 	for _, it := range batch {
-		t := it.tok
-		if _, err := st.ExecContext(ctx, t.ID, t.Kind, t.Subject, t.Scope, t.Audience, ms(t.Issued), ms(t.Expires), t.Family, t.Description); err != nil {
+		if _, err := st.ExecContext(ctx, tokenArgs(it.tok)...); err != nil {
 			return s.dbErr("record token", err)
 		}
 		if it.refresh != nil {
