@@ -78,6 +78,7 @@ type Service struct {
 // keyView is the signing key pair versions in the device when last listed.
 type keyView struct {
 	versions map[int]bool
+	latest   int // the newest version, 0 for none
 	read     time.Time
 }
 
@@ -523,18 +524,21 @@ func (s *Service) signingKey(ctx context.Context, alg string) (string, any, erro
 	if err != nil {
 		return "", nil, err
 	}
-	e, err := s.ring.Latest(ctx, keyring.Signing)
+	view, err := s.signingVersions(ctx, time.Now())
 	if err != nil {
-		return "", nil, fmt.Errorf("%w: %s needs a signing key: keyward key generate --role signing --type ec-p256|rsa-3072|ed25519", err, alg)
+		return "", nil, err
 	}
-	signer, err := s.signer(ctx, e.Version)
+	if view.latest == 0 {
+		return "", nil, fmt.Errorf("%w: %s needs a signing key: keyward key generate --role signing --type ec-p256|rsa-3072|ed25519", keyring.ErrNoKey, alg)
+	}
+	signer, err := s.signer(ctx, view.latest)
 	if err != nil {
 		return "", nil, err
 	}
 	if signer.Key().Type != want {
-		return "", nil, fmt.Errorf("%w: %s needs a %s key, signing/v%d is %s", ErrAlgorithm, alg, want, e.Version, signer.Key().Type)
+		return "", nil, fmt.Errorf("%w: %s needs a %s key, signing/v%d is %s", ErrAlgorithm, alg, want, view.latest, signer.Key().Type)
 	}
-	return kidFor(keyring.Signing, e.Version), signer, nil
+	return kidFor(keyring.Signing, view.latest), signer, nil
 }
 
 // joinVersions returns the registry's join versions, read again at most
@@ -637,31 +641,43 @@ func (s *Service) signer(ctx context.Context, v int) (*hsm.Signer, error) {
 	return sg, nil
 }
 
-// signingUsable says signing key pair version v is in the device. The
-// device is listed again at most every RevocationRefresh, so a destroyed
-// key pair stops verifying (and unknown versions cost no device lookup);
-// signers of key pairs gone are dropped.
+// signingVersions returns the signing key pairs in the device, listed
+// again at most every RevocationRefresh (a key pair generated or destroyed
+// on this device is seen as fast as a revocation), so neither signing nor
+// verifying searches the device per token. Signers of key pairs gone are
+// dropped.
+func (s *Service) signingVersions(ctx context.Context, wall time.Time) (*keyView, error) {
+	if view := s.signing.Load(); view != nil && wall.Sub(view.read) < s.opts.RevocationRefresh {
+		return view, nil
+	}
+	entries, err := s.ring.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	view := &keyView{versions: map[int]bool{}, read: wall}
+	for _, e := range entries {
+		if e.Role == keyring.Signing {
+			view.versions[e.Version] = true
+			view.latest = max(view.latest, e.Version)
+		}
+	}
+	s.signing.Store(view)
+	s.mu.Lock()
+	for n := range s.signers {
+		if !view.versions[n] {
+			delete(s.signers, n)
+		}
+	}
+	s.mu.Unlock()
+	return view, nil
+}
+
+// signingUsable says signing key pair version v is in the device (an
+// unknown version costs no device lookup).
 func (s *Service) signingUsable(ctx context.Context, v int, wall time.Time) (bool, error) {
-	view := s.signing.Load()
-	if view == nil || wall.Sub(view.read) >= s.opts.RevocationRefresh {
-		entries, err := s.ring.List(ctx)
-		if err != nil {
-			return false, err
-		}
-		view = &keyView{versions: map[int]bool{}, read: wall}
-		for _, e := range entries {
-			if e.Role == keyring.Signing {
-				view.versions[e.Version] = true
-			}
-		}
-		s.signing.Store(view)
-		s.mu.Lock()
-		for n := range s.signers {
-			if !view.versions[n] {
-				delete(s.signers, n)
-			}
-		}
-		s.mu.Unlock()
+	view, err := s.signingVersions(ctx, wall)
+	if err != nil {
+		return false, err
 	}
 	return view.versions[v], nil
 }
