@@ -65,14 +65,14 @@ type Service struct {
 	issuer string
 	opts   Options
 
-	mu      sync.Mutex
-	hmac    atomic.Pointer[map[hmacName]*hsm.Key] // derived keys, copy on write
-	signers map[int]*hsm.Signer                   // signing version → signer
+	mu      sync.Mutex                 // guards signers
+	hmac    cowMap[hmacName, *hsm.Key] // derived keys
+	signers map[int]*hsm.Signer        // signing version → signer
 	revoked *revocations
 	cache   *verifiedCache
-	headers atomic.Pointer[map[string]header] // encoded segment → header, for the ones keyward writes; copy on write
-	joins   atomic.Pointer[joinView]          // the registry's join versions, as last read
-	signing atomic.Pointer[keyView]           // the device's signing key pairs, as last listed
+	headers cowMap[string, header]   // encoded segment → header, for the ones keyward writes
+	joins   atomic.Pointer[joinView] // the registry's join versions, as last read
+	signing atomic.Pointer[keyView]  // the device's signing key pairs, as last listed
 }
 
 // keyView is the signing key pair versions in the device when last listed.
@@ -585,39 +585,15 @@ type hmacName struct {
 }
 
 // hmacKey derives (once per process) the HMAC key of join version v for
-// alg. The derived keys sit in a copy-on-write map: every verification
-// looks one up, without a lock.
+// alg; every verification looks one up.
 func (s *Service) hmacKey(ctx context.Context, v int, alg string) (*hsm.Key, error) {
-	name := hmacName{v, alg}
-	if m := s.hmac.Load(); m != nil {
-		if k, ok := (*m)[name]; ok {
-			return k, nil
+	return s.hmac.loadOrMake(hmacName{v, alg}, func() (*hsm.Key, error) {
+		base, _, err := s.ring.Get(ctx, keyring.Join, v)
+		if err != nil {
+			return nil, err
 		}
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	old := s.hmac.Load()
-	if old != nil {
-		if k, ok := (*old)[name]; ok {
-			return k, nil
-		}
-	}
-	base, _, err := s.ring.Get(ctx, keyring.Join, v)
-	if err != nil {
-		return nil, err
-	}
-	k, err := s.ring.Token().DeriveHMACKey(ctx, base, hmacDerivationData(alg), "jwt "+kidFor(keyring.Join, v)+" "+alg)
-	if err != nil {
-		return nil, err
-	}
-	next := map[hmacName]*hsm.Key{name: k}
-	if old != nil {
-		for n, k := range *old {
-			next[n] = k
-		}
-	}
-	s.hmac.Store(&next)
-	return k, nil
+		return s.ring.Token().DeriveHMACKey(ctx, base, hmacDerivationData(alg), "jwt "+kidFor(keyring.Join, v)+" "+alg)
+	})
 }
 
 func (s *Service) signer(ctx context.Context, v int) (*hsm.Signer, error) {

@@ -284,27 +284,15 @@ type header struct {
 }
 
 // knowHeader adds seg, the encoded header of alg and kid, to the headers
-// parseDirect knows. There are a few per key version: the map is copied on
-// the rare write so that readers take no lock.
+// parseDirect knows (a few per key version).
 func (s *Service) knowHeader(seg, alg, kid string) {
-	if known := s.headers.Load(); known != nil {
-		if _, ok := (*known)[seg]; ok {
-			return
+	s.headers.loadOrMake(seg, func() (header, error) {
+		role, v, ok := parseKid(kid)
+		if !ok {
+			return header{}, fmt.Errorf("%w: kid %q", ErrUnknownKey, kid)
 		}
-	}
-	role, v, ok := parseKid(kid)
-	if !ok {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	next := map[string]header{seg: {alg: alg, kid: kid, role: role, version: v}}
-	if known := s.headers.Load(); known != nil {
-		for k, h := range *known {
-			next[k] = h
-		}
-	}
-	s.headers.Store(&next)
+		return header{alg: alg, kid: kid, role: role, version: v}, nil
+	})
 }
 
 // parseDirect verifies a token whose header is one keyward wrote (known
@@ -322,10 +310,7 @@ func (s *Service) parseDirect(ctx context.Context, token string, algs []string, 
 	if !ok || strings.IndexByte(sigSeg, '.') >= 0 {
 		return verified{}, nil, false
 	}
-	var hdr header
-	if known := s.headers.Load(); known != nil {
-		hdr, ok = (*known)[hdrSeg]
-	}
+	hdr, ok := s.headers.load(hdrSeg)
 	if !ok {
 		return verified{}, nil, false
 	}
