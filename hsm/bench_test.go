@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/keyward/keyward/hsm"
-	"github.com/keyward/keyward/softhsm"
+	"github.com/keyward/keyward/softhsm/softhsmtest"
 	"github.com/miekg/pkcs11"
 )
 
@@ -28,7 +28,7 @@ type benchKeys struct {
 
 func setupBench(b *testing.B) *benchKeys {
 	b.Helper()
-	_, tok := softhsm.OpenTestToken(b)
+	_, tok := softhsmtest.OpenTestToken(b)
 	k := &benchKeys{tok: tok}
 	var err error
 	if k.gcm, err = tok.GenerateAES(bg, "keyward/master/v1", 256, hsm.UsageEncrypt|hsm.UsageDecrypt); err != nil {

@@ -17,13 +17,13 @@ import (
 	"testing"
 
 	"github.com/keyward/keyward/hsm"
-	"github.com/keyward/keyward/softhsm"
+	"github.com/keyward/keyward/softhsm/softhsmtest"
 )
 
 const knownKey = "603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4"
 
 func TestGCMMatchesGo(t *testing.T) {
-	_, tok := softhsm.OpenTestToken(t)
+	_, tok := softhsmtest.OpenTestToken(t)
 	k, err := tok.ImportAES(bg, "gcm", mustHex(t, knownKey), hsm.UsageEncrypt|hsm.UsageDecrypt, "")
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +62,7 @@ func TestGCMMatchesGo(t *testing.T) {
 }
 
 func TestGCMRejectsTampering(t *testing.T) {
-	_, tok := softhsm.OpenTestToken(t)
+	_, tok := softhsmtest.OpenTestToken(t)
 	k, err := tok.GenerateAES(bg, "gcm", 256, hsm.UsageEncrypt|hsm.UsageDecrypt)
 	if err != nil {
 		t.Fatal(err)
@@ -124,7 +124,7 @@ func hmacData() []byte {
 }
 
 func TestDerivedHMACMatchesGo(t *testing.T) {
-	_, tok := softhsm.OpenTestToken(t)
+	_, tok := softhsmtest.OpenTestToken(t)
 	base, err := tok.ImportAES(bg, "keyward/join/v1", mustHex(t, knownKey), hsm.UsageDerive, "")
 	if err != nil {
 		t.Fatal(err)
@@ -172,7 +172,7 @@ func TestDerivedHMACMatchesGo(t *testing.T) {
 }
 
 func TestDeriveRefusesBadBase(t *testing.T) {
-	_, tok := softhsm.OpenTestToken(t)
+	_, tok := softhsmtest.OpenTestToken(t)
 	noDerive, err := tok.GenerateAES(bg, "master", 256, hsm.UsageEncrypt|hsm.UsageDecrypt)
 	if err != nil {
 		t.Fatal(err)
@@ -187,7 +187,7 @@ func TestDeriveRefusesBadBase(t *testing.T) {
 }
 
 func TestSigners(t *testing.T) {
-	_, tok := softhsm.OpenTestToken(t)
+	_, tok := softhsmtest.OpenTestToken(t)
 	msg := []byte("a token to sign")
 	digest := sha256.Sum256(msg)
 	for _, kind := range []hsm.KeyPairType{hsm.ECP256, hsm.RSA2048, hsm.Ed25519} {
@@ -241,7 +241,7 @@ func TestSigners(t *testing.T) {
 }
 
 func TestRandom(t *testing.T) {
-	_, tok := softhsm.OpenTestToken(t)
+	_, tok := softhsmtest.OpenTestToken(t)
 	a, b := make([]byte, 32), make([]byte, 32)
 	if _, err := io.ReadFull(tok.Random(), a); err != nil {
 		t.Fatal(err)

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/keyward/keyward/hsm"
-	"github.com/keyward/keyward/softhsm"
+	"github.com/keyward/keyward/softhsm/softhsmtest"
 	"github.com/miekg/pkcs11"
 )
 
@@ -40,7 +40,7 @@ var usageAttrs = []struct {
 }
 
 func TestSecretKeysCannotBeRead(t *testing.T) {
-	_, tok := softhsm.OpenTestToken(t)
+	_, tok := softhsmtest.OpenTestToken(t)
 	gen, err := tok.GenerateAES(bg, "keyward/master/v1", 256, hsm.UsageEncrypt|hsm.UsageDecrypt)
 	if err != nil {
 		t.Fatal(err)
@@ -93,7 +93,7 @@ func TestSecretKeysCannotBeRead(t *testing.T) {
 }
 
 func TestKeyPairsCannotBeRead(t *testing.T) {
-	_, tok := softhsm.OpenTestToken(t)
+	_, tok := softhsmtest.OpenTestToken(t)
 	for _, kind := range []hsm.KeyPairType{hsm.ECP256, hsm.RSA2048, hsm.Ed25519} {
 		t.Run(string(kind), func(t *testing.T) {
 			k, err := tok.GenerateKeyPair(bg, "keyward/signing/"+string(kind), kind)
@@ -128,7 +128,7 @@ func TestKeyPairsCannotBeRead(t *testing.T) {
 }
 
 func TestImportedKCVMatchesGo(t *testing.T) {
-	_, tok := softhsm.OpenTestToken(t)
+	_, tok := softhsmtest.OpenTestToken(t)
 	for _, hexKey := range []string{
 		"000102030405060708090a0b0c0d0e0f",
 		"000102030405060708090a0b0c0d0e0f1011121314151617",
@@ -158,7 +158,7 @@ func TestImportedKCVMatchesGo(t *testing.T) {
 }
 
 func TestImportChecksExpectedKCV(t *testing.T) {
-	_, tok := softhsm.OpenTestToken(t)
+	_, tok := softhsmtest.OpenTestToken(t)
 	key := mustHex(t, "603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4")
 	kcv, err := hsm.ComputeKCV(key)
 	if err != nil {
@@ -181,7 +181,7 @@ func TestImportChecksExpectedKCV(t *testing.T) {
 }
 
 func TestListAndFind(t *testing.T) {
-	_, tok := softhsm.OpenTestToken(t)
+	_, tok := softhsmtest.OpenTestToken(t)
 	if _, err := tok.GenerateAES(bg, "keyward/master/v1", 128, hsm.UsageEncrypt|hsm.UsageDecrypt); err != nil {
 		t.Fatal(err)
 	}

@@ -4,11 +4,11 @@ import (
 	"os"
 	"testing"
 
-	"github.com/keyward/keyward/softhsm"
+	"github.com/keyward/keyward/softhsm/softhsmtest"
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	softhsm.CleanupTestTokens()
+	softhsmtest.CleanupTestTokens()
 	os.Exit(code)
 }

@@ -15,14 +15,14 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/hsm"
-	"github.com/keyward/keyward/softhsm"
+	"github.com/keyward/keyward/softhsm/softhsmtest"
 )
 
 func TestBadInput(t *testing.T) {
-	st := softhsm.NewTestToken(t)
+	st := softhsmtest.NewTestToken(t)
 	wrongPIN := hsm.PINFromPrompt(func(context.Context, string) ([]byte, error) { return []byte("not-the-pin"), nil })
 
-	_, tok := softhsm.OpenTestToken(t)
+	_, tok := softhsmtest.OpenTestToken(t)
 	if _, err := tok.GenerateAES(bg, "taken", 256, hsm.UsageEncrypt); err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +112,7 @@ func TestBadInput(t *testing.T) {
 }
 
 func TestSecondOpenSharesLogin(t *testing.T) {
-	st, a := softhsm.OpenTestToken(t)
+	st, a := softhsmtest.OpenTestToken(t)
 	b, err := st.Open(bg)
 	if err != nil {
 		t.Fatal(err)
@@ -202,7 +202,7 @@ func setupMixed(t *testing.T, tok *hsm.Token) (gcm, mac *hsm.Key, signer crypto.
 }
 
 func TestConcurrentMixedOperations(t *testing.T) {
-	_, tok := softhsm.OpenTestToken(t)
+	_, tok := softhsmtest.OpenTestToken(t)
 	gcm, mac, signer := setupMixed(t, tok)
 	var wg sync.WaitGroup
 	errs := make(chan error, 16)
@@ -226,7 +226,7 @@ func TestConcurrentMixedOperations(t *testing.T) {
 }
 
 func TestRecoversFromLostSessionsAndLogin(t *testing.T) {
-	_, tok := softhsm.OpenTestToken(t)
+	_, tok := softhsmtest.OpenTestToken(t)
 	gcm, mac, signer := setupMixed(t, tok)
 	// Fill the pool with several sessions first.
 	var wg sync.WaitGroup
@@ -258,7 +258,7 @@ func TestRecoversFromLostSessionsAndLogin(t *testing.T) {
 }
 
 func TestPoolWaitHonoursContext(t *testing.T) {
-	st := softhsm.NewTestToken(t)
+	st := softhsmtest.NewTestToken(t)
 	cfg := st.Config()
 	cfg.MaxSessions = 1
 	tok, err := hsm.Open(bg, cfg)

@@ -9,12 +9,12 @@ import (
 
 	"github.com/keyward/keyward/hsm"
 	"github.com/keyward/keyward/keyring"
-	"github.com/keyward/keyward/softhsm"
+	"github.com/keyward/keyward/softhsm/softhsmtest"
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	softhsm.CleanupTestTokens()
+	softhsmtest.CleanupTestTokens()
 	os.Exit(code)
 }
 
@@ -46,7 +46,7 @@ func TestParseLabel(t *testing.T) {
 
 func TestVersionsAndUsages(t *testing.T) {
 	ctx := context.Background()
-	_, tok := softhsm.OpenTestToken(t)
+	_, tok := softhsmtest.OpenTestToken(t)
 	ring := keyring.New(tok)
 	if _, err := ring.Latest(ctx, keyring.Master); !errors.Is(err, keyring.ErrNoKey) {
 		t.Fatalf("Latest on an empty token: %v", err)

@@ -9,7 +9,7 @@ import (
 	"github.com/keyward/keyward/keyring"
 	"github.com/keyward/keyward/keystore"
 	"github.com/keyward/keyward/keystore/dbtest"
-	"github.com/keyward/keyward/softhsm"
+	"github.com/keyward/keyward/softhsm/softhsmtest"
 )
 
 var bg = context.Background()
@@ -17,7 +17,7 @@ var bg = context.Background()
 func TestMain(m *testing.M) {
 	code := m.Run()
 	dbtest.Stop()
-	softhsm.CleanupTestTokens()
+	softhsmtest.CleanupTestTokens()
 	os.Exit(code)
 }
 
@@ -30,7 +30,7 @@ func backends(t *testing.T, f func(t *testing.T, newDSN func(testing.TB) string)
 // node opens a store at dsn and a fresh token, and reconciles them.
 func node(t testing.TB, dsn string) (*keystore.Node, *hsm.Token) {
 	t.Helper()
-	_, tok := softhsm.OpenTestToken(t)
+	_, tok := softhsmtest.OpenTestToken(t)
 	return nodeOn(t, dsn, tok), tok
 }
 

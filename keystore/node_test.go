@@ -13,7 +13,7 @@ import (
 	"github.com/keyward/keyward/keyring"
 	"github.com/keyward/keyward/keystore"
 	"github.com/keyward/keyward/keystore/dbtest"
-	"github.com/keyward/keyward/softhsm"
+	"github.com/keyward/keyward/softhsm/softhsmtest"
 
 	_ "github.com/jackc/pgx/v5/stdlib"
 	_ "github.com/mattn/go-sqlite3"
@@ -163,7 +163,7 @@ func TestReconcileRefusesOtherKeys(t *testing.T) {
 		a.Put(bg, "shared", []byte("v"))
 
 		// Node B with the same key: accepted, same version, reads A's data.
-		_, tokB := softhsm.OpenTestToken(t)
+		_, tokB := softhsmtest.OpenTestToken(t)
 		ringB := keyring.New(tokB)
 		store, _ := keystore.Open(bg, dsn)
 		defer store.Close()
@@ -180,7 +180,7 @@ func TestReconcileRefusesOtherKeys(t *testing.T) {
 		}
 
 		// Node C holds a different key under the same label: refused.
-		_, tokC := softhsm.OpenTestToken(t)
+		_, tokC := softhsmtest.OpenTestToken(t)
 		ec, _ := keyring.New(tokC).ImportVersion(bg, keyring.Master, 1, hexKey(9), "")
 		_, err = keystore.NewNode(bg, store, keyring.New(tokC))
 		want := fmt.Sprintf("master key v1: this device holds KCV %s, the database expects KCV %s", ec.KCV, ea.KCV)
@@ -273,7 +273,7 @@ func TestConcurrentRewrapsOnTwoNodes(t *testing.T) {
 		}
 		a.Import(bg, keyring.Master, hexKey(2), "")
 
-		_, tokB := softhsm.OpenTestToken(t)
+		_, tokB := softhsmtest.OpenTestToken(t)
 		ringB := keyring.New(tokB)
 		ringB.ImportVersion(bg, keyring.Master, 1, hexKey(1), "")
 		ringB.ImportVersion(bg, keyring.Master, 2, hexKey(2), "")

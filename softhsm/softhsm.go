@@ -130,6 +130,12 @@ func (t *Token) Config() hsm.Config {
 	return hsm.Config{ModulePath: t.Module, TokenLabel: t.Label, PIN: t.PINSource()}
 }
 
+// External names a token of another device (a real HSM dedicated to
+// tests, or NSS softokn) that keyward's tests use in place of SoftHSM2.
+func External(module, label string, pin []byte) *Token {
+	return &Token{Module: module, Label: label, pin: append([]byte(nil), pin...)}
+}
+
 // Open opens the token through hsm.
 func (t *Token) Open(ctx context.Context) (*hsm.Token, error) { return hsm.Open(ctx, t.Config()) }
 

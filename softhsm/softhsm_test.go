@@ -8,17 +8,18 @@ import (
 
 	"github.com/keyward/keyward/hsm"
 	"github.com/keyward/keyward/softhsm"
+	"github.com/keyward/keyward/softhsm/softhsmtest"
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	softhsm.CleanupTestTokens()
+	softhsmtest.CleanupTestTokens()
 	os.Exit(code)
 }
 
 func TestFreshTokens(t *testing.T) {
-	a, ta := softhsm.OpenTestToken(t)
-	b, tb := softhsm.OpenTestToken(t)
+	a, ta := softhsmtest.OpenTestToken(t)
+	b, tb := softhsmtest.OpenTestToken(t)
 	if a.Label == b.Label || a.Serial == b.Serial {
 		t.Fatalf("two test tokens share a label or serial: %v %v", a, b)
 	}
@@ -41,7 +42,7 @@ func TestFreshTokens(t *testing.T) {
 }
 
 func TestOneConfigurationPerProcess(t *testing.T) {
-	softhsm.NewTestToken(t) // fixes this binary's SoftHSM2 home
+	softhsmtest.NewTestToken(t) // fixes this binary's SoftHSM2 home
 	_, err := softhsm.NewToken(t.TempDir(), "elsewhere")
 	if err == nil || !strings.Contains(err.Error(), "once per process") {
 		t.Fatalf("a second SoftHSM2 home in one process: %v", err)

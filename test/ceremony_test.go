@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/keyward/keyward/softhsm"
+	"github.com/keyward/keyward/softhsm/softhsmtest"
 	"gopkg.in/yaml.v3"
 )
 
@@ -229,7 +229,7 @@ func TestSplitAndCombine(t *testing.T) {
 	share := func(i int) string { return split.Shares[i-1].File }
 
 	// Combine into a second token (another node).
-	other := softhsm.NewTestToken(t)
+	other := softhsmtest.NewTestToken(t)
 	node2 := append(other.Env(), "KEYWARD_PIN="+string(other.PIN()))
 	r := c.run("", node2, "ceremony", "combine", "--role", "master", "--share", share(2), "--share", share(4))
 	if r.code != 1 || !strings.Contains(r.stderr, "needs 3 shares, got 2") || !strings.Contains(r.stderr, "nothing was imported") {

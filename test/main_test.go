@@ -13,6 +13,7 @@ import (
 
 	"github.com/keyward/keyward/keystore/dbtest"
 	"github.com/keyward/keyward/softhsm"
+	"github.com/keyward/keyward/softhsm/softhsmtest"
 )
 
 var binary string
@@ -32,7 +33,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	dbtest.Stop()
-	softhsm.CleanupTestTokens()
+	softhsmtest.CleanupTestTokens()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -53,7 +54,7 @@ func (c *cli) secret(s string) {
 
 func newCLI(t *testing.T) *cli {
 	t.Helper()
-	tok := softhsm.NewTestToken(t)
+	tok := softhsmtest.NewTestToken(t)
 	dir := t.TempDir()
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "KEYWARD_HOME=" + filepath.Join(dir, "home")}
 	return &cli{t: t, tok: tok, env: append(env, tok.Env()...), dir: dir}

@@ -18,7 +18,7 @@ import (
 	"github.com/keyward/keyward/keyring"
 	"github.com/keyward/keyward/keystore"
 	"github.com/keyward/keyward/keystore/dbtest"
-	"github.com/keyward/keyward/softhsm"
+	"github.com/keyward/keyward/softhsm/softhsmtest"
 
 	_ "github.com/jackc/pgx/v5/stdlib"
 	_ "github.com/mattn/go-sqlite3"
@@ -226,7 +226,7 @@ func TestHANodes(t *testing.T) {
 	masterFile := a.writeFile("master.hex", master)
 	a.ok("key", "import", "--role", "master", "--from", masterFile)
 
-	other := softhsm.NewTestToken(t)
+	other := softhsmtest.NewTestToken(t)
 	nodeB := append(other.Env(), "KEYWARD_PIN="+string(other.PIN()))
 	r := a.run("", nodeB, "store", "list")
 	if r.code != 3 || !strings.Contains(r.stderr, "is registered") || !strings.Contains(r.stderr, "not in token") {
@@ -254,7 +254,7 @@ func TestHANodes(t *testing.T) {
 		t.Fatalf("node A reads after B's rewrap: %s", r)
 	}
 
-	third := softhsm.NewTestToken(t)
+	third := softhsmtest.NewTestToken(t)
 	nodeC := append(third.Env(), "KEYWARD_PIN="+string(third.PIN()))
 	wrong := randomHex(32)
 	a.secret(wrong)

@@ -11,7 +11,7 @@ import (
 	"github.com/keyward/keyward/keyring"
 	"github.com/keyward/keyward/keystore"
 	"github.com/keyward/keyward/keystore/dbtest"
-	"github.com/keyward/keyward/softhsm"
+	"github.com/keyward/keyward/softhsm/softhsmtest"
 	"github.com/keyward/keyward/tokens"
 )
 
@@ -20,7 +20,7 @@ var bg = context.Background()
 func TestMain(m *testing.M) {
 	code := m.Run()
 	dbtest.Stop()
-	softhsm.CleanupTestTokens()
+	softhsmtest.CleanupTestTokens()
 	os.Exit(code)
 }
 
@@ -39,7 +39,7 @@ func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unloc
 // join key, and its token service.
 func service(t testing.TB, dsn string) (*tokens.Service, *keystore.Node, *clock) {
 	t.Helper()
-	_, tok := softhsm.OpenTestToken(t)
+	_, tok := softhsmtest.OpenTestToken(t)
 	store, err := keystore.Open(bg, dsn)
 	if err != nil {
 		t.Fatal(err)

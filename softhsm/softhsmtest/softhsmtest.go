@@ -1,4 +1,7 @@
-package softhsm
+// Package softhsmtest gives tests throwaway SoftHSM2 tokens (or the real
+// device the KEYWARD_TEST_PKCS11_* variables name). It imports testing, so
+// only tests import it: the shipped binary never links it.
+package softhsmtest
 
 import (
 	"context"
@@ -9,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/keyward/keyward/hsm"
+	"github.com/keyward/keyward/softhsm"
 )
 
 // Environment variables that point the tests at a real device instead of
@@ -41,7 +45,7 @@ var external struct {
 // KEYWARD_TEST_PKCS11_* variables are set, it returns that device's token
 // instead, emptied of keys, and tests using it run one at a time. With
 // neither, the test is skipped with the reason.
-func NewTestToken(tb testing.TB) *Token {
+func NewTestToken(tb testing.TB) *softhsm.Token {
 	tb.Helper()
 	if os.Getenv(EnvTestModule) != "" {
 		return externalToken(tb)
@@ -51,11 +55,11 @@ func NewTestToken(tb testing.TB) *Token {
 		if testHome.err != nil {
 			return
 		}
-		if _, testHome.err = Configure(testHome.dir); testHome.err != nil {
+		if _, testHome.err = softhsm.Configure(testHome.dir); testHome.err != nil {
 			return
 		}
 		var module string
-		if module, testHome.err = ModulePath(); testHome.err != nil {
+		if module, testHome.err = softhsm.ModulePath(); testHome.err != nil {
 			return
 		}
 		testHome.module, testHome.err = hsm.LoadModule(module)
@@ -68,7 +72,7 @@ func NewTestToken(tb testing.TB) *Token {
 			testHome.err, EnvTestModule, EnvTestToken, EnvTestPIN)
 	}
 	label := fmt.Sprintf("kw-test-%d", testHome.n.Add(1))
-	tok, err := NewToken(testHome.dir, label)
+	tok, err := softhsm.NewToken(testHome.dir, label)
 	if err != nil {
 		tb.Fatalf("softhsm: %v", err)
 	}
@@ -86,7 +90,7 @@ func CleanupTestTokens() {
 	}
 }
 
-func externalToken(tb testing.TB) *Token {
+func externalToken(tb testing.TB) *softhsm.Token {
 	tb.Helper()
 	label, pin := os.Getenv(EnvTestToken), os.Getenv(EnvTestPIN)
 	if label == "" || pin == "" {
@@ -102,7 +106,7 @@ func externalToken(tb testing.TB) *Token {
 	external.holderMu.Lock()
 	external.holder = tb
 	external.holderMu.Unlock()
-	tok := &Token{Module: os.Getenv(EnvTestModule), Label: label, pin: []byte(pin)}
+	tok := softhsm.External(os.Getenv(EnvTestModule), label, []byte(pin))
 	wipe := func() {
 		if err := wipeKeys(tok); err != nil {
 			tb.Errorf("empty test token %s: %v", tok, err)
@@ -120,7 +124,7 @@ func externalToken(tb testing.TB) *Token {
 }
 
 // wipeKeys destroys every key on the token.
-func wipeKeys(tok *Token) error {
+func wipeKeys(tok *softhsm.Token) error {
 	ctx := context.Background()
 	t, err := tok.Open(ctx)
 	if err != nil {
@@ -144,7 +148,7 @@ func wipeKeys(tok *Token) error {
 }
 
 // OpenTestToken is NewTestToken opened through hsm, closed when tb ends.
-func OpenTestToken(tb testing.TB) (*Token, *hsm.Token) {
+func OpenTestToken(tb testing.TB) (*softhsm.Token, *hsm.Token) {
 	tb.Helper()
 	tok := NewTestToken(tb)
 	t, err := tok.Open(context.Background())
