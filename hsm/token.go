@@ -22,11 +22,12 @@ type Token struct {
 
 // tokenState is what every Token handle on one slot shares.
 type tokenState struct {
-	mod    *module
-	slot   uint
-	label  string
-	serial string
-	refs   int // guarded by modules.mu
+	mod                 *module
+	slot                uint
+	label               string
+	serial              string
+	manufacturer, model string
+	refs                int // guarded by modules.mu
 
 	pool *pool
 
@@ -91,7 +92,7 @@ func Open(ctx context.Context, cfg Config) (*Token, error) {
 		releaseModule(m)
 		return nil, call("C_GetTokenInfo", err)
 	}
-	st := &tokenState{mod: m, slot: slot, label: info.Label, serial: info.SerialNumber, refs: 1, pin: pin, keys: map[string]*Key{},
+	st := &tokenState{mod: m, slot: slot, label: info.Label, serial: info.SerialNumber, manufacturer: info.ManufacturerID, model: info.Model, refs: 1, pin: pin, keys: map[string]*Key{},
 		hmacGate: hmacGate(info.ManufacturerID)}
 	st.pool = newPool(max, st.openSession, st.closeSession)
 	// Warm one session; this also logs in and reports a wrong PIN now.
@@ -105,6 +106,34 @@ func Open(ctx context.Context, cfg Config) (*Token, error) {
 	st.pool.put(s)
 	m.tokens[slot] = st
 	return &Token{st: st}, nil
+}
+
+// Manufacturer is the token's manufacturer ID ("SoftHSM project", …).
+func (t *Token) Manufacturer() string { return t.st.manufacturer }
+
+// Model is the token's model.
+func (t *Token) Model() string { return t.st.model }
+
+// SessionsInUse is the number of sessions taken from the pool now, and
+// the pool's bound.
+func (t *Token) SessionsInUse() (inUse, max int) {
+	p := t.st.pool
+	return len(p.slots) - len(p.idle), cap(p.slots)
+}
+
+// Ping checks that the token answers and is logged in, on a pooled
+// session: what a readiness probe asks of the device.
+func (t *Token) Ping(ctx context.Context) error {
+	return t.do(ctx, nil, func(s pkcs11.SessionHandle, _ pkcs11.ObjectHandle) error {
+		info, err := t.st.mod.ctx.GetSessionInfo(s)
+		if err != nil {
+			return call("C_GetSessionInfo", err)
+		}
+		if info.State != pkcs11.CKS_RW_USER_FUNCTIONS && info.State != pkcs11.CKS_RO_USER_FUNCTIONS {
+			return call("C_GetSessionInfo", pkcs11.Error(pkcs11.CKR_USER_NOT_LOGGED_IN))
+		}
+		return nil
+	})
 }
 
 // Label is the token's label.

@@ -71,8 +71,12 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	return s, nil
 }
 
-// Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+// Close commits the tokens queued for the group commit, stops its writer
+// and closes the database.
+func (s *Store) Close() error {
+	s.writer.stop()
+	return s.db.Close()
+}
 
 // Where names the database (a path, or a URL without its password).
 func (s *Store) Where() string { return s.where }

@@ -101,21 +101,48 @@ type issue struct {
 // database work side by side).
 type writer struct {
 	once   sync.Once
+	mu     sync.RWMutex // senders hold it shared; stop holds it alone
+	closed bool
 	ch     chan issue
-	insert *sql.Stmt // used by writeIssues alone
+	done   chan struct{} // closed when writeIssues has committed the last batch
+	insert *sql.Stmt     // used by writeIssues alone
+}
+
+// stop commits what is queued and ends the writer; RecordIssue fails
+// after it.
+func (w *writer) stop() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return
+	}
+	w.closed = true
+	if w.ch != nil {
+		close(w.ch)
+		<-w.done
+	}
 }
 
 // RecordIssue records an issued token (and its refresh token) and returns
 // once it is committed.
 func (s *Store) RecordIssue(ctx context.Context, tok TokenRecord, refresh *RefreshRecord) error {
-	s.writer.once.Do(func() {
-		s.writer.ch = make(chan issue, 1024)
+	w := &s.writer
+	w.mu.RLock()
+	if w.closed {
+		w.mu.RUnlock()
+		return fmt.Errorf("%w: record token: the database is closed", ErrDatabase)
+	}
+	w.once.Do(func() {
+		w.ch = make(chan issue, 1024)
+		w.done = make(chan struct{})
 		go s.writeIssues()
 	})
 	it := issue{tok: tok, refresh: refresh, done: make(chan error, 1)}
 	select {
-	case s.writer.ch <- it:
+	case w.ch <- it:
+		w.mu.RUnlock()
 	case <-ctx.Done():
+		w.mu.RUnlock()
 		return ctx.Err()
 	}
 	select {
@@ -127,12 +154,17 @@ func (s *Store) RecordIssue(ctx context.Context, tok TokenRecord, refresh *Refre
 }
 
 func (s *Store) writeIssues() {
+	defer close(s.writer.done)
 	for first := range s.writer.ch {
 		batch := []issue{first}
 		yielded := false
+	collect:
 		for len(batch) < 512 {
 			select {
-			case it := <-s.writer.ch:
+			case it, ok := <-s.writer.ch:
+				if !ok {
+					break collect // stopped: commit what came
+				}
 				batch = append(batch, it)
 				continue
 			default:

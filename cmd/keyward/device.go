@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,7 +9,8 @@ import (
 	"github.com/keyward/keyward/hsm"
 	"github.com/keyward/keyward/keyring"
 	"github.com/keyward/keyward/keystore"
-	"github.com/keyward/keyward/softhsm"
+	"github.com/keyward/keyward/node"
+	"github.com/keyward/keyward/tokens"
 	"github.com/urfave/cli/v2"
 )
 
@@ -31,45 +30,47 @@ func home(c *cli.Context) string {
 	if h := c.String("home"); h != "" {
 		return h
 	}
-	if h, err := os.UserHomeDir(); err == nil {
-		return h + "/.keyward"
-	}
-	return ".keyward"
+	return node.DefaultHome()
 }
 
-// deviceConfig builds the hsm.Config from the global flags.
+// deviceConfig builds the hsm.Config from the global flags (the module
+// defaults to SoftHSM2 when installed).
 func deviceConfig(c *cli.Context) (hsm.Config, error) {
-	cfg := hsm.Config{ModulePath: c.String("module")}
+	cfg, err := nodeConfig(c)
+	return cfg.Device, err
+}
+
+// nodeConfig builds the node.Config from the global flags, defaults
+// resolved.
+func nodeConfig(c *cli.Context) (node.Config, error) {
+	nc := node.Config{Device: hsm.Config{ModulePath: c.String("module")}, DB: c.String("db"), Home: home(c)}
+	cfg := &nc.Device
 	token := c.String("token")
 	switch {
 	case strings.HasPrefix(token, "pkcs11:"):
 		u, err := hsm.ParseURI(token)
 		if err != nil {
-			return cfg, usageError{err}
+			return nc, usageError{err}
 		}
-		if err := u.ApplyTo(&cfg, promptSecret); err != nil {
-			return cfg, usageError{err}
+		if err := u.ApplyTo(cfg, promptSecret); err != nil {
+			return nc, usageError{err}
 		}
 	case token != "":
 		cfg.TokenLabel = token
 	default:
-		return cfg, usagef("no token: set --token or KEYWARD_TOKEN to a token label or a pkcs11: URI")
+		return nc, usagef("no token: set --token or KEYWARD_TOKEN to a token label or a pkcs11: URI")
 	}
-	if cfg.ModulePath == "" {
-		p, err := softhsm.ModulePath()
-		if err != nil {
-			return cfg, usagef("no PKCS#11 module: set --module or KEYWARD_PKCS11_MODULE to the library's absolute path (%v)", err)
-		}
-		cfg.ModulePath = p
+	if err := nc.Resolve(); err != nil {
+		return nc, usageError{err}
 	}
 	if cfg.PIN == nil {
 		src, err := pinSource(c)
 		if err != nil {
-			return cfg, err
+			return nc, err
 		}
 		cfg.PIN = src
 	}
-	return cfg, nil
+	return nc, nil
 }
 
 // pinSource is --pin-source; else KEYWARD_PIN; else a prompt on a terminal.
@@ -90,32 +91,27 @@ func pinSource(c *cli.Context) (hsm.PINSource, error) {
 	return nil, usagef("no PIN: set KEYWARD_PIN_SOURCE to env:VAR or file:PATH (or KEYWARD_PIN in CI)")
 }
 
+// explainOpen is node.ExplainOpen, with a configuration mistake a usage
+// error (exit 2).
+func explainOpen(cfg hsm.Config, err error) error {
+	err = node.ExplainOpen(cfg, err)
+	if errors.Is(err, hsm.ErrConfig) {
+		return usageError{err}
+	}
+	return err
+}
+
 // openToken opens the device named by the global flags.
 func openToken(c *cli.Context) (*hsm.Token, error) {
 	cfg, err := deviceConfig(c)
 	if err != nil {
 		return nil, err
 	}
-	tok, err := hsm.Open(c.Context, cfg)
+	tok, err := node.OpenDevice(c.Context, cfg)
 	if err != nil {
 		return nil, explainOpen(cfg, err)
 	}
 	return tok, nil
-}
-
-// explainOpen adds what to do to an error from hsm.Open.
-func explainOpen(cfg hsm.Config, err error) error {
-	switch {
-	case errors.Is(err, hsm.ErrPINIncorrect):
-		return fmt.Errorf("%w; check the PIN source (%s)", err, cfg.PIN)
-	case errors.Is(err, hsm.ErrPINLocked):
-		return fmt.Errorf("%w; the security officer must unlock it", err)
-	case errors.Is(err, hsm.ErrTokenNotFound) && strings.Contains(cfg.ModulePath, "softhsm") && os.Getenv("SOFTHSM2_CONF") == "":
-		return fmt.Errorf("%w (SOFTHSM2_CONF is not set: SoftHSM2 looks in its system-wide token directory)", err)
-	case errors.Is(err, hsm.ErrConfig):
-		return usageError{err}
-	}
-	return err
 }
 
 // openRing opens the device and its keyward keys; close the token after.
@@ -141,34 +137,38 @@ func dbDSN(c *cli.Context) string {
 	return filepath.Join(home(c), "keyward.db")
 }
 
-// openNode opens the device and the database and reconciles them: a node
-// whose keys differ from the registry, or lack one, stops here (exit 3).
+// openFullNode opens the node the global flags name (node.Open): device,
+// database, reconciliation, token service.
+func openFullNode(c *cli.Context, joining bool, opts tokens.Options) (*node.Node, error) {
+	cfg, err := nodeConfig(c)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Joining, cfg.Tokens = joining, opts
+	n, err := node.Open(c.Context, cfg)
+	if err != nil {
+		return nil, explainOpen(cfg.Device, err)
+	}
+	return n, nil
+}
+
+// openNode opens the node and hands out its reconciled keys: a node whose
+// keys differ from the registry, or lack one, stops here (exit 3).
 func openNode(c *cli.Context) (*keystore.Node, func(), error) {
-	return openNodeWith(c, keystore.NewNode)
+	n, err := openFullNode(c, false, tokens.Options{})
+	if err != nil {
+		return nil, nil, err
+	}
+	return n.Keys, func() { n.Close() }, nil
 }
 
 // openJoiningNode is openNode for commands that load keys into a node: a
 // registered key may be missing (it is about to be imported), a different
 // one is still refused.
 func openJoiningNode(c *cli.Context) (*keystore.Node, func(), error) {
-	return openNodeWith(c, keystore.NewJoiningNode)
-}
-
-func openNodeWith(c *cli.Context, newNode func(context.Context, *keystore.Store, *keyring.Ring) (*keystore.Node, error)) (*keystore.Node, func(), error) {
-	tok, err := openToken(c)
+	n, err := openFullNode(c, true, tokens.Options{})
 	if err != nil {
 		return nil, nil, err
 	}
-	store, err := keystore.Open(c.Context, dbDSN(c))
-	if err != nil {
-		tok.Close()
-		return nil, nil, err
-	}
-	node, err := newNode(c.Context, store, keyring.New(tok))
-	if err != nil {
-		store.Close()
-		tok.Close()
-		return nil, nil, err
-	}
-	return node, func() { store.Close(); tok.Close() }, nil
+	return n.Keys, func() { n.Close() }, nil
 }

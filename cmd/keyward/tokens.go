@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/signal"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -17,18 +16,13 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// openTokens opens the node and its token service.
+// openTokens opens the node and hands out its token service.
 func openTokens(c *cli.Context) (*tokens.Service, func(), error) {
-	node, done, err := openNode(c)
+	n, err := openFullNode(c, false, tokens.Options{})
 	if err != nil {
 		return nil, nil, err
 	}
-	svc, err := tokens.New(c.Context, node, tokens.Options{})
-	if err != nil {
-		done()
-		return nil, nil, err
-	}
-	return svc, done, nil
+	return n.Tokens, func() { n.Close() }, nil
 }
 
 // readSecretInput reads a token from a file or standard input ("-"):
@@ -358,66 +352,11 @@ func bootstrapCommand() *cli.Command {
 func runBootstrap(c *cli.Context) error {
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	h := home(c)
-	report := func(s string) { fmt.Fprintln(c.App.Writer, "bootstrap: "+s) }
-	node, done, err := openJoiningNode(c)
+	n, err := openFullNode(c, true, tokens.Options{})
 	if err != nil {
 		return err
 	}
-	defer done()
-	var deletions sync.WaitGroup
-	defer deletions.Wait()
-	pass := func() error {
-		if err := bootstrap.ImportKeys(ctx, node, h, report); err != nil {
-			return err
-		}
-		if !bootstrap.Pending(h) {
-			return nil
-		}
-		if err := node.Reconcile(ctx); err != nil {
-			return err
-		}
-		if m := node.Missing(); len(m) > 0 {
-			return fmt.Errorf("%w: %s key v%d is registered but not in this device", keystore.ErrKeyMissing, m[0].Role, m[0].Version)
-		}
-		svc, err := tokens.New(ctx, node, tokens.Options{})
-		if err != nil {
-			return err
-		}
-		tf, err := bootstrap.IssueToken(ctx, svc, h)
-		if err != nil {
-			return err
-		}
-		report(fmt.Sprintf("admin token %s written to %s (expires %s); it is deleted in %s",
-			tf.TokenID, bootstrap.TokenPath(h), tf.ExpiresAt.Format(time.RFC3339), c.Duration("token-delete-after")))
-		deletions.Add(1)
-		go func() {
-			defer deletions.Done()
-			if err := bootstrap.DeleteLater(ctx, h, tf.TokenID, c.Duration("token-delete-after")); err != nil {
-				report("could not delete token.json: " + err.Error())
-				return
-			}
-			report("deleted " + bootstrap.TokenPath(h))
-		}()
-		return nil
-	}
-	if err := pass(); err != nil {
-		return err
-	}
-	if !c.Bool("watch") {
-		return nil
-	}
-	report("watching " + h + "/bootstrap/keys")
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-			if err := pass(); err != nil {
-				report("error: " + err.Error())
-			}
-		}
-	}
+	defer n.Close()
+	return bootstrap.Run(ctx, n.Keys, n.Tokens, bootstrap.Options{Home: n.Home(), DeleteAfter: c.Duration("token-delete-after"),
+		Watch: c.Bool("watch"), Report: func(s string) { fmt.Fprintln(c.App.Writer, "bootstrap: "+s) }})
 }

@@ -1,0 +1,82 @@
+package bootstrap
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/keyward/keyward/keystore"
+	"github.com/keyward/keyward/tokens"
+)
+
+// Options tune Run.
+type Options struct {
+	Home        string        // $KEYWARD_HOME
+	DeleteAfter time.Duration // token.json is removed this long after it is written
+	Watch       bool          // keep looking (once a second) until ctx is done
+	Report      func(string)  // told what happened; nil: nothing is said
+}
+
+// Run does a node's first-start work: it imports the bootstrap key files
+// and answers a pending generate.token.json with an admin token (deleted
+// again after DeleteAfter, or at once when ctx ends). With Watch it keeps
+// doing so until ctx is done; errors of later passes are reported, not
+// returned. It returns once every pending deletion is done.
+func Run(ctx context.Context, keys *keystore.Node, svc *tokens.Service, o Options) error {
+	report := o.Report
+	if report == nil {
+		report = func(string) {}
+	}
+	var deletions sync.WaitGroup
+	defer deletions.Wait()
+	pass := func() error {
+		if err := ImportKeys(ctx, keys, o.Home, report); err != nil {
+			return err
+		}
+		if !Pending(o.Home) {
+			return nil
+		}
+		if err := keys.Reconcile(ctx); err != nil {
+			return err
+		}
+		if m := keys.Missing(); len(m) > 0 {
+			return fmt.Errorf("%w: %s key v%d is registered but not in this device", keystore.ErrKeyMissing, m[0].Role, m[0].Version)
+		}
+		tf, err := IssueToken(ctx, svc, o.Home)
+		if err != nil {
+			return err
+		}
+		report(fmt.Sprintf("admin token %s written to %s (expires %s); it is deleted in %s",
+			tf.TokenID, TokenPath(o.Home), tf.ExpiresAt.Format(time.RFC3339), o.DeleteAfter))
+		deletions.Add(1)
+		go func() {
+			defer deletions.Done()
+			if err := DeleteLater(ctx, o.Home, tf.TokenID, o.DeleteAfter); err != nil {
+				report("could not delete token.json: " + err.Error())
+				return
+			}
+			report("deleted " + TokenPath(o.Home))
+		}()
+		return nil
+	}
+	if err := pass(); err != nil {
+		return err
+	}
+	if !o.Watch {
+		return nil
+	}
+	report("watching " + keysDir(o.Home))
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			if err := pass(); err != nil {
+				report("error: " + err.Error())
+			}
+		}
+	}
+}
