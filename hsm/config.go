@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // Config says which module, which token and where the PIN comes from.
@@ -27,6 +28,11 @@ type Config struct {
 
 	// MaxSessions bounds the session pool; 0 means 2×GOMAXPROCS (at least 4).
 	MaxSessions int
+
+	// Observe, when set, is told every device operation (seal, open, hmac,
+	// hmac_verify, sign, find, …), how long it took and how it ended: the
+	// server's metrics. The first Open of a token sets it for the process.
+	Observe func(op string, d time.Duration, err error)
 }
 
 // String describes the configuration; it never contains a PIN.

@@ -24,7 +24,7 @@ func (k *Key) Seal(ctx context.Context, plaintext, aad []byte) ([]byte, error) {
 		return nil, err
 	}
 	var ct []byte
-	err := k.tok.do(ctx, k, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
+	err := k.tok.do(ctx, "seal", k, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
 		c := k.tok.st.mod.ctx
 		params := pkcs11.NewGCMParams(nonce, aad, 8*TagSize)
 		defer params.Free()
@@ -50,7 +50,7 @@ func (k *Key) Open(ctx context.Context, sealed, aad []byte) ([]byte, error) {
 	}
 	nonce, ct := sealed[:NonceSize], sealed[NonceSize:]
 	var pt []byte
-	err := k.tok.do(ctx, k, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
+	err := k.tok.do(ctx, "open", k, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
 		c := k.tok.st.mod.ctx
 		params := pkcs11.NewGCMParams(nonce, aad, 8*TagSize)
 		defer params.Free()

@@ -54,7 +54,7 @@ func (t *Token) DeriveHMACKey(ctx context.Context, base *Key, data []byte, label
 	k := &Key{tok: t, Label: label, Class: ClassSecret, Type: TypeGenericSecret, Bits: 8 * len(data),
 		derive: &deriveSpec{base: base, data: append([]byte(nil), data...)}}
 	// Derive now, so a base without CKA_DERIVE fails here, not at first use.
-	if err := t.do(ctx, k, func(pkcs11.SessionHandle, pkcs11.ObjectHandle) error { return nil }); err != nil {
+	if err := t.do(ctx, "derive", k, func(pkcs11.SessionHandle, pkcs11.ObjectHandle) error { return nil }); err != nil {
 		return nil, fmt.Errorf("derive %q from %q: %w", label, base.Label, err)
 	}
 	return k, nil
@@ -75,7 +75,7 @@ func (k *Key) HMAC(ctx context.Context, hash crypto.Hash, msg []byte) ([]byte, e
 	}
 	m := []*pkcs11.Mechanism{pkcs11.NewMechanism(mech, nil)}
 	var mac []byte
-	err := k.tok.do(ctx, k, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
+	err := k.tok.do(ctx, "hmac", k, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
 		c := k.tok.st.mod.ctx
 		if err := c.SignInit(s, m, h); err != nil {
 			return call("C_SignInit", err)
@@ -104,7 +104,7 @@ func (k *Key) VerifyHMAC(ctx context.Context, hash crypto.Hash, msg, mac []byte)
 		return fmt.Errorf("HMAC with %q: %w", k.Label, ErrAuthentication)
 	}
 	m := []*pkcs11.Mechanism{pkcs11.NewMechanism(mech, nil)}
-	err := k.tok.do(ctx, k, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
+	err := k.tok.do(ctx, "hmac_verify", k, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
 		if g := k.tok.st.hmacGate; g != nil {
 			if err := g.enter(ctx); err != nil {
 				return err

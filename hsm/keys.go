@@ -180,7 +180,7 @@ func (t *Token) Find(ctx context.Context, label string) (*Key, error) {
 		return k, nil
 	}
 	var info KeyInfo
-	err := t.do(ctx, nil, func(s pkcs11.SessionHandle, _ pkcs11.ObjectHandle) error {
+	err := t.do(ctx, "find", nil, func(s pkcs11.SessionHandle, _ pkcs11.ObjectHandle) error {
 		var h pkcs11.ObjectHandle
 		var err error
 		for _, class := range []KeyClass{ClassSecret, ClassPrivate} {
@@ -235,7 +235,7 @@ type KeyInfo struct {
 // List reports every secret and private key on the token.
 func (t *Token) List(ctx context.Context) ([]KeyInfo, error) {
 	var out []KeyInfo
-	err := t.do(ctx, nil, func(s pkcs11.SessionHandle, _ pkcs11.ObjectHandle) error {
+	err := t.do(ctx, "list", nil, func(s pkcs11.SessionHandle, _ pkcs11.ObjectHandle) error {
 		out = out[:0]
 		for _, class := range []KeyClass{ClassSecret, ClassPrivate} {
 			hs, err := t.st.findObjects(s, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, uint(class))})
@@ -324,7 +324,7 @@ func (st *tokenState) attrs(s pkcs11.SessionHandle, h pkcs11.ObjectHandle, types
 // CKA_VALUE of a sensitive key is refused.
 func (k *Key) Attribute(ctx context.Context, typ uint) ([]byte, error) {
 	var v []byte
-	err := k.tok.do(ctx, k, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
+	err := k.tok.do(ctx, "attribute", k, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
 		m, err := k.tok.st.attrs(s, h, typ)
 		v = m[typ]
 		return err
@@ -335,7 +335,7 @@ func (k *Key) Attribute(ctx context.Context, typ uint) ([]byte, error) {
 // Info reads the key's current attributes.
 func (k *Key) Info(ctx context.Context) (KeyInfo, error) {
 	var info KeyInfo
-	err := k.tok.do(ctx, k, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
+	err := k.tok.do(ctx, "info", k, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
 		var err error
 		info, err = k.tok.st.keyInfo(s, h)
 		return err
@@ -423,7 +423,7 @@ func (t *Token) GenerateAES(ctx context.Context, label string, bits int, usage U
 	}
 	id := newID()
 	var h pkcs11.ObjectHandle
-	err := t.do(ctx, nil, func(s pkcs11.SessionHandle, _ pkcs11.ObjectHandle) error {
+	err := t.do(ctx, "generate", nil, func(s pkcs11.SessionHandle, _ pkcs11.ObjectHandle) error {
 		if err := t.st.ensureFree(s, label); err != nil {
 			return err
 		}
@@ -464,7 +464,7 @@ func (t *Token) ImportAES(ctx context.Context, label string, value []byte, usage
 	}
 	id := newID()
 	var h pkcs11.ObjectHandle
-	err = t.do(ctx, nil, func(s pkcs11.SessionHandle, _ pkcs11.ObjectHandle) error {
+	err = t.do(ctx, "import", nil, func(s pkcs11.SessionHandle, _ pkcs11.ObjectHandle) error {
 		if err := t.st.ensureFree(s, label); err != nil {
 			return err
 		}
@@ -497,7 +497,7 @@ func (t *Token) ImportAES(ctx context.Context, label string, value []byte, usage
 // Destroy deletes the key (and the public half of a key pair) from the
 // device. There is no undo.
 func (t *Token) Destroy(ctx context.Context, k *Key) error {
-	err := t.do(ctx, k, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
+	err := t.do(ctx, "destroy", k, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
 		if k.Class == ClassPrivate {
 			if pub, err := t.st.findOne(s, k.Label, ClassPublic); err == nil {
 				if err := t.st.mod.ctx.DestroyObject(s, pub); err != nil {

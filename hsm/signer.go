@@ -97,7 +97,7 @@ func (t *Token) GenerateKeyPair(ctx context.Context, label string, kind KeyPairT
 		return nil, fmt.Errorf("%w: key pair type %q (use ec-p256, rsa-2048, rsa-3072 or ed25519)", ErrUnsupported, kind)
 	}
 	var h pkcs11.ObjectHandle
-	err := t.do(ctx, nil, func(s pkcs11.SessionHandle, _ pkcs11.ObjectHandle) error {
+	err := t.do(ctx, "generate_pair", nil, func(s pkcs11.SessionHandle, _ pkcs11.ObjectHandle) error {
 		if err := t.st.ensureFree(s, label); err != nil {
 			return err
 		}
@@ -129,7 +129,7 @@ func (k *Key) Signer(ctx context.Context) (*Signer, error) {
 	}
 	st := k.tok.st
 	var pub crypto.PublicKey
-	err := k.tok.do(ctx, nil, func(s pkcs11.SessionHandle, _ pkcs11.ObjectHandle) error {
+	err := k.tok.do(ctx, "public_key", nil, func(s pkcs11.SessionHandle, _ pkcs11.ObjectHandle) error {
 		h, err := st.findOne(s, k.Label, ClassPublic)
 		if err != nil {
 			return err
@@ -253,7 +253,7 @@ func (s *Signer) SignContext(ctx context.Context, digest []byte, opts crypto.Sig
 		return nil, fmt.Errorf("%w: %s cannot sign", ErrUnsupported, s.key)
 	}
 	var sig []byte
-	err := s.key.tok.do(ctx, s.key, func(ss pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
+	err := s.key.tok.do(ctx, "sign", s.key, func(ss pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
 		c := s.key.tok.st.mod.ctx
 		if err := c.SignInit(ss, []*pkcs11.Mechanism{mech}, h); err != nil {
 			return call("C_SignInit", err)

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/miekg/pkcs11"
 )
@@ -27,7 +28,8 @@ type tokenState struct {
 	label               string
 	serial              string
 	manufacturer, model string
-	refs                int // guarded by modules.mu
+	observe             func(op string, d time.Duration, err error) // Config.Observe of the first Open
+	refs                int                                         // guarded by modules.mu
 
 	pool *pool
 
@@ -92,7 +94,7 @@ func Open(ctx context.Context, cfg Config) (*Token, error) {
 		releaseModule(m)
 		return nil, call("C_GetTokenInfo", err)
 	}
-	st := &tokenState{mod: m, slot: slot, label: info.Label, serial: info.SerialNumber, manufacturer: info.ManufacturerID, model: info.Model, refs: 1, pin: pin, keys: map[string]*Key{},
+	st := &tokenState{mod: m, slot: slot, label: info.Label, serial: info.SerialNumber, manufacturer: info.ManufacturerID, model: info.Model, observe: cfg.Observe, refs: 1, pin: pin, keys: map[string]*Key{},
 		hmacGate: hmacGate(info.ManufacturerID)}
 	st.pool = newPool(max, st.openSession, st.closeSession)
 	// Warm one session; this also logs in and reports a wrong PIN now.
@@ -124,7 +126,7 @@ func (t *Token) SessionsInUse() (inUse, max int) {
 // Ping checks that the token answers and is logged in, on a pooled
 // session: what a readiness probe asks of the device.
 func (t *Token) Ping(ctx context.Context) error {
-	return t.do(ctx, nil, func(s pkcs11.SessionHandle, _ pkcs11.ObjectHandle) error {
+	return t.do(ctx, "ping", nil, func(s pkcs11.SessionHandle, _ pkcs11.ObjectHandle) error {
 		info, err := t.st.mod.ctx.GetSessionInfo(s)
 		if err != nil {
 			return call("C_GetSessionInfo", err)
@@ -223,13 +225,16 @@ func (st *tokenState) maxAttempts() int { return cap(st.pool.slots) + 2 }
 // nil. A broken session is dropped and the call tried on another; a lost
 // login or a stale handle is repaired (log in, find k again) and the call
 // tried once more. fn must wrap PKCS#11 errors with call.
-func (t *Token) do(ctx context.Context, k *Key, fn func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error) error {
+func (t *Token) do(ctx context.Context, op string, k *Key, fn func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error) (err error) {
 	if t.closed.Load() {
 		return ErrClosed
 	}
 	st := t.st
+	if obs := st.observe; obs != nil {
+		start := time.Now()
+		defer func() { obs(op, time.Since(start), err) }()
+	}
 	repaired := false
-	var err error
 	for range st.maxAttempts() {
 		var s pkcs11.SessionHandle
 		if s, err = st.pool.get(ctx); err != nil {
