@@ -330,6 +330,52 @@ func (n *Node) openBlob(ctx context.Context, name string, blob []byte) ([]byte, 
 	return pt, nil
 }
 
+// transitContext keeps a transit ciphertext apart from a stored record:
+// one sealed for context "db/password" cannot pass for the record of that
+// name.
+func transitContext(context string) string { return "transit\x00" + context }
+
+// Seal encrypts plaintext in the device under the active master key, bound
+// to context, in the record format (docs/FORMAT.md), for a caller to keep:
+// the server's transit encryption. The encryption is counted against the
+// key's nonce limit.
+func (n *Node) Seal(ctx context.Context, plaintext []byte, context string) ([]byte, error) {
+	v, k, err := n.activeMaster()
+	if err != nil {
+		return nil, err
+	}
+	blob, err := sealRecord(ctx, k.key, Header{Kind: KindRecord, KeyVersion: v, KCV: k.kcv}, transitContext(context), plaintext)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.store.countEncryptions(ctx, string(keyring.Master), v, 1); err != nil {
+		return nil, err
+	}
+	return blob, nil
+}
+
+// Unseal decrypts what Seal returned, with the same context. A tampered
+// ciphertext or another context is hsm.ErrAuthentication, naming the key
+// version and KCV.
+func (n *Node) Unseal(ctx context.Context, blob []byte, context string) ([]byte, error) {
+	h, err := ParseHeader(blob)
+	if err != nil {
+		return nil, err
+	}
+	if h.Kind != KindRecord {
+		return nil, fmt.Errorf("%w: a file stream, not a transit ciphertext", ErrFormat)
+	}
+	k, err := n.masterFor(h)
+	if err != nil {
+		return nil, err
+	}
+	pt, err := openRecord(ctx, k.key, blob, transitContext(context))
+	if err != nil {
+		return nil, fmt.Errorf("master key v%d (KCV %s): %w: tampered, or sealed with another context", h.KeyVersion, h.KCV, err)
+	}
+	return pt, nil
+}
+
 // Delete removes record name.
 func (n *Node) Delete(ctx context.Context, name string) error {
 	if err := n.store.deleteRecord(ctx, name); err != nil {

@@ -382,6 +382,25 @@ func (s *Store) RevokeFamily(ctx context.Context, family string, now time.Time) 
 	return s.dbErr("revoke family", tx.Commit())
 }
 
+// RevokeRefresh revokes the whole grant of the refresh token hashed as
+// hash: every access token and refresh token of its family.
+func (s *Store) RevokeRefresh(ctx context.Context, hash []byte, now time.Time) error {
+	var family string
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT family FROM refresh_tokens WHERE hash = ?`), hash).Scan(&family)
+	if isNoRows(err) {
+		return fmt.Errorf("%w: this refresh token was never issued here", ErrTokenUnknown)
+	}
+	if err != nil {
+		return s.dbErr("revoke refresh token", err)
+	}
+	return s.RevokeFamily(ctx, family, now)
+}
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	return s.dbErr("ping", s.db.PingContext(ctx))
+}
+
 // Revocation is an entry of the revocation log.
 type Revocation struct {
 	Seq     int64

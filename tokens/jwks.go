@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rsa"
 	"encoding/base64"
+	"errors"
 	"math/big"
 
 	"github.com/keyward/keyward/keyring"
@@ -65,11 +66,19 @@ func (s *Service) JWKS(ctx context.Context) (JWKSet, error) {
 
 // Introspect answers like RFC 7662: {"active": false} for any token that
 // does not verify (whatever the reason), else "active": true with the
-// claims. aud is the audience to check (default this issuer).
-func (s *Service) Introspect(ctx context.Context, token, aud string) map[string]any {
-	c, err := s.Verify(ctx, token, VerifyOptions{Audience: aud, Kinds: []string{KindAccess, KindMaster, KindBootstrap, KindPairing}})
+// claims. o says what is accepted (kinds default to every kind, pairing
+// tokens included). The error is not about the token: the database or
+// the device failed, and nothing can be said of it.
+func (s *Service) Introspect(ctx context.Context, token string, o VerifyOptions) (map[string]any, error) {
+	if o.Kinds == nil {
+		o.Kinds = []string{KindAccess, KindMaster, KindBootstrap, KindPairing}
+	}
+	c, err := s.Verify(ctx, token, o)
 	if err != nil {
-		return map[string]any{"active": false}
+		if !errors.Is(err, ErrInvalid) {
+			return nil, err
+		}
+		return map[string]any{"active": false}, nil
 	}
 	out := map[string]any{
 		"active": true, "token_type": "Bearer", "sub": c.Subject, "iss": c.Issuer, "jti": c.ID, "aud": []string(c.Audience),
@@ -87,5 +96,9 @@ func (s *Service) Introspect(ctx context.Context, token, aud string) map[string]
 	if c.Ext != "" {
 		out["ext"] = c.Ext
 	}
-	return out
+	return out, nil
 }
+
+// CacheStats says how often Verify found a token in its cache, and how
+// often not.
+func (s *Service) CacheStats() (hits, misses uint64) { return s.cache.stats() }

@@ -395,6 +395,16 @@ func (s *Service) RevokeToken(ctx context.Context, token string) error {
 	return s.Revoke(ctx, c.ID)
 }
 
+// RevokeRefreshToken revokes the grant of a refresh token (RFC 7009 with
+// token_type_hint=refresh_token): every token of its family.
+func (s *Service) RevokeRefreshToken(ctx context.Context, refreshToken string) error {
+	return mapStoreErr(s.store.RevokeRefresh(ctx, hashRefresh(refreshToken), s.now()))
+}
+
+// IsRefreshToken says v has the form of a keyward refresh token (kwr_…),
+// not of a JWT.
+func IsRefreshToken(v string) bool { return strings.HasPrefix(strings.TrimSpace(v), "kwr_") }
+
 // List lists recorded tokens (never the tokens themselves).
 func (s *Service) List(ctx context.Context, subject string, all bool) ([]keystore.TokenRecord, error) {
 	return s.store.Tokens(ctx, subject, all, s.now())

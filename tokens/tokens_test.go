@@ -398,12 +398,12 @@ func TestPairing(t *testing.T) {
 func TestIntrospect(t *testing.T) {
 	s, _, _ := service(t, dbtest.SQLite(t))
 	iss, _ := s.Create(bg, tokens.Request{Subject: "svc", Scope: []string{"read"}})
-	r := s.Introspect(bg, iss.AccessToken, "")
-	if r["active"] != true || r["sub"] != "svc" || r["scope"] != "read" || r["jti"] != iss.TokenID || r["token_type"] != "Bearer" {
+	r, err := s.Introspect(bg, iss.AccessToken, tokens.VerifyOptions{})
+	if err != nil || r["active"] != true || r["sub"] != "svc" || r["scope"] != "read" || r["jti"] != iss.TokenID || r["token_type"] != "Bearer" {
 		t.Fatalf("introspect: %v", r)
 	}
 	s.Revoke(bg, iss.TokenID)
-	if r := s.Introspect(bg, iss.AccessToken, ""); len(r) != 1 || r["active"] != false {
+	if r, _ := s.Introspect(bg, iss.AccessToken, tokens.VerifyOptions{}); len(r) != 1 || r["active"] != false {
 		t.Fatalf("revoked: %v", r)
 	}
 }
@@ -610,7 +610,7 @@ func TestVerifyRefusesBadRequestsAndReportsOutages(t *testing.T) {
 	delete(claims, "iat")
 	delete(claims, "nbf")
 	bare := forge(t, "HS256", map[string]any{"kid": "join/v1"}, claims, plainGoHMACKey(t, "HS256"))
-	if r := s.Introspect(bg, bare, ""); r["active"] != true || r["iat"] != nil {
+	if r, _ := s.Introspect(bg, bare, tokens.VerifyOptions{}); r["active"] != true || r["iat"] != nil {
 		t.Fatalf("introspect without iat: %v", r)
 	}
 

@@ -522,6 +522,8 @@ type cacheShard struct {
 	index map[uint64]int // token hash → slot
 	slots []cacheSlot
 	next  int // the slot to fill next
+
+	hits, misses uint64 // under mu: for CacheStats
 }
 
 type cacheSlot struct {
@@ -557,9 +559,25 @@ func (c *verifiedCache) get(token string) (verified, bool) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if i, ok := sh.index[h]; ok && sh.slots[i].token == token {
+		sh.hits++
 		return sh.slots[i].v, true
 	}
+	sh.misses++
 	return verified{}, false
+}
+
+// stats adds up the shards' hits and misses.
+func (c *verifiedCache) stats() (hits, misses uint64) {
+	if c == nil {
+		return 0, 0
+	}
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.Lock()
+		hits, misses = hits+sh.hits, misses+sh.misses
+		sh.mu.Unlock()
+	}
+	return hits, misses
 }
 
 func (c *verifiedCache) put(token string, v verified) {

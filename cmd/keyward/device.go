@@ -10,7 +10,6 @@ import (
 	"github.com/keyward/keyward/keyring"
 	"github.com/keyward/keyward/keystore"
 	"github.com/keyward/keyward/node"
-	"github.com/keyward/keyward/tokens"
 	"github.com/urfave/cli/v2"
 )
 
@@ -139,12 +138,17 @@ func dbDSN(c *cli.Context) string {
 
 // openFullNode opens the node the global flags name (node.Open): device,
 // database, reconciliation, token service.
-func openFullNode(c *cli.Context, joining bool, opts tokens.Options) (*node.Node, error) {
+func openFullNode(c *cli.Context, joining bool) (*node.Node, error) {
 	cfg, err := nodeConfig(c)
 	if err != nil {
 		return nil, err
 	}
-	cfg.Joining, cfg.Tokens = joining, opts
+	cfg.Joining = joining
+	return openConfigured(c, cfg)
+}
+
+// openConfigured is node.Open with its errors explained.
+func openConfigured(c *cli.Context, cfg node.Config) (*node.Node, error) {
 	n, err := node.Open(c.Context, cfg)
 	if err != nil {
 		return nil, explainOpen(cfg.Device, err)
@@ -155,7 +159,7 @@ func openFullNode(c *cli.Context, joining bool, opts tokens.Options) (*node.Node
 // openNode opens the node and hands out its reconciled keys: a node whose
 // keys differ from the registry, or lack one, stops here (exit 3).
 func openNode(c *cli.Context) (*keystore.Node, func(), error) {
-	n, err := openFullNode(c, false, tokens.Options{})
+	n, err := openFullNode(c, false)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -166,7 +170,7 @@ func openNode(c *cli.Context) (*keystore.Node, func(), error) {
 // registered key may be missing (it is about to be imported), a different
 // one is still refused.
 func openJoiningNode(c *cli.Context) (*keystore.Node, func(), error) {
-	n, err := openFullNode(c, true, tokens.Options{})
+	n, err := openFullNode(c, true)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -41,6 +41,7 @@ func newApp() *cli.App {
 			ceremonyCommand(),
 			doctorCommand(),
 			softhsmCommand(),
+			serveCommand(),
 		}, cryptCommands()...),
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return usageError{err}

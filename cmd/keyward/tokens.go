@@ -18,7 +18,7 @@ import (
 
 // openTokens opens the node and hands out its token service.
 func openTokens(c *cli.Context) (*tokens.Service, func(), error) {
-	n, err := openFullNode(c, false, tokens.Options{})
+	n, err := openFullNode(c, false)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -236,7 +236,11 @@ func tokenCommand() *cli.Command {
 						return err
 					}
 					defer done()
-					return printJSON(c.App.Writer, svc.Introspect(c.Context, tok, c.String("audience")))
+					out, err := svc.Introspect(c.Context, tok, tokens.VerifyOptions{Audience: c.String("audience")})
+					if err != nil {
+						return err
+					}
+					return printJSON(c.App.Writer, out)
 				},
 			},
 			{
@@ -352,7 +356,7 @@ func bootstrapCommand() *cli.Command {
 func runBootstrap(c *cli.Context) error {
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	n, err := openFullNode(c, true, tokens.Options{})
+	n, err := openFullNode(c, true)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/keyward/keyward/server"
+	"github.com/keyward/keyward/tokens"
+	"github.com/urfave/cli/v2"
+)
+
+func serveCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "serve",
+		Usage: "serve the HTTP API: tokens, introspection, JWKS, store and transit encryption, health and metrics",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "listen", EnvVars: []string{"KEYWARD_LISTEN"}, Value: server.DefaultAddr, Usage: "host:port (plain HTTP only on a loopback address; :0 picks a free port)"},
+			&cli.StringFlag{Name: "tls-cert", EnvVars: []string{"KEYWARD_TLS_CERT"}, Usage: "PEM certificate (chain); read again on SIGHUP"},
+			&cli.StringFlag{Name: "tls-key", EnvVars: []string{"KEYWARD_TLS_KEY"}, Usage: "PEM private key of --tls-cert; read again on SIGHUP"},
+			&cli.StringFlag{Name: "client-ca", EnvVars: []string{"KEYWARD_CLIENT_CA"}, Usage: "PEM CA certificates: clients must present a certificate from them (mTLS)"},
+			&cli.DurationFlag{Name: "shutdown-timeout", EnvVars: []string{"KEYWARD_SHUTDOWN_TIMEOUT"}, Value: 10 * time.Second, Usage: "how long requests in flight may finish after SIGTERM or SIGINT"},
+			&cli.Int64Flag{Name: "max-record", EnvVars: []string{"KEYWARD_MAX_RECORD"}, Value: 1 << 20, Usage: "largest stored record or transit payload, in bytes"},
+			&cli.BoolFlag{Name: "quiet", EnvVars: []string{"KEYWARD_QUIET"}, Usage: "no access log (one JSON line per request on standard error)"},
+		},
+		Action: runServe,
+	}
+}
+
+func runServe(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return usagef("serve takes no arguments")
+	}
+	if c.Int64("max-record") < 1 {
+		return usagef("--max-record must be at least 1")
+	}
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reload := make(chan struct{}, 1)
+	go func() {
+		for range hup {
+			select {
+			case reload <- struct{}{}:
+			default:
+			}
+		}
+	}()
+
+	metrics := server.NewMetrics()
+	cfg, err := nodeConfig(c)
+	if err != nil {
+		return err
+	}
+	cfg.Device.Observe = metrics.ObserveDevice
+	// Revocations on other servers reach this one within a quarter second.
+	cfg.Tokens = tokens.Options{RevocationRefresh: 250 * time.Millisecond}
+	n, err := openConfigured(c, cfg)
+	if err != nil {
+		return err
+	}
+	defer n.Close() // after Run: commits queued token records, closes sessions
+	logOut := c.App.ErrWriter
+	if c.Bool("quiet") {
+		logOut = nil
+	}
+	srv := server.New(n, server.Config{MaxRecord: c.Int64("max-record"), Metrics: metrics, Log: newLogger(logOut)})
+	if n.SoftwareToken() {
+		fmt.Fprintln(c.App.ErrWriter, "keyward: warning: "+server.SoftwareTokenWarning)
+	}
+	err = srv.Run(ctx, server.Listen{Addr: c.String("listen"), TLSCert: c.String("tls-cert"), TLSKey: c.String("tls-key"),
+		ClientCA: c.String("client-ca"), ShutdownTimeout: c.Duration("shutdown-timeout")}, reload,
+		func(url string) { fmt.Fprintln(c.App.ErrWriter, "keyward: serving on "+url) })
+	if errors.Is(err, server.ErrListen) {
+		return usageError{err}
+	}
+	return err
+}
+
+// newLogger writes JSON lines to w; nil writes nothing.
+func newLogger(w io.Writer) *slog.Logger {
+	if w == nil {
+		w = io.Discard
+	}
+	return slog.New(slog.NewJSONHandler(w, nil))
+}

@@ -1,0 +1,181 @@
+package server
+
+import (
+	"encoding/base64"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/keyward/keyward/keystore"
+)
+
+// recordName checks the {name...} of a store route.
+func recordName(r *http.Request) (string, error) {
+	name := r.PathValue("name")
+	if name == "" || strings.ContainsFunc(name, func(c rune) bool { return c < 0x20 || c == 0x7f }) {
+		return "", errorf(http.StatusBadRequest, "BAD_REQUEST", "a record name must not be empty or hold control characters")
+	}
+	return name, nil
+}
+
+func (s *Server) listRecords(w http.ResponseWriter, r *http.Request) {
+	if _, err := s.authorize(r, ScopeStoreRead); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	recs, err := s.node.Store.Records(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if recs == nil {
+		recs = []keystore.Record{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"records": recs})
+}
+
+// putRecord is PUT /api/v1/store/{name...}: the body, raw, at most
+// MaxRecord bytes, sealed in the device.
+func (s *Server) putRecord(w http.ResponseWriter, r *http.Request) {
+	if _, err := s.authorize(r, ScopeStoreWrite); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	name, err := recordName(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if r.ContentLength > s.cfg.MaxRecord {
+		s.fail(w, r, &http.MaxBytesError{Limit: s.cfg.MaxRecord})
+		return
+	}
+	value, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxRecord))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	defer clear(value)
+	if err := s.node.Keys.Put(r.Context(), name, value); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"name": name, "size": len(value)})
+}
+
+func (s *Server) getRecord(w http.ResponseWriter, r *http.Request) {
+	if _, err := s.authorize(r, ScopeStoreRead); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	name, err := recordName(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	value, err := s.node.Keys.Get(r.Context(), name)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	defer clear(value)
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Content-Length", strconv.Itoa(len(value)))
+	h.Set("Cache-Control", "no-store")
+	w.Write(value)
+}
+
+func (s *Server) deleteRecord(w http.ResponseWriter, r *http.Request) {
+	if _, err := s.authorize(r, ScopeStoreWrite); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	name, err := recordName(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if err := s.node.Keys.Delete(r.Context(), name); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"name": name, "deleted": true})
+}
+
+// transitBody bounds a transit request: base64 of MaxRecord bytes and
+// room for the context.
+func (s *Server) transitBody() int64 { return (s.cfg.MaxRecord+64)/3*4 + 8<<10 }
+
+// transitField reads a base64 field of a transit request; more than
+// MaxRecord bytes is a 413.
+func (s *Server) transitField(p params, field string) ([]byte, error) {
+	v, ok := p[field]
+	if !ok {
+		return nil, errorf(http.StatusBadRequest, "BAD_REQUEST", "%s (base64) is required", field)
+	}
+	b, err := base64.StdEncoding.DecodeString(v)
+	if err != nil {
+		return nil, errorf(http.StatusBadRequest, "BAD_REQUEST", "%s must be standard base64", field)
+	}
+	if int64(len(b)) > s.cfg.MaxRecord+keystore.HeaderSize+28 {
+		return nil, &http.MaxBytesError{Limit: s.cfg.MaxRecord}
+	}
+	return b, nil
+}
+
+// encrypt is POST /api/v1/encrypt: {"plaintext": base64, "context": …} →
+// {"ciphertext": base64}, sealed in the device with the active master key.
+func (s *Server) encrypt(w http.ResponseWriter, r *http.Request) {
+	if _, err := s.authorize(r, ScopeStoreWrite); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	p, err := readParams(w, r, s.transitBody())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	pt, err := s.transitField(p, "plaintext")
+	if err == nil && int64(len(pt)) > s.cfg.MaxRecord {
+		err = &http.MaxBytesError{Limit: s.cfg.MaxRecord}
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	defer clear(pt)
+	ct, err := s.node.Keys.Seal(r.Context(), pt, p["context"])
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"ciphertext": base64.StdEncoding.EncodeToString(ct)})
+}
+
+// decrypt is POST /api/v1/decrypt: {"ciphertext": base64, "context": …} →
+// {"plaintext": base64}, or 400 when it does not authenticate.
+func (s *Server) decrypt(w http.ResponseWriter, r *http.Request) {
+	if _, err := s.authorize(r, ScopeStoreRead); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	p, err := readParams(w, r, s.transitBody())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	ct, err := s.transitField(p, "ciphertext")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	pt, err := s.node.Keys.Unseal(r.Context(), ct, p["context"])
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	defer clear(pt)
+	writeJSON(w, http.StatusOK, map[string]any{"plaintext": base64.StdEncoding.EncodeToString(pt)})
+}

@@ -1,0 +1,99 @@
+package server
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/keyward/keyward/node"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics are the server's Prometheus metrics. Make them before the node
+// is opened, so that the device reports into them (ObserveDevice as
+// hsm.Config.Observe).
+type Metrics struct {
+	reg          *prometheus.Registry
+	requests     *prometheus.CounterVec
+	latency      *prometheus.HistogramVec
+	deviceOps    *prometheus.HistogramVec
+	deviceErrors *prometheus.CounterVec
+}
+
+// NewMetrics registers keyward's metrics (and Go's and the process's) in a
+// new registry.
+func NewMetrics() *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{reg: reg,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyward_http_requests_total",
+			Help: "HTTP requests by route pattern and status code."}, []string{"route", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "keyward_http_request_duration_seconds",
+			Help: "HTTP request latency by route pattern.", Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}},
+			[]string{"route"}),
+		deviceOps: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "keyward_device_operation_duration_seconds",
+			Help: "PKCS#11 device operation latency by operation.", Buckets: []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .01, .1, 1}},
+			[]string{"op"}),
+		deviceErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyward_device_operation_errors_total",
+			Help: "PKCS#11 device operations that failed, by operation."}, []string{"op"}),
+	}
+	reg.MustRegister(m.requests, m.latency, m.deviceOps, m.deviceErrors,
+		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	return m
+}
+
+// ObserveDevice is an hsm.Config.Observe: it counts device operations,
+// their latency and their failures.
+func (m *Metrics) ObserveDevice(op string, d time.Duration, err error) {
+	m.deviceOps.WithLabelValues(op).Observe(d.Seconds())
+	if err != nil {
+		m.deviceErrors.WithLabelValues(op).Inc()
+	}
+}
+
+// metrics are the Metrics of one server, with the ones that read its node.
+type metrics struct {
+	*Metrics
+	authFailures    prometheus.Counter
+	tokensIssued    *prometheus.CounterVec
+	tokensRefreshed prometheus.Counter
+	tokensRevoked   prometheus.Counter
+}
+
+func newMetrics(m *Metrics, n *node.Node) *metrics {
+	sm := &metrics{Metrics: m,
+		authFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "keyward_auth_failures_total",
+			Help: "Requests refused for missing or bad credentials (401)."}),
+		tokensIssued: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyward_tokens_issued_total",
+			Help: "Tokens issued by this server, by kind."}, []string{"kind"}),
+		tokensRefreshed: prometheus.NewCounter(prometheus.CounterOpts{Name: "keyward_tokens_refreshed_total",
+			Help: "Refresh grants served by this server."}),
+		tokensRevoked: prometheus.NewCounter(prometheus.CounterOpts{Name: "keyward_tokens_revoked_total",
+			Help: "Revocations made through this server."}),
+	}
+	m.reg.MustRegister(sm.authFailures, sm.tokensIssued, sm.tokensRefreshed, sm.tokensRevoked,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "keyward_device_sessions_in_use", Help: "PKCS#11 sessions taken from the pool now."},
+			func() float64 { in, _ := n.Device.SessionsInUse(); return float64(in) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "keyward_device_sessions_max", Help: "The session pool's bound."},
+			func() float64 { _, max := n.Device.SessionsInUse(); return float64(max) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keyward_token_verify_cache_hits_total", Help: "Token verifications answered from the verified cache."},
+			func() float64 { h, _ := n.Tokens.CacheStats(); return float64(h) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keyward_token_verify_cache_misses_total", Help: "Token verifications that went to the device."},
+			func() float64 { _, m := n.Tokens.CacheStats(); return float64(m) }),
+	)
+	for _, k := range []string{"access", "pairing", "master"} {
+		sm.tokensIssued.WithLabelValues(k)
+	}
+	return sm
+}
+
+// observe counts a served request.
+func (m *metrics) observe(route string, status int, d time.Duration) {
+	m.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
+	m.latency.WithLabelValues(route).Observe(d.Seconds())
+}
+
+func (s *Server) metricsHandler() http.HandlerFunc {
+	h := promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})
+	return h.ServeHTTP
+}

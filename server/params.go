@@ -1,0 +1,120 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// params are a request's fields, from a JSON object or a form body. JSON
+// numbers and booleans become their text; an array of strings is joined
+// with spaces (an audience list).
+type params map[string]string
+
+// readParams reads the body of r (at most max bytes) as JSON or as a form,
+// by its Content-Type (JSON when there is none).
+func readParams(w http.ResponseWriter, r *http.Request, max int64) (params, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+	if err != nil {
+		return nil, err
+	}
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if ct == "application/x-www-form-urlencoded" && bytes.HasPrefix(bytes.TrimSpace(body), []byte("{")) {
+		// curl -d '{…}' labels JSON as a form; no form starts with "{".
+		ct = "application/json"
+	}
+	switch ct {
+	case "application/x-www-form-urlencoded":
+		vs, err := url.ParseQuery(string(body))
+		if err != nil {
+			return nil, errorf(http.StatusBadRequest, "BAD_REQUEST", "the form body cannot be read: %v", err)
+		}
+		p := params{}
+		for k, v := range vs {
+			if len(v) > 1 {
+				return nil, errorf(http.StatusBadRequest, "BAD_REQUEST", "field %q is given %d times", k, len(v))
+			}
+			p[k] = v[0]
+		}
+		return p, nil
+	case "", "application/json":
+	default:
+		return nil, errorf(http.StatusUnsupportedMediaType, "UNSUPPORTED_MEDIA_TYPE", "send application/json or application/x-www-form-urlencoded, not %s", ct)
+	}
+	p := params{}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return p, nil
+	}
+	var raw map[string]any
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := dec.Decode(&raw); err != nil || dec.More() {
+		return nil, errorf(http.StatusBadRequest, "BAD_REQUEST", "the body is not one JSON object")
+	}
+	for k, v := range raw {
+		switch v := v.(type) {
+		case string:
+			p[k] = v
+		case json.Number:
+			p[k] = v.String()
+		case bool:
+			p[k] = strconv.FormatBool(v)
+		case nil:
+		case []any:
+			words := make([]string, len(v))
+			for i, e := range v {
+				s, ok := e.(string)
+				if !ok {
+					return nil, errorf(http.StatusBadRequest, "BAD_REQUEST", "field %q must be a list of strings", k)
+				}
+				words[i] = s
+			}
+			p[k] = strings.Join(words, " ")
+		default:
+			return nil, errorf(http.StatusBadRequest, "BAD_REQUEST", "field %q must be a string, number or boolean", k)
+		}
+	}
+	return p, nil
+}
+
+// seconds reads field k as a whole number of seconds, at least 1; absent
+// is 0 (the default).
+func (p params) seconds(k string) (time.Duration, error) {
+	v, ok := p[k]
+	if !ok || v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 1 || n > 1<<33 {
+		return 0, errorf(http.StatusBadRequest, "BAD_REQUEST", "%s must be a whole number of seconds, at least 1", k)
+	}
+	return time.Duration(n) * time.Second, nil
+}
+
+// bool reads field k as true or false; absent is false.
+func (p params) bool(k string) (bool, error) {
+	v, ok := p[k]
+	if !ok || v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, errorf(http.StatusBadRequest, "BAD_REQUEST", "%s must be true or false", k)
+	}
+	return b, nil
+}
+
+// required reads field k, which must be there.
+func (p params) required(k string) (string, error) {
+	v := strings.TrimSpace(p[k])
+	if v == "" {
+		return "", errorf(http.StatusBadRequest, "BAD_REQUEST", "%s is required", k)
+	}
+	return v, nil
+}

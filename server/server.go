@@ -1,0 +1,159 @@
+package server
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/keyward/keyward/node"
+)
+
+// Config tunes a Server; zero values take the defaults.
+type Config struct {
+	MaxRecord  int64         // largest stored record or transit payload, default 1 MiB
+	MaxBody    int64         // largest JSON or form body, default 64 KiB
+	RetryAfter time.Duration // told to callers with a 503, default 5 s
+	// ReconcileEvery is how often the node checks its device against the
+	// key registry (a rotation on another node, a key destroyed here);
+	// default 5 s. /readyz reports the last result.
+	ReconcileEvery time.Duration
+	Log            *slog.Logger // access and error log; default none
+	Metrics        *Metrics     // default NewMetrics() (without device operations)
+}
+
+// Server is keyward's HTTP API over one node.
+type Server struct {
+	node    *node.Node
+	cfg     Config
+	log     *slog.Logger
+	mux     *http.ServeMux
+	routes  []string
+	metrics *metrics
+}
+
+// New makes the server of an opened node. The node stays the caller's:
+// close it after Run returns.
+func New(n *node.Node, cfg Config) *Server {
+	if cfg.MaxRecord == 0 {
+		cfg.MaxRecord = 1 << 20
+	}
+	if cfg.MaxBody == 0 {
+		cfg.MaxBody = 64 << 10
+	}
+	if cfg.RetryAfter == 0 {
+		cfg.RetryAfter = 5 * time.Second
+	}
+	if cfg.ReconcileEvery == 0 {
+		cfg.ReconcileEvery = 5 * time.Second
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics()
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.NewJSONHandler(io.Discard, nil))
+	}
+	s := &Server{node: n, cfg: cfg, log: cfg.Log, mux: http.NewServeMux()}
+	s.metrics = newMetrics(cfg.Metrics, n)
+	s.routeAll()
+	return s
+}
+
+// handle registers h for pattern ("METHOD /path").
+func (s *Server) handle(pattern string, h http.HandlerFunc) {
+	s.routes = append(s.routes, pattern)
+	s.mux.HandleFunc(pattern, h)
+}
+
+// Routes lists the patterns served, as "METHOD /path".
+func (s *Server) Routes() []string { return append([]string(nil), s.routes...) }
+
+func (s *Server) routeAll() {
+	// Tokens (JFrog Access names and fields).
+	s.handle("POST /access/api/v1/tokens", s.createToken)
+	s.handle("GET /access/api/v1/tokens", s.listTokens)
+	s.handle("GET /access/api/v1/tokens/me", s.myToken)
+	s.handle("DELETE /access/api/v1/tokens/{id}", s.revokeTokenByID)
+	s.handle("POST /access/api/v1/tokens/revoke", s.revokeTokenByValue)
+	s.handle("POST /access/api/v1/pairing", s.createPairing)
+	s.handle("POST /access/api/v1/pairing/redeem", s.redeemPairing)
+	// OAuth 2.0 (RFC 7662, 7009, 8414) and JWKS.
+	s.handle("POST /oauth2/introspect", s.introspect)
+	s.handle("POST /oauth2/revoke", s.oauthRevoke)
+	s.handle("GET /.well-known/jwks.json", s.jwks)
+	s.handle("GET /.well-known/oauth-authorization-server", s.metadata)
+	// Encrypted data.
+	s.handle("GET /api/v1/store", s.listRecords)
+	s.handle("PUT /api/v1/store/{name...}", s.putRecord)
+	s.handle("GET /api/v1/store/{name...}", s.getRecord)
+	s.handle("DELETE /api/v1/store/{name...}", s.deleteRecord)
+	s.handle("POST /api/v1/encrypt", s.encrypt)
+	s.handle("POST /api/v1/decrypt", s.decrypt)
+	// Operations.
+	s.handle("GET /healthz", s.healthz)
+	s.handle("GET /readyz", s.readyz)
+	s.handle("GET /metrics", s.metricsHandler())
+}
+
+// Handler is the API with its access log and request metrics.
+func (s *Server) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		info := &reqInfo{}
+		r = r.WithContext(context.WithValue(r.Context(), infoKey{}, info))
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		s.mux.ServeHTTP(rec, r)
+		d := time.Since(start)
+		route := r.Pattern
+		if route == "" {
+			route = "unmatched"
+		}
+		s.metrics.observe(route, rec.status, d)
+		// One line per request: never a token, a PIN, a key or a body.
+		s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+			slog.String("method", r.Method), slog.String("route", route), slog.Int("status", rec.status),
+			slog.Float64("duration_ms", float64(d.Microseconds())/1000), slog.String("token_id", info.tokenID),
+			slog.String("remote", r.RemoteAddr))
+	})
+}
+
+// statusRecorder notes the status a handler answered.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusRecorder) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Reconcile checks the device against the key registry now (a rotation
+// on another node, a key destroyed here) and takes up the registry's
+// active master key.
+func (s *Server) Reconcile(ctx context.Context) error {
+	if err := s.node.Keys.Reconcile(ctx); err != nil {
+		return err
+	}
+	if m := s.node.Keys.Missing(); len(m) > 0 {
+		return errorf(http.StatusServiceUnavailable, "KEY_MISSING", "%s key v%d (KCV %s) is registered but not in this device; import it", m[0].Role, m[0].Version, m[0].KCV)
+	}
+	return nil
+}
+
+// reconcileLoop reconciles every ReconcileEvery until ctx ends.
+func (s *Server) reconcileLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.ReconcileEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.Reconcile(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("reconcile", "error", err.Error())
+			}
+		}
+	}
+}
