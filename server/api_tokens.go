@@ -137,6 +137,9 @@ func (s *Server) revokeTokenByID(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.node.Tokens.Revoke(r.Context(), id); err != nil {
+		if errors.Is(err, keystore.ErrTokenUnknown) {
+			err = errorf(http.StatusNotFound, "NOT_FOUND", "no token with id %q", id)
+		}
 		s.fail(w, r, err)
 		return
 	}

@@ -44,7 +44,7 @@ func classify(err error) *apiError {
 		return errorf(http.StatusRequestEntityTooLarge, "TOO_LARGE", "the request body is larger than the %d bytes allowed", mbe.Limit)
 	case errors.Is(err, keystore.ErrTokenUsed):
 		return errorf(http.StatusConflict, "ALREADY_USED", "%v", err)
-	case errors.Is(err, tokens.ErrInvalid):
+	case errors.Is(err, tokens.ErrInvalid), errors.Is(err, tokens.ErrRevoked), errors.Is(err, tokens.ErrExpired):
 		return errorf(http.StatusUnauthorized, "INVALID_TOKEN", "%v", err)
 	case errors.Is(err, tokens.ErrRequest), errors.Is(err, tokens.ErrAlgorithm), errors.Is(err, tokens.ErrScopeWidened):
 		return errorf(http.StatusBadRequest, "BAD_REQUEST", "%v", err)

@@ -355,6 +355,10 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string, scope []stri
 			Audience: old.Audience, Alg: old.Alg, AccessTTL: old.AccessTTL, Issued: now, Expires: old.Expires}, nil
 	})
 	if err != nil {
+		if errors.Is(err, keystore.ErrTokenUsed) {
+			// The reuse revoked the grant's whole family.
+			s.revoked.sync(ctx)
+		}
 		return Issued{}, mapStoreErr(err)
 	}
 	s.revoked.add(revokedAccess, now.Add(DefaultMasterTTL))
@@ -398,7 +402,10 @@ func (s *Service) RevokeToken(ctx context.Context, token string) error {
 // RevokeRefreshToken revokes the grant of a refresh token (RFC 7009 with
 // token_type_hint=refresh_token): every token of its family.
 func (s *Service) RevokeRefreshToken(ctx context.Context, refreshToken string) error {
-	return mapStoreErr(s.store.RevokeRefresh(ctx, hashRefresh(refreshToken), s.now()))
+	if err := s.store.RevokeRefresh(ctx, hashRefresh(refreshToken), s.now()); err != nil {
+		return mapStoreErr(err)
+	}
+	return s.revoked.sync(ctx)
 }
 
 // IsRefreshToken says v has the form of a keyward refresh token (kwr_…),

@@ -503,6 +503,14 @@ func (r *revocations) refresh(ctx context.Context) error {
 
 func (r *revocations) add(id string, exp time.Time) { r.ids.Store(id, exp) }
 
+// sync reads the log now: after this node revoked tokens it cannot name
+// (a whole family), so that it never accepts them again, not even for
+// the interval.
+func (r *revocations) sync(ctx context.Context) error {
+	r.checked.Store(0)
+	return r.refresh(ctx)
+}
+
 // verifiedCache keeps tokens whose signature verified, by the token's
 // exact text, so the same token verifies again without the device. The
 // key, time, audience, kind and revocation are checked on every hit.
