@@ -59,6 +59,50 @@ $kw token revoke --id "$(field token_id "$demo/grant2.json")"
 step keyward token list --all
 $kw token list --all
 
+# The same node as an HTTP service: keyward serve on a free loopback port,
+# with a device key pair for ES256 tokens that its JWKS publishes.
+step keyward key generate --role signing --type ec-p256
+$kw key generate --role signing --type ec-p256
+step 'keyward serve --listen 127.0.0.1:0 &'
+$kw serve --listen 127.0.0.1:0 --quiet 2> "$demo/serve.log" &
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
+for _ in $(seq 100); do grep -q 'serving on' "$demo/serve.log" && break; sleep 0.1; done
+cat "$demo/serve.log"
+url=$(sed -n 's/^keyward: serving on //p' "$demo/serve.log")
+[ -n "$url" ] || { echo "demo: keyward serve did not start" >&2; exit 1; }
+$kw token create --subject demo-admin --scope admin > "$demo/admin.json"
+field access_token "$demo/admin.json" > "$demo/admin.jwt"
+auth="Authorization: Bearer $(cat "$demo/admin.jwt")"
+step 'curl -X POST $url/access/api/v1/tokens -H "Authorization: Bearer $ADMIN" -d {"subject":"svc","scope":"read","refreshable":true}'
+curl -sS --fail-with-body -H "$auth" -H 'Content-Type: application/json' \
+	-d '{"subject":"svc","scope":"read","refreshable":true}' "$url/access/api/v1/tokens" > "$demo/api-grant.json"
+sed -E 's/("(access|refresh)_token":"[^"]{12})[^"]*/\1…/g' "$demo/api-grant.json"
+apitoken=$(sed -nE 's/.*"access_token":"([^"]+)".*/\1/p' "$demo/api-grant.json")
+apirefresh=$(sed -nE 's/.*"refresh_token":"([^"]+)".*/\1/p' "$demo/api-grant.json")
+step 'curl -X POST $url/oauth2/introspect -d token=…'
+curl -sS --fail-with-body -H "$auth" --data-urlencode "token=$apitoken" "$url/oauth2/introspect"
+step 'curl -X POST $url/access/api/v1/tokens -d grant_type=refresh_token -d refresh_token=…'
+curl -sS --fail-with-body --data-urlencode grant_type=refresh_token --data-urlencode "refresh_token=$apirefresh" \
+	"$url/access/api/v1/tokens" > "$demo/api-grant2.json"
+sed -E 's/("(access|refresh)_token":"[^"]{12})[^"]*/\1…/g' "$demo/api-grant2.json"
+step 'curl -X POST $url/oauth2/introspect -d token=<the old access token>   # it died with the refresh'
+curl -sS --fail-with-body -H "$auth" --data-urlencode "token=$apitoken" "$url/oauth2/introspect"
+newid=$(sed -nE 's/.*"token_id":"([^"]+)".*/\1/p' "$demo/api-grant2.json")
+step "curl -X DELETE \$url/access/api/v1/tokens/$newid"
+curl -sS --fail-with-body -H "$auth" -X DELETE "$url/access/api/v1/tokens/$newid"
+step 'curl $url/.well-known/jwks.json'
+curl -sS --fail-with-body "$url/.well-known/jwks.json"
+step 'echo "hunter2" | curl -X PUT $url/api/v1/store/app/password --data-binary @-'
+echo "hunter2" | curl -sS --fail-with-body -H "$auth" -X PUT --data-binary @- "$url/api/v1/store/app/password"
+step 'curl $url/api/v1/store/app/password'
+curl -sS --fail-with-body -H "$auth" "$url/api/v1/store/app/password"
+step 'kill -TERM <keyward serve>   # finishes what is in flight, commits, exits 0'
+kill -TERM $server
+wait $server
+trap - EXIT
+echo "keyward serve stopped (exit 0)"
+
 step keyward doctor
 $kw doctor
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure the system packages keyward's tests and demo need are here:
-# SoftHSM2 (the PKCS#11 device), OpenSC (pkcs11-tool, for cross-checks) and
-# the PostgreSQL server binaries (the HA tests start throwaway clusters).
+# SoftHSM2 (the PKCS#11 device), OpenSC (pkcs11-tool, for cross-checks), the
+# PostgreSQL server binaries (the HA tests start throwaway clusters), and
+# curl and jq (the demo and the API examples).
 # As root it installs them with apt-get; otherwise it prints the command.
 set -euo pipefail
 
@@ -12,6 +13,9 @@ for p in /usr/lib/softhsm/libsofthsm2.so /usr/lib/*/softhsm/libsofthsm2.so /usr/
 done
 [ -n "$softhsm_found" ] || missing+=(softhsm2)
 command -v pkcs11-tool >/dev/null 2>&1 || missing+=(opensc)
+# The demo and docs/API.md's examples call keyward serve with curl and jq.
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v jq >/dev/null 2>&1 || missing+=(jq)
 # The tests start throwaway PostgreSQL clusters from the server binaries.
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || missing+=(postgresql)
 

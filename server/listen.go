@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -127,10 +128,12 @@ func (s *Server) Run(ctx context.Context, l Listen, reload <-chan struct{}, read
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	runCtx, stop := context.WithCancel(ctx)
+	var background sync.WaitGroup
+	defer background.Wait() // the node is closed after Run: nothing may still use it
 	defer stop()
-	go s.reconcileLoop(runCtx)
+	background.Go(func() { s.reconcileLoop(runCtx) })
 	if reload != nil {
-		go func() {
+		background.Go(func() {
 			for {
 				select {
 				case <-runCtx.Done():
@@ -146,7 +149,7 @@ func (s *Server) Run(ctx context.Context, l Listen, reload <-chan struct{}, read
 					}
 				}
 			}
-		}()
+		})
 	}
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
