@@ -87,6 +87,9 @@ func insertRefresh(ctx context.Context, tx *sql.Tx, s *Store, r RefreshRecord) e
 	return err
 }
 
+// commitTimeout bounds one group commit.
+const commitTimeout = 10 * time.Second
+
 // issue is one RecordIssue waiting for the group commit.
 type issue struct {
 	tok     TokenRecord
@@ -192,7 +195,10 @@ func (s *Store) writeIssues() {
 }
 
 func (s *Store) commitIssues(batch []issue) error {
-	ctx := context.Background()
+	// Bounded: a connection that stalls (rather than failing) must not
+	// hold every later token of this node in the queue.
+	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+	defer cancel()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return s.dbErr("record token", err)

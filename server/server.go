@@ -19,6 +19,10 @@ type Config struct {
 	// key registry (a rotation on another node, a key destroyed here);
 	// default 5 s. /readyz reports the last result.
 	ReconcileEvery time.Duration
+	// RequestTimeout bounds each request: a database or device that hangs
+	// (rather than refusing) still gets the caller a 503 with Retry-After.
+	// Default 10 s.
+	RequestTimeout time.Duration
 	Log            *slog.Logger // access and error log; default none
 	Metrics        *Metrics     // default NewMetrics() (without device operations)
 }
@@ -44,6 +48,9 @@ func New(n *node.Node, cfg Config) *Server {
 	}
 	if cfg.RetryAfter == 0 {
 		cfg.RetryAfter = 5 * time.Second
+	}
+	if cfg.RequestTimeout == 0 {
+		cfg.RequestTimeout = 10 * time.Second
 	}
 	if cfg.ReconcileEvery == 0 {
 		cfg.ReconcileEvery = 5 * time.Second
@@ -101,7 +108,9 @@ func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		info := &reqInfo{}
-		r = r.WithContext(context.WithValue(r.Context(), infoKey{}, info))
+		ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), infoKey{}, info), s.cfg.RequestTimeout)
+		defer cancel()
+		r = r.WithContext(ctx)
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		s.mux.ServeHTTP(rec, r)
 		d := time.Since(start)

@@ -384,7 +384,12 @@ func (s *Service) Revoke(ctx context.Context, id string) error {
 	if err := s.store.RevokeToken(ctx, id, s.now()); err != nil {
 		return mapStoreErr(err)
 	}
-	t, _ := s.store.Token(ctx, id)
+	t, err := s.store.Token(ctx, id)
+	if err != nil {
+		// Without its expiry the id would be pruned at once: read the log.
+		s.revoked.sync(ctx)
+		return nil
+	}
 	s.revoked.add(id, t.Expires)
 	return nil
 }

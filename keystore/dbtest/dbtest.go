@@ -35,14 +35,14 @@ func SQLite(tb testing.TB) string {
 	return filepath.Join(tb.TempDir(), "keyward.db")
 }
 
+// cluster is the one throwaway cluster the test binary shares, started at
+// the first Postgres call and stopped by Stop.
 var cluster struct {
-	once    sync.Once
-	url     string
-	dataDir string
-	pgCtl   string
-	asUser  string
-	err     error
-	n       atomic.Int64
+	once sync.Once
+	c    *Cluster
+	url  string
+	err  error
+	n    atomic.Int64
 }
 
 // Postgres returns a postgres:// URL whose search_path is a new, empty
@@ -85,11 +85,9 @@ func Postgres(tb testing.TB) string {
 
 // Stop stops the throwaway cluster; call it from TestMain after m.Run.
 func Stop() {
-	if cluster.dataDir == "" {
-		return
+	if cluster.c != nil {
+		cluster.c.remove()
 	}
-	run(cluster.asUser, cluster.pgCtl, "-D", filepath.Join(cluster.dataDir, "data"), "-m", "immediate", "-w", "stop")
-	os.RemoveAll(cluster.dataDir)
 }
 
 func binDir() (string, error) {
@@ -126,76 +124,170 @@ func run(asUser, name string, args ...string) ([]byte, error) {
 }
 
 func startCluster() {
-	bin, err := binDir()
+	c, err := newCluster()
 	if err != nil {
 		cluster.err = err
 		return
+	}
+	cluster.c, cluster.url = c, c.url
+}
+
+// Cluster is a PostgreSQL cluster of a test's own (see NewCluster): its
+// own data directory and port, so that the test may stop and start it
+// without disturbing the tests that share the Postgres cluster.
+type Cluster struct {
+	dir    string // everything: data, log, socket
+	data   string
+	pgCtl  string
+	asUser string // "postgres" when the tests run as root, else ""
+	opts   string // the server options, the port among them
+	url    string
+
+	mu      sync.Mutex
+	running bool
+}
+
+// NewCluster initdb's and starts a cluster for tb alone, stopped and
+// removed when tb ends (or, should the test process die first, by a
+// watchdog). Without PostgreSQL server binaries it skips tb, or fails it
+// when CI is set. It ignores KEYWARD_TEST_PG_URL: a test that needs a
+// cluster it can stop decides itself what to do beside an external one.
+func NewCluster(tb testing.TB) *Cluster {
+	tb.Helper()
+	c, err := newCluster()
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			tb.Fatalf("PostgreSQL is required in CI: %v", err)
+		}
+		tb.Skipf("no PostgreSQL cluster for this test: %v (apt-get install postgresql)", err)
+	}
+	tb.Cleanup(c.remove)
+	return c
+}
+
+// URL is the cluster's postgres:// URL (database postgres, user postgres,
+// no password); it stays the same across Stop and Start.
+func (c *Cluster) URL() string { return c.url }
+
+// Stop stops the server (fast shutdown: clients are disconnected); the
+// data stay for Start.
+func (c *Cluster) Stop(tb testing.TB) {
+	tb.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.running {
+		return
+	}
+	if out, err := run(c.asUser, c.pgCtl, "-D", c.data, "-m", "fast", "-w", "-t", "60", "stop"); err != nil {
+		tb.Fatalf("pg_ctl stop: %v: %s", err, out)
+	}
+	c.running = false
+}
+
+// Start starts the server again on the same port and waits until it
+// answers queries.
+func (c *Cluster) Start(tb testing.TB) {
+	tb.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.running {
+		return
+	}
+	if err := c.start(); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// newCluster makes a data directory with initdb (as the postgres user
+// when run as root: initdb refuses root), starts the server on a free
+// loopback port, leaves a watchdog behind and waits until it answers.
+func newCluster() (*Cluster, error) {
+	bin, err := binDir()
+	if err != nil {
+		return nil, err
 	}
 	dir, err := os.MkdirTemp("", "keyward-pg-")
 	if err != nil {
-		cluster.err = err
-		return
+		return nil, err
 	}
-	asUser := ""
+	c := &Cluster{dir: dir, data: filepath.Join(dir, "data"), pgCtl: filepath.Join(bin, "pg_ctl")}
+	if err := c.create(bin); err != nil {
+		c.remove()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Cluster) create(bin string) error {
 	if os.Geteuid() == 0 {
-		// initdb refuses to run as root.
 		u, err := user.Lookup("postgres")
 		if err != nil {
-			cluster.err = fmt.Errorf("running as root and there is no postgres user: %v", err)
-			return
+			return fmt.Errorf("running as root and there is no postgres user: %v", err)
 		}
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
-		os.Chown(dir, uid, gid)
-		asUser = "postgres"
+		os.Chown(c.dir, uid, gid)
+		c.asUser = "postgres"
 	}
-	data := filepath.Join(dir, "data")
-	if out, err := run(asUser, filepath.Join(bin, "initdb"), "-D", data, "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"); err != nil {
-		cluster.err = fmt.Errorf("initdb: %v: %s", err, out)
-		return
+	if out, err := run(c.asUser, filepath.Join(bin, "initdb"), "-D", c.data, "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"); err != nil {
+		return fmt.Errorf("initdb: %v: %s", err, out)
 	}
 	port, err := freePort()
 	if err != nil {
-		cluster.err = err
-		return
+		return err
 	}
-	opts := fmt.Sprintf("-p %d -c listen_addresses=127.0.0.1 -c unix_socket_directories=%s -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300", port, dir)
-	pgCtl := filepath.Join(bin, "pg_ctl")
-	if out, err := run(asUser, pgCtl, "-D", data, "-l", filepath.Join(dir, "log"), "-o", opts, "-w", "-t", "60", "start"); err != nil {
-		cluster.err = fmt.Errorf("pg_ctl start: %v: %s", err, out)
-		return
+	c.opts = fmt.Sprintf("-p %d -c listen_addresses=127.0.0.1 -c unix_socket_directories=%s -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300", port, c.dir)
+	c.url = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
+	// The watchdog first: a start that fails half-way is cleaned up too.
+	watchdog(c.dir, c.data, c.pgCtl, c.asUser)
+	return c.start()
+}
+
+// start starts the server and waits until it answers queries, not only
+// the socket.
+func (c *Cluster) start() error {
+	c.running = true // even if pg_ctl fails: remove then stops whatever did start
+	if out, err := run(c.asUser, c.pgCtl, "-D", c.data, "-l", filepath.Join(c.dir, "log"), "-o", c.opts, "-w", "-t", "60", "start"); err != nil {
+		return fmt.Errorf("pg_ctl start: %v: %s", err, out)
 	}
-	cluster.dataDir, cluster.pgCtl, cluster.asUser = dir, pgCtl, asUser
-	watchdog(dir, data, pgCtl, asUser)
-	cluster.url = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
-	// Wait until it answers queries, not only the socket.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for {
-		db, err := sql.Open("pgx", cluster.url)
+		db, err := sql.Open("pgx", c.url)
 		if err == nil {
 			err = db.PingContext(ctx)
 			db.Close()
 		}
 		if err == nil {
-			return
+			return nil
 		}
 		if ctx.Err() != nil {
-			cluster.err = fmt.Errorf("PostgreSQL did not come up: %v", err)
-			return
+			return fmt.Errorf("PostgreSQL did not come up: %v", err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 }
 
+// remove stops the server (if it may be running) and removes its files.
+func (c *Cluster) remove() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.running {
+		run(c.asUser, c.pgCtl, "-D", c.data, "-m", "immediate", "-w", "stop")
+		c.running = false
+	}
+	os.RemoveAll(c.dir)
+}
+
 // watchdog stops the cluster and removes its files if this test process
-// dies without calling Stop (a crash, a timeout, a kill).
+// dies without removing it (a crash, a timeout, a kill). It ends once the
+// directory is gone.
 func watchdog(dir, data, pgCtl, asUser string) {
 	stop := fmt.Sprintf("%s -D %s -m immediate stop", pgCtl, data)
 	if asUser != "" {
 		stop = "runuser -u " + asUser + " -- " + stop
 	}
-	script := fmt.Sprintf("while kill -0 %d 2>/dev/null; do sleep 2; done; %s >/dev/null 2>&1; rm -rf %s", os.Getpid(), stop, dir)
+	script := fmt.Sprintf("while kill -0 %d 2>/dev/null && [ -d %s ]; do sleep 1; done; [ -d %s ] || exit 0; %s >/dev/null 2>&1; rm -rf %s", os.Getpid(), dir, dir, stop, dir)
 	cmd := exec.Command("sh", "-c", script)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if cmd.Start() == nil {
