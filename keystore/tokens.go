@@ -277,7 +277,7 @@ func (s *Store) Tokens(ctx context.Context, subject string, all bool, now time.T
 		q += ` AND revoked_at IS NULL AND consumed_at IS NULL AND expires_at > ?`
 		args = append(args, ms(now))
 	}
-	rows, err := s.db.QueryContext(ctx, s.q(q+` ORDER BY issued_at DESC, id`), args...)
+	rows, err := s.db.QueryContext(ctx, s.q(q+` ORDER BY issued_at DESC, id DESC`), args...)
 	if err != nil {
 		return nil, s.dbErr("list tokens", err)
 	}

@@ -24,7 +24,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 	case "refresh_token":
 		s.refresh(w, r, p)
 		return
-	case "", "client_credentials":
+	case "":
 	default:
 		s.fail(w, r, errorf(http.StatusBadRequest, "BAD_REQUEST", "grant_type must be refresh_token (or left out to create a token)"))
 		return
@@ -253,18 +253,16 @@ func baseURL(r *http.Request) string {
 func (s *Server) metadata(w http.ResponseWriter, r *http.Request) {
 	base := baseURL(r)
 	writeJSON(w, http.StatusOK, map[string]any{
-		"issuer":                                s.node.Tokens.Issuer(),
-		"jwks_uri":                              base + "/.well-known/jwks.json",
-		"token_endpoint":                        base + "/access/api/v1/tokens",
-		"introspection_endpoint":                base + "/oauth2/introspect",
-		"revocation_endpoint":                   base + "/oauth2/revoke",
-		"grant_types_supported":                 []string{"refresh_token"},
-		"token_endpoint_auth_methods_supported": []string{"none"},
-		"introspection_endpoint_auth_methods_supported": []string{"bearer"},
-		"revocation_endpoint_auth_methods_supported":    []string{"none"},
-		"scopes_supported":                      []string{ScopeAdmin, ScopeIntrospect, ScopeStoreRead, ScopeStoreWrite},
-		"response_types_supported":              []string{},
-		"id_token_signing_alg_values_supported": tokens.Algorithms,
+		"issuer":                 s.node.Tokens.Issuer(),
+		"jwks_uri":               base + "/.well-known/jwks.json",
+		"token_endpoint":         base + "/access/api/v1/tokens",
+		"introspection_endpoint": base + "/oauth2/introspect",
+		"revocation_endpoint":    base + "/oauth2/revoke",
+		"grant_types_supported":  []string{"refresh_token"},
+		// Revocation is authenticated by the token presented.
+		"revocation_endpoint_auth_methods_supported": []string{"none"},
+		"scopes_supported":                           []string{ScopeAdmin, ScopeIntrospect, ScopeStoreRead, ScopeStoreWrite},
+		"response_types_supported":                   []string{"none"},
 	})
 }
 

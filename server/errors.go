@@ -9,6 +9,7 @@ import (
 	"strconv"
 
 	"github.com/keyward/keyward/hsm"
+	"github.com/keyward/keyward/keyring"
 	"github.com/keyward/keyward/keystore"
 	"github.com/keyward/keyward/tokens"
 )
@@ -52,7 +53,7 @@ func classify(err error) *apiError {
 		return errorf(http.StatusNotFound, "NOT_FOUND", "%v", err)
 	case errors.Is(err, hsm.ErrAuthentication), errors.Is(err, keystore.ErrFormat):
 		return errorf(http.StatusBadRequest, "BAD_CIPHERTEXT", "%v", err)
-	case errors.Is(err, keystore.ErrKeyMissing), errors.Is(err, keystore.ErrKeyMismatch), errors.Is(err, keystore.ErrKeyState):
+	case errors.Is(err, keystore.ErrKeyMissing), errors.Is(err, keystore.ErrKeyMismatch), errors.Is(err, keystore.ErrKeyState), errors.Is(err, keyring.ErrNoKey):
 		return errorf(http.StatusConflict, "KEY_STATE", "%v", err)
 	case errors.Is(err, keystore.ErrDatabase):
 		return errorf(http.StatusServiceUnavailable, "DATABASE_UNAVAILABLE", "the database cannot be reached; try again later")

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/keyward/keyward/node"
@@ -101,6 +102,33 @@ func (s *Server) routeAll() {
 	s.handle("GET /healthz", s.healthz)
 	s.handle("GET /readyz", s.readyz)
 	s.handle("GET /metrics", s.metricsHandler())
+	// Anything else: a JSON 404, or 405 with Allow (not Go's plain text).
+	s.mux.HandleFunc("/", s.noRoute)
+}
+
+// noRoute answers a request no route matched.
+func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPut, http.MethodPost, http.MethodDelete} {
+		other := *r
+		other.Method = m
+		if _, p := s.mux.Handler(&other); p != "" && p != "/" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) > 0 {
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		s.fail(w, r, errorf(http.StatusMethodNotAllowed, "METHOD_NOT_ALLOWED", "%s is not served on %s; use %s", r.Method, r.URL.Path, strings.Join(allow, " or ")))
+		return
+	}
+	s.fail(w, r, errorf(http.StatusNotFound, "NOT_FOUND", "no route %s %s (see docs/API.md)", r.Method, r.URL.Path))
+}
+
+// unclean says path has empty, "." or ".." segments, which Go's router
+// would answer with a redirect (and curl take for success).
+func unclean(path string) bool {
+	return strings.Contains(path, "//") || strings.Contains(path, "/./") || strings.Contains(path, "/../") ||
+		strings.HasSuffix(path, "/.") || strings.HasSuffix(path, "/..")
 }
 
 // Handler is the API with its access log and request metrics.
@@ -112,10 +140,14 @@ func (s *Server) Handler() http.Handler {
 		defer cancel()
 		r = r.WithContext(ctx)
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-		s.mux.ServeHTTP(rec, r)
+		if unclean(r.URL.Path) {
+			s.fail(rec, r, errorf(http.StatusBadRequest, "BAD_REQUEST", "the path must not hold empty, \".\" or \"..\" segments"))
+		} else {
+			s.mux.ServeHTTP(rec, r)
+		}
 		d := time.Since(start)
 		route := r.Pattern
-		if route == "" {
+		if route == "" || route == "/" {
 			route = "unmatched"
 		}
 		s.metrics.observe(route, rec.status, d)

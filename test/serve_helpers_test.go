@@ -214,4 +214,3 @@ func errorCode(b []byte) string {
 	}
 	return e.Errors[0].Code
 }
-

@@ -397,8 +397,8 @@ func TestServeAPI(t *testing.T) {
 	m := s.json(200, "POST", "/access/api/v1/pairing/redeem", "", "pairing_token="+url.QueryEscape(pt))
 	mt := m["master_token"].(string)
 	secrets = append(secrets, mt)
-	if code, _ := s.call("POST", "/access/api/v1/pairing/redeem", "", "pairing_token="+url.QueryEscape(pt)); code != 401 && code != 409 {
-		t.Fatalf("second redemption: %d", code)
+	if code, b := s.call("POST", "/access/api/v1/pairing/redeem", "", "pairing_token="+url.QueryEscape(pt)); code != 409 || errorCode(b) != "ALREADY_USED" {
+		t.Fatalf("second redemption: %d %s", code, b)
 	}
 	if code, _ := s.call("POST", "/access/api/v1/pairing", mt, `{}`); code != 403 {
 		t.Fatalf("a master token without admin created a pairing token: %d", code)
@@ -464,6 +464,17 @@ func TestServeAPI(t *testing.T) {
 	secrets = append(secrets, es)
 	if intro := s.json(200, "POST", "/oauth2/introspect", admin, "token="+url.QueryEscape(es)); intro["active"] != true {
 		t.Fatalf("ES256 token: %v", intro)
+	}
+
+	// Routes that do not exist answer in JSON too; unclean paths are refused.
+	if code, b := s.call("GET", "/no/such/route", "", nil); code != 404 || errorCode(b) != "NOT_FOUND" {
+		t.Fatalf("unknown route: %d %s", code, b)
+	}
+	if code, b, h := s.callH("POST", "/healthz", "", nil); code != 405 || errorCode(b) != "METHOD_NOT_ALLOWED" || h.Get("Allow") != "GET" {
+		t.Fatalf("wrong method: %d %s %v", code, b, h)
+	}
+	if code, b := s.call("PUT", "/api/v1/store/a//b", admin, []byte("x")); code != 400 {
+		t.Fatalf("unclean path: %d %s", code, b)
 	}
 
 	// Metrics name routes, devices, tokens, failures.

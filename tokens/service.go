@@ -482,6 +482,14 @@ func (s *Service) CreatePairing(ctx context.Context, p PairingRequest) (Issued, 
 // token.
 func (s *Service) RedeemPairing(ctx context.Context, pairingToken string, expiresIn time.Duration) (Issued, error) {
 	c, err := s.Verify(ctx, pairingToken, VerifyOptions{Kinds: []string{KindPairing}, AnyAudience: true})
+	if errors.Is(err, ErrRevoked) {
+		// Redeeming revokes it: say "used before" when that is why.
+		if pc, perr := s.parse(ctx, strings.TrimSpace(pairingToken), false); perr == nil {
+			if t, terr := s.store.Token(ctx, pc.ID); terr == nil && t.Consumed != nil {
+				return Issued{}, fmt.Errorf("%w: %w: pairing token %s was redeemed at %s", ErrRevoked, keystore.ErrTokenUsed, pc.ID, t.Consumed.Format(time.RFC3339))
+			}
+		}
+	}
 	if err != nil {
 		return Issued{}, err
 	}
