@@ -31,9 +31,11 @@ func (c caller) admin() bool { return c.has(ScopeAdmin) }
 // bearer is the token of the Authorization header. A token in the query
 // string is refused: URLs end up in logs and browser histories.
 func bearer(r *http.Request) (string, error) {
-	q := r.URL.Query()
-	if q.Has("access_token") || q.Has("token") || q.Has("refresh_token") {
-		return "", errorf(http.StatusBadRequest, "BAD_REQUEST", "tokens are accepted only in the Authorization header or the body, never in the URL")
+	if r.URL.RawQuery != "" {
+		q := r.URL.Query()
+		if q.Has("access_token") || q.Has("token") || q.Has("refresh_token") || q.Has("pairing_token") {
+			return "", errorf(http.StatusBadRequest, "BAD_REQUEST", "tokens are accepted only in the Authorization header or the body, never in the URL")
+		}
 	}
 	h := r.Header.Get("Authorization")
 	if h == "" {

@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/keyward/keyward/keystore/dbtest"
 )
 
 // newServedCLI is a node with master and join keys and an admin token.
@@ -503,5 +505,53 @@ func TestServeAPI(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("no access-log line for GET /access/api/v1/tokens/me by %v:\n%s", own["token_id"], s.stderr)
+	}
+}
+
+// A database that hangs (a partition, not a refusal) costs a caller at most
+// --request-timeout, answered 503 with Retry-After; it recovers by itself.
+func TestServeHungDatabase(t *testing.T) {
+	if os.Getenv(dbtest.EnvPGURL) != "" {
+		t.Skipf("%s names an external PostgreSQL server; this test freezes PostgreSQL, so it runs only on a throwaway cluster of its own", dbtest.EnvPGURL)
+	}
+	pg := dbtest.NewCluster(t)
+	c := newCLI(t)
+	c.env = append(c.env, "KEYWARD_DB="+pg.URL())
+	c.ok("key", "generate", "--role", "master")
+	c.ok("key", "generate", "--role", "join")
+	admin := c.adminToken()
+	s := c.serve(nil, "--request-timeout", "2s")
+	s.json(200, "POST", "/access/api/v1/tokens", admin, `{"subject":"before"}`)
+
+	pg.Freeze(t)
+	for _, req := range []struct{ method, path, body string }{
+		{"POST", "/access/api/v1/tokens", `{"subject":"during"}`},
+		{"GET", "/api/v1/store", ""},
+	} {
+		start := time.Now()
+		code, b, h := s.callH(req.method, req.path, admin, req.body)
+		took := time.Since(start)
+		if code != 503 || h.Get("Retry-After") == "" || took > 8*time.Second {
+			t.Fatalf("%s %s with PostgreSQL frozen: %d after %v (Retry-After %q): %s", req.method, req.path, code, took, h.Get("Retry-After"), b)
+		}
+	}
+	if code, _ := s.call("GET", "/readyz", "", nil); code != 503 {
+		t.Fatalf("readyz with PostgreSQL frozen: %d", code)
+	}
+	if m := s.json(200, "GET", "/healthz", "", nil); m["status"] != "ok" {
+		t.Fatalf("healthz: %v", m)
+	}
+
+	pg.Thaw(t)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		code, b := s.call("POST", "/access/api/v1/tokens", admin, `{"subject":"after"}`)
+		if code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no recovery 20 s after PostgreSQL resumed: %d %s", code, b)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

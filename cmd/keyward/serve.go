@@ -25,6 +25,7 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "tls-key", EnvVars: []string{"KEYWARD_TLS_KEY"}, Usage: "PEM private key of --tls-cert; read again on SIGHUP"},
 			&cli.StringFlag{Name: "client-ca", EnvVars: []string{"KEYWARD_CLIENT_CA"}, Usage: "PEM CA certificates: clients must present a certificate from them (mTLS)"},
 			&cli.DurationFlag{Name: "shutdown-timeout", EnvVars: []string{"KEYWARD_SHUTDOWN_TIMEOUT"}, Value: 10 * time.Second, Usage: "how long requests in flight may finish after SIGTERM or SIGINT"},
+			&cli.DurationFlag{Name: "request-timeout", EnvVars: []string{"KEYWARD_REQUEST_TIMEOUT"}, Value: 10 * time.Second, Usage: "longest a request may take; a database or device that hangs answers 503 after it"},
 			&cli.Int64Flag{Name: "max-record", EnvVars: []string{"KEYWARD_MAX_RECORD"}, Value: 1 << 20, Usage: "largest stored record or transit payload, in bytes"},
 			&cli.BoolFlag{Name: "quiet", EnvVars: []string{"KEYWARD_QUIET"}, Usage: "no access log (one JSON line per request on standard error)"},
 		},
@@ -38,6 +39,9 @@ func runServe(c *cli.Context) error {
 	}
 	if c.Int64("max-record") < 1 {
 		return usagef("--max-record must be at least 1")
+	}
+	if c.Duration("request-timeout") < time.Millisecond {
+		return usagef("--request-timeout must be positive")
 	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -71,7 +75,7 @@ func runServe(c *cli.Context) error {
 	if c.Bool("quiet") {
 		logOut = nil
 	}
-	srv := server.New(n, server.Config{MaxRecord: c.Int64("max-record"), Metrics: metrics, Log: newLogger(logOut)})
+	srv := server.New(n, server.Config{MaxRecord: c.Int64("max-record"), RequestTimeout: c.Duration("request-timeout"), Metrics: metrics, Log: newLogger(logOut)})
 	if n.SoftwareToken() {
 		fmt.Fprintln(c.App.ErrWriter, "keyward: warning: "+server.SoftwareTokenWarning)
 	}

@@ -198,6 +198,47 @@ func (c *Cluster) Start(tb testing.TB) {
 	}
 }
 
+// Freeze stops (SIGSTOP) the server and every backend process: the
+// database hangs instead of refusing, as behind a network partition.
+// Thaw resumes them; it is called at cleanup too.
+func (c *Cluster) Freeze(tb testing.TB) {
+	tb.Helper()
+	c.signalAll(tb, syscall.SIGSTOP)
+	tb.Cleanup(func() { c.signalAll(tb, syscall.SIGCONT) })
+}
+
+// Thaw resumes a frozen server.
+func (c *Cluster) Thaw(tb testing.TB) { tb.Helper(); c.signalAll(tb, syscall.SIGCONT) }
+
+// signalAll signals the postmaster and its children.
+func (c *Cluster) signalAll(tb testing.TB, sig syscall.Signal) {
+	raw, err := os.ReadFile(filepath.Join(c.data, "postmaster.pid"))
+	if err != nil {
+		tb.Fatalf("postmaster.pid: %v", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(raw), "\n", 2)[0]))
+	if err != nil {
+		tb.Fatalf("postmaster.pid: %v", err)
+	}
+	pids := []int{pid}
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, st := range stats {
+		b, err := os.ReadFile(st)
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid …: comm may hold spaces, so read after ")".
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			child, _ := strconv.Atoi(filepath.Base(filepath.Dir(st)))
+			pids = append(pids, child)
+		}
+	}
+	for _, p := range pids {
+		syscall.Kill(p, sig)
+	}
+}
+
 // newCluster makes a data directory with initdb (as the postgres user
 // when run as root: initdb refuses root), starts the server on a free
 // loopback port, leaves a watchdog behind and waits until it answers.
