@@ -43,7 +43,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	s.metrics.tokensIssued.WithLabelValues(tokens.KindAccess).Inc()
+	s.metrics.issued[tokens.KindAccess].Inc()
 	writeJSON(w, http.StatusOK, iss)
 }
 
@@ -297,7 +297,7 @@ func (s *Server) createPairing(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	s.metrics.tokensIssued.WithLabelValues(tokens.KindPairing).Inc()
+	s.metrics.issued[tokens.KindPairing].Inc()
 	writeJSON(w, http.StatusOK, map[string]any{"pairing_token": iss.AccessToken, "token_id": iss.TokenID, "expires_in": iss.ExpiresIn})
 }
 
@@ -328,7 +328,7 @@ func (s *Server) redeemPairing(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	s.metrics.tokensIssued.WithLabelValues(tokens.KindMaster).Inc()
+	s.metrics.issued[tokens.KindMaster].Inc()
 	writeJSON(w, http.StatusOK, map[string]any{"master_token": iss.AccessToken, "token_id": iss.TokenID, "expires_in": iss.ExpiresIn,
 		"expires_at": iss.ExpiresAt.UTC().Format(time.RFC3339)})
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/node"
+	"github.com/keyward/keyward/tokens"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -58,6 +59,21 @@ type metrics struct {
 	tokensIssued    *prometheus.CounterVec
 	tokensRefreshed prometheus.Counter
 	tokensRevoked   prometheus.Counter
+	issued          map[string]prometheus.Counter // tokensIssued by kind
+	routes          map[string]routeMetrics
+}
+
+// routeMetrics are a route's children of the request metrics, looked up
+// once: WithLabelValues hashes its labels and takes a lock on every call.
+type routeMetrics struct {
+	ok      prometheus.Counter // requests answered 200
+	latency prometheus.Observer
+}
+
+// addRoute looks up route's metrics. Every route is added before the
+// server serves, so observe reads the map without a lock.
+func (m *metrics) addRoute(route string) {
+	m.routes[route] = routeMetrics{ok: m.requests.WithLabelValues(route, "200"), latency: m.latency.WithLabelValues(route)}
 }
 
 func newMetrics(m *Metrics, n *node.Node) *metrics {
@@ -81,16 +97,28 @@ func newMetrics(m *Metrics, n *node.Node) *metrics {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keyward_token_verify_cache_misses_total", Help: "Token verifications that went to the device."},
 			func() float64 { _, m := n.Tokens.CacheStats(); return float64(m) }),
 	)
-	for _, k := range []string{"access", "pairing", "master"} {
-		sm.tokensIssued.WithLabelValues(k)
+	sm.issued, sm.routes = map[string]prometheus.Counter{}, map[string]routeMetrics{}
+	for _, k := range []string{tokens.KindAccess, tokens.KindPairing, tokens.KindMaster} {
+		sm.issued[k] = sm.tokensIssued.WithLabelValues(k)
 	}
+	sm.addRoute("unmatched")
 	return sm
 }
 
 // observe counts a served request.
 func (m *metrics) observe(route string, status int, d time.Duration) {
-	m.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
-	m.latency.WithLabelValues(route).Observe(d.Seconds())
+	rm, ok := m.routes[route]
+	if !ok {
+		m.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
+		m.latency.WithLabelValues(route).Observe(d.Seconds())
+		return
+	}
+	if status == http.StatusOK {
+		rm.ok.Inc()
+	} else {
+		m.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
+	}
+	rm.latency.Observe(d.Seconds())
 }
 
 func (s *Server) metricsHandler() http.HandlerFunc {

@@ -20,29 +20,18 @@ type params map[string]string
 // readParams reads the body of r (at most max bytes) as JSON or as a form,
 // by its Content-Type (JSON when there is none).
 func readParams(w http.ResponseWriter, r *http.Request, max int64) (params, error) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+	body, err := readBody(w, r, max)
 	if err != nil {
 		return nil, err
 	}
-	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	ct := mediaType(r.Header.Get("Content-Type"))
 	if ct == "application/x-www-form-urlencoded" && bytes.HasPrefix(bytes.TrimSpace(body), []byte("{")) {
 		// curl -d '{…}' labels JSON as a form; no form starts with "{".
 		ct = "application/json"
 	}
 	switch ct {
 	case "application/x-www-form-urlencoded":
-		vs, err := url.ParseQuery(string(body))
-		if err != nil {
-			return nil, errorf(http.StatusBadRequest, "BAD_REQUEST", "the form body cannot be read: %v", err)
-		}
-		p := params{}
-		for k, v := range vs {
-			if len(v) > 1 {
-				return nil, errorf(http.StatusBadRequest, "BAD_REQUEST", "field %q is given %d times", k, len(v))
-			}
-			p[k] = v[0]
-		}
-		return p, nil
+		return parseForm(string(body))
 	case "", "application/json":
 	default:
 		return nil, errorf(http.StatusUnsupportedMediaType, "UNSUPPORTED_MEDIA_TYPE", "send application/json or application/x-www-form-urlencoded, not %s", ct)
@@ -79,6 +68,68 @@ func readParams(w http.ResponseWriter, r *http.Request, max int64) (params, erro
 		default:
 			return nil, errorf(http.StatusBadRequest, "BAD_REQUEST", "field %q must be a string, number or boolean", k)
 		}
+	}
+	return p, nil
+}
+
+// mediaType is the media type of a Content-Type value as
+// mime.ParseMediaType reads it ("" when it cannot), without its cost (a
+// map for the parameters, a lower-case copy) for the two types the API
+// reads.
+func mediaType(v string) string {
+	t, _, _ := strings.Cut(v, ";")
+	if t = strings.TrimSpace(t); t == "application/json" || t == "application/x-www-form-urlencoded" || v == "" {
+		return t
+	}
+	ct, _, _ := mime.ParseMediaType(v)
+	return ct
+}
+
+// readBody reads the body of r, at most max bytes: in one allocation of
+// the right size when the length is announced.
+func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error) {
+	body := http.MaxBytesReader(w, r.Body, max)
+	n := r.ContentLength
+	if n < 0 || n > max {
+		return io.ReadAll(body)
+	}
+	buf := make([]byte, n+1) // one more: the end is seen without growing
+	got, err := io.ReadFull(body, buf)
+	switch err {
+	case io.ErrUnexpectedEOF, io.EOF:
+		return buf[:got], nil
+	case nil:
+		rest, err := io.ReadAll(body) // longer than announced: still bounded by max
+		return append(buf, rest...), err
+	}
+	return nil, err
+}
+
+// parseForm is url.ParseQuery straight into params: the same errors, and
+// a field given twice is refused.
+func parseForm(form string) (params, error) {
+	p := params{}
+	for rest := form; rest != ""; {
+		var kv string
+		kv, rest, _ = strings.Cut(rest, "&")
+		if strings.Contains(kv, ";") {
+			return nil, errorf(http.StatusBadRequest, "BAD_REQUEST", "the form body cannot be read: invalid semicolon separator in query")
+		}
+		if kv == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(kv, "=")
+		k, err := url.QueryUnescape(k)
+		if err == nil {
+			v, err = url.QueryUnescape(v)
+		}
+		if err != nil {
+			return nil, errorf(http.StatusBadRequest, "BAD_REQUEST", "the form body cannot be read: %v", err)
+		}
+		if _, dup := p[k]; dup {
+			return nil, errorf(http.StatusBadRequest, "BAD_REQUEST", "field %q is given more than once", k)
+		}
+		p[k] = v
 	}
 	return p, nil
 }

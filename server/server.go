@@ -71,6 +71,7 @@ func New(n *node.Node, cfg Config) *Server {
 // handle registers h for pattern ("METHOD /path").
 func (s *Server) handle(pattern string, h http.HandlerFunc) {
 	s.routes = append(s.routes, pattern)
+	s.metrics.addRoute(pattern)
 	s.mux.HandleFunc(pattern, h)
 }
 

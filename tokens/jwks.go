@@ -64,12 +64,29 @@ func (s *Service) JWKS(ctx context.Context) (JWKSet, error) {
 	return set, nil
 }
 
+// Introspection is an RFC 7662 answer: {"active": false} alone, or the
+// claims. Its members are in sorted order.
+type Introspection struct {
+	Active    bool     `json:"active"`
+	Aud       []string `json:"aud,omitempty"`
+	Exp       int64    `json:"exp,omitempty"`
+	Ext       string   `json:"ext,omitempty"`
+	Iat       int64    `json:"iat,omitempty"`
+	Iss       string   `json:"iss,omitempty"`
+	Jti       string   `json:"jti,omitempty"`
+	Knd       string   `json:"knd,omitempty"`
+	Nbf       int64    `json:"nbf,omitempty"`
+	Scope     string   `json:"scope,omitempty"`
+	Sub       string   `json:"sub,omitempty"`
+	TokenType string   `json:"token_type,omitempty"`
+}
+
 // Introspect answers like RFC 7662: {"active": false} for any token that
 // does not verify (whatever the reason), else "active": true with the
 // claims. o says what is accepted (kinds default to every kind, pairing
 // tokens included). The error is not about the token: the database or
 // the device failed, and nothing can be said of it.
-func (s *Service) Introspect(ctx context.Context, token string, o VerifyOptions) (map[string]any, error) {
+func (s *Service) Introspect(ctx context.Context, token string, o VerifyOptions) (*Introspection, error) {
 	if o.Kinds == nil {
 		o.Kinds = []string{KindAccess, KindMaster, KindBootstrap, KindPairing}
 	}
@@ -78,23 +95,15 @@ func (s *Service) Introspect(ctx context.Context, token string, o VerifyOptions)
 		if !errors.Is(err, ErrInvalid) {
 			return nil, err
 		}
-		return map[string]any{"active": false}, nil
+		return &Introspection{}, nil
 	}
-	out := map[string]any{
-		"active": true, "token_type": "Bearer", "sub": c.Subject, "iss": c.Issuer, "jti": c.ID, "aud": []string(c.Audience),
-		"exp": c.ExpiresAt.Unix(), "knd": c.Kind,
-	}
+	out := &Introspection{Active: true, TokenType: "Bearer", Sub: c.Subject, Iss: c.Issuer, Jti: c.ID, Aud: c.Audience,
+		Exp: c.ExpiresAt.Unix(), Knd: c.Kind, Scope: c.Scope, Ext: c.Ext}
 	if c.IssuedAt != nil {
-		out["iat"] = c.IssuedAt.Unix()
+		out.Iat = c.IssuedAt.Unix()
 	}
 	if c.NotBefore != nil {
-		out["nbf"] = c.NotBefore.Unix()
-	}
-	if c.Scope != "" {
-		out["scope"] = c.Scope
-	}
-	if c.Ext != "" {
-		out["ext"] = c.Ext
+		out.Nbf = c.NotBefore.Unix()
 	}
 	return out, nil
 }

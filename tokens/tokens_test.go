@@ -399,11 +399,11 @@ func TestIntrospect(t *testing.T) {
 	s, _, _ := service(t, dbtest.SQLite(t))
 	iss, _ := s.Create(bg, tokens.Request{Subject: "svc", Scope: []string{"read"}})
 	r, err := s.Introspect(bg, iss.AccessToken, tokens.VerifyOptions{})
-	if err != nil || r["active"] != true || r["sub"] != "svc" || r["scope"] != "read" || r["jti"] != iss.TokenID || r["token_type"] != "Bearer" {
+	if err != nil || !r.Active || r.Sub != "svc" || r.Scope != "read" || r.Jti != iss.TokenID || r.TokenType != "Bearer" {
 		t.Fatalf("introspect: %v", r)
 	}
 	s.Revoke(bg, iss.TokenID)
-	if r, _ := s.Introspect(bg, iss.AccessToken, tokens.VerifyOptions{}); len(r) != 1 || r["active"] != false {
+	if r, _ := s.Introspect(bg, iss.AccessToken, tokens.VerifyOptions{}); r.Active || r.Sub != "" || r.Aud != nil {
 		t.Fatalf("revoked: %v", r)
 	}
 }
@@ -610,7 +610,7 @@ func TestVerifyRefusesBadRequestsAndReportsOutages(t *testing.T) {
 	delete(claims, "iat")
 	delete(claims, "nbf")
 	bare := forge(t, "HS256", map[string]any{"kid": "join/v1"}, claims, plainGoHMACKey(t, "HS256"))
-	if r, _ := s.Introspect(bg, bare, tokens.VerifyOptions{}); r["active"] != true || r["iat"] != nil {
+	if r, _ := s.Introspect(bg, bare, tokens.VerifyOptions{}); !r.Active || r.Iat != 0 {
 		t.Fatalf("introspect without iat: %v", r)
 	}
 

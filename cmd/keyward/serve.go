@@ -73,9 +73,13 @@ func runServe(c *cli.Context) error {
 	defer n.Close() // after Run: commits queued token records, closes sessions
 	logOut := c.App.ErrWriter
 	if c.Bool("quiet") {
-		logOut = nil
+		logOut = io.Discard
 	}
-	srv := server.New(n, server.Config{MaxRecord: c.Int64("max-record"), RequestTimeout: c.Duration("request-timeout"), Metrics: metrics, Log: newLogger(logOut)})
+	// Log lines go out together, at most 50 ms late: a write(2) per
+	// request cost as much as a cached introspection's Go work.
+	logw := server.NewLogWriter(logOut)
+	defer logw.Close() // after Run: the last lines
+	srv := server.New(n, server.Config{MaxRecord: c.Int64("max-record"), RequestTimeout: c.Duration("request-timeout"), Metrics: metrics, Log: newLogger(logw)})
 	if n.SoftwareToken() {
 		fmt.Fprintln(c.App.ErrWriter, "keyward: warning: "+server.SoftwareTokenWarning)
 	}
@@ -88,10 +92,5 @@ func runServe(c *cli.Context) error {
 	return err
 }
 
-// newLogger writes JSON lines to w; nil writes nothing.
-func newLogger(w io.Writer) *slog.Logger {
-	if w == nil {
-		w = io.Discard
-	}
-	return slog.New(slog.NewJSONHandler(w, nil))
-}
+// newLogger writes JSON lines to w.
+func newLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewJSONHandler(w, nil)) }
