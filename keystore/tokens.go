@@ -199,15 +199,20 @@ func (s *Store) commitIssues(batch []issue) error {
 	// hold every later token of this node in the queue.
 	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
 	defer cancel()
+	insert, err := s.writer.statement(ctx, s)
+	if err != nil {
+		return s.dbErr("record token", err)
+	}
+	if len(batch) == 1 && batch[0].refresh == nil {
+		// One row commits by itself: no BEGIN and COMMIT round trips.
+		_, err := insert.ExecContext(ctx, tokenArgs(batch[0].tok)...)
+		return s.dbErr("record token", err)
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return s.dbErr("record token", err)
 	}
 	defer tx.Rollback()
-	insert, err := s.writer.statement(ctx, s)
-	if err != nil {
-		return s.dbErr("record token", err)
-	}
 	st := tx.StmtContext(ctx, insert)
 	for _, it := range batch {
 		if _, err := st.ExecContext(ctx, tokenArgs(it.tok)...); err != nil {
