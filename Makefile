@@ -35,6 +35,9 @@ bench: deps
 	@# machine's speed drifts by more than the gap being measured.
 	for i in 1 2 3 4 5 6; do $(GO) test -run '^$$' -bench . -benchtime 1s -cpu 1,2 ./tokens; done | tee bench-tokens.out
 	@awk -f scripts/benchratio.awk bench-tokens.out; cat bench-tokens.out >> bench.out; rm -f bench-tokens.out
+	@# keyward serve against the in-process operation and a bare handler.
+	$(GO) test -run '^$$' -bench Server -benchtime 10000x -count 3 ./server | tee bench-server.out
+	@awk -f scripts/benchserver.awk bench-server.out; cat bench-server.out >> bench.out; rm -f bench-server.out
 
 demo: deps build
 	@scripts/demo.sh
