@@ -8,6 +8,7 @@ import (
 	"github.com/keyward/keyward/node"
 	"github.com/keyward/keyward/tokens"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -39,7 +40,7 @@ func NewMetrics() *Metrics {
 			Help: "PKCS#11 device operations that failed, by operation."}, []string{"op"}),
 	}
 	reg.MustRegister(m.requests, m.latency, m.deviceOps, m.deviceErrors,
-		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
