@@ -19,65 +19,57 @@ func recordName(r *http.Request) (string, error) {
 	return name, nil
 }
 
-func (s *Server) listRecords(w http.ResponseWriter, r *http.Request) {
+func (s *Server) listRecords(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.authorize(r, ScopeStoreRead); err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	recs, err := s.node.Store.Records(r.Context())
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	if recs == nil {
 		recs = []keystore.Record{}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"records": recs})
+	return nil
 }
 
 // putRecord is PUT /api/v1/store/{name...}: the body, raw, at most
 // MaxRecord bytes, sealed in the device.
-func (s *Server) putRecord(w http.ResponseWriter, r *http.Request) {
+func (s *Server) putRecord(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.authorize(r, ScopeStoreWrite); err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	name, err := recordName(r)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	if r.ContentLength > s.cfg.MaxRecord {
-		s.fail(w, r, &http.MaxBytesError{Limit: s.cfg.MaxRecord})
-		return
+		return &http.MaxBytesError{Limit: s.cfg.MaxRecord}
 	}
 	value, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxRecord))
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	defer clear(value)
 	if err := s.node.Keys.Put(r.Context(), name, value); err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"name": name, "size": len(value)})
+	return nil
 }
 
-func (s *Server) getRecord(w http.ResponseWriter, r *http.Request) {
+func (s *Server) getRecord(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.authorize(r, ScopeStoreRead); err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	name, err := recordName(r)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	value, err := s.node.Keys.Get(r.Context(), name)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	defer clear(value)
 	h := w.Header()
@@ -85,23 +77,22 @@ func (s *Server) getRecord(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Length", strconv.Itoa(len(value)))
 	h.Set("Cache-Control", "no-store")
 	w.Write(value)
+	return nil
 }
 
-func (s *Server) deleteRecord(w http.ResponseWriter, r *http.Request) {
+func (s *Server) deleteRecord(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.authorize(r, ScopeStoreWrite); err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	name, err := recordName(r)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	if err := s.node.Keys.Delete(r.Context(), name); err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"name": name, "deleted": true})
+	return nil
 }
 
 // transitBody bounds a transit request: base64 of MaxRecord bytes and
@@ -127,55 +118,49 @@ func (s *Server) transitField(p params, field string) ([]byte, error) {
 
 // encrypt is POST /api/v1/encrypt: {"plaintext": base64, "context": …} →
 // {"ciphertext": base64}, sealed in the device with the active master key.
-func (s *Server) encrypt(w http.ResponseWriter, r *http.Request) {
+func (s *Server) encrypt(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.authorize(r, ScopeStoreWrite); err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	p, err := readParams(w, r, s.transitBody())
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	pt, err := s.transitField(p, "plaintext")
 	if err == nil && int64(len(pt)) > s.cfg.MaxRecord {
 		err = &http.MaxBytesError{Limit: s.cfg.MaxRecord}
 	}
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	defer clear(pt)
 	ct, err := s.node.Keys.Seal(r.Context(), pt, p["context"])
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"ciphertext": base64.StdEncoding.EncodeToString(ct)})
+	return nil
 }
 
 // decrypt is POST /api/v1/decrypt: {"ciphertext": base64, "context": …} →
 // {"plaintext": base64}, or 400 when it does not authenticate.
-func (s *Server) decrypt(w http.ResponseWriter, r *http.Request) {
+func (s *Server) decrypt(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.authorize(r, ScopeStoreRead); err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	p, err := readParams(w, r, s.transitBody())
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	ct, err := s.transitField(p, "ciphertext")
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	pt, err := s.node.Keys.Unseal(r.Context(), ct, p["context"])
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return err
 	}
 	defer clear(pt)
 	writeJSON(w, http.StatusOK, map[string]any{"plaintext": base64.StdEncoding.EncodeToString(pt)})
+	return nil
 }

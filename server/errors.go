@@ -21,6 +21,7 @@ type apiError struct {
 	status int
 	code   string
 	msg    string
+	allow  string // the Allow header of a 405
 }
 
 func (e *apiError) Error() string { return e.msg }
@@ -86,6 +87,8 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case http.StatusServiceUnavailable:
 		s.log.Warn("unavailable", "route", r.Pattern, "error", err.Error())
 		w.Header().Set("Retry-After", strconv.Itoa(int(s.cfg.RetryAfter.Seconds())))
+	case http.StatusMethodNotAllowed:
+		w.Header().Set("Allow", ae.allow)
 	case http.StatusUnauthorized:
 		s.metrics.authFailures.Inc()
 		w.Header().Set("WWW-Authenticate", `Bearer realm="keyward"`)

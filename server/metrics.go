@@ -122,7 +122,7 @@ func (m *metrics) observe(route string, status int, d time.Duration) {
 	rm.latency.Observe(d.Seconds())
 }
 
-func (s *Server) metricsHandler() http.HandlerFunc {
+func (s *Server) metricsHandler() handlerFunc {
 	h := promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})
-	return h.ServeHTTP
+	return func(w http.ResponseWriter, r *http.Request) error { h.ServeHTTP(w, r); return nil }
 }

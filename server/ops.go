@@ -8,8 +8,9 @@ import (
 )
 
 // healthz says the process is up and serving.
-func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
+	return nil
 }
 
 type check struct {
@@ -27,7 +28,7 @@ func checkOf(err error) check {
 // readyz is 200 when the device is logged in, the database answers and
 // the device holds every registered key; else 503 with the reasons. A
 // software token (SoftHSM2) is ready but says so.
-func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
 	dev := checkOf(s.node.Device.Ping(ctx))
@@ -55,6 +56,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", strconv.Itoa(int(s.cfg.RetryAfter.Seconds())))
 	}
 	writeJSON(w, status, body)
+	return nil
 }
 
 // SoftwareTokenWarning is said at start and by /readyz on SoftHSM2.

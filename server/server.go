@@ -68,11 +68,19 @@ func New(n *node.Node, cfg Config) *Server {
 	return s
 }
 
+// handlerFunc is a route's handler: it writes its answer, or returns
+// the error that fail answers with.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
 // handle registers h for pattern ("METHOD /path").
-func (s *Server) handle(pattern string, h http.HandlerFunc) {
+func (s *Server) handle(pattern string, h handlerFunc) {
 	s.routes = append(s.routes, pattern)
 	s.metrics.addRoute(pattern)
-	s.mux.HandleFunc(pattern, h)
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			s.fail(w, r, err)
+		}
+	})
 }
 
 // Routes lists the patterns served, as "METHOD /path".
@@ -104,11 +112,12 @@ func (s *Server) routeAll() {
 	s.handle("GET /readyz", s.readyz)
 	s.handle("GET /metrics", s.metricsHandler())
 	// Anything else: a JSON 404, or 405 with Allow (not Go's plain text).
-	s.mux.HandleFunc("/", s.noRoute)
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.fail(w, r, s.noRoute(r)) })
 }
 
-// noRoute answers a request no route matched.
-func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
+// noRoute is the error for a request no route matched: 405 with Allow
+// when another method would match, else 404.
+func (s *Server) noRoute(r *http.Request) error {
 	var allow []string
 	for _, m := range []string{http.MethodGet, http.MethodPut, http.MethodPost, http.MethodDelete} {
 		other := *r
@@ -118,11 +127,11 @@ func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if len(allow) > 0 {
-		w.Header().Set("Allow", strings.Join(allow, ", "))
-		s.fail(w, r, errorf(http.StatusMethodNotAllowed, "METHOD_NOT_ALLOWED", "%s is not served on %s; use %s", r.Method, r.URL.Path, strings.Join(allow, " or ")))
-		return
+		e := errorf(http.StatusMethodNotAllowed, "METHOD_NOT_ALLOWED", "%s is not served on %s; use %s", r.Method, r.URL.Path, strings.Join(allow, " or "))
+		e.allow = strings.Join(allow, ", ")
+		return e
 	}
-	s.fail(w, r, errorf(http.StatusNotFound, "NOT_FOUND", "no route %s %s (see docs/API.md)", r.Method, r.URL.Path))
+	return errorf(http.StatusNotFound, "NOT_FOUND", "no route %s %s (see docs/API.md)", r.Method, r.URL.Path)
 }
 
 // unclean says path has empty, "." or ".." segments, which Go's router
