@@ -140,11 +140,7 @@ func (s *Server) revokeTokenByID(w http.ResponseWriter, r *http.Request) error {
 // revokeTokenByValue is POST /access/api/v1/tokens/revoke with token: the
 // token itself is the credential (whoever holds it may end it).
 func (s *Server) revokeTokenByValue(w http.ResponseWriter, r *http.Request) error {
-	p, err := readParams(w, r, s.cfg.MaxBody)
-	if err != nil {
-		return err
-	}
-	tok, err := p.required("token")
+	_, tok, err := s.readRequired(w, r, "token")
 	if err != nil {
 		return err
 	}
@@ -173,11 +169,7 @@ func (s *Server) revokeValue(r *http.Request, tok string) error {
 // oauthRevoke is RFC 7009: 200 whether or not the token was valid; a
 // database or device failure is a 503 (the caller must try again).
 func (s *Server) oauthRevoke(w http.ResponseWriter, r *http.Request) error {
-	p, err := readParams(w, r, s.cfg.MaxBody)
-	if err != nil {
-		return err
-	}
-	tok, err := p.required("token")
+	_, tok, err := s.readRequired(w, r, "token")
 	if err != nil {
 		return err
 	}
@@ -195,11 +187,7 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.authorize(r, ScopeIntrospect); err != nil {
 		return err
 	}
-	p, err := readParams(w, r, s.cfg.MaxBody)
-	if err != nil {
-		return err
-	}
-	tok, err := p.required("token")
+	p, tok, err := s.readRequired(w, r, "token")
 	if err != nil {
 		return err
 	}
@@ -285,11 +273,7 @@ func (s *Server) createPairing(w http.ResponseWriter, r *http.Request) error {
 // redeemPairing is POST /access/api/v1/pairing/redeem: the pairing token
 // is the credential, used once across every server.
 func (s *Server) redeemPairing(w http.ResponseWriter, r *http.Request) error {
-	p, err := readParams(w, r, s.cfg.MaxBody)
-	if err != nil {
-		return err
-	}
-	tok, err := p.required("pairing_token")
+	p, tok, err := s.readRequired(w, r, "pairing_token")
 	if err != nil {
 		return err
 	}
@@ -308,4 +292,14 @@ func (s *Server) redeemPairing(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusOK, map[string]any{"master_token": iss.AccessToken, "token_id": iss.TokenID, "expires_in": iss.ExpiresIn,
 		"expires_at": iss.ExpiresAt.UTC().Format(time.RFC3339)})
 	return nil
+}
+
+// readRequired reads the body's fields, one of which must be there.
+func (s *Server) readRequired(w http.ResponseWriter, r *http.Request, field string) (params, string, error) {
+	p, err := readParams(w, r, s.cfg.MaxBody)
+	if err != nil {
+		return nil, "", err
+	}
+	v, err := p.required(field)
+	return p, v, err
 }

@@ -2,7 +2,6 @@ package test
 
 import (
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -278,58 +277,17 @@ func TestServeHAKillMidLoad(t *testing.T) {
 	a, b, admin := h.a, h.b, h.admin
 	const subject = "ha-load"
 
-	var mu sync.Mutex
-	var got []issued
-	var failures []string
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				code, body, _, err := haDo(a, "POST", "/access/api/v1/tokens", admin, `{"subject":"`+subject+`"}`)
-				if err != nil {
-					return // A is gone
-				}
-				mu.Lock()
-				if code == http.StatusOK {
-					var iss issued
-					if json.Unmarshal(body, &iss) != nil || iss.TokenID == "" {
-						failures = append(failures, fmt.Sprintf("200 without a token: %q", body))
-					}
-					got = append(got, iss)
-				} else {
-					failures = append(failures, fmt.Sprintf("status %d: %s", code, body))
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	count := func() int {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(got)
-	}
+	load := startTokenLoad(a, admin, subject, 4)
 	// Kill A in the middle of the load: once it has answered for some
 	// tokens, and while clients keep asking.
 	deadline := time.Now().Add(20 * time.Second)
-	for count() < 50 && time.Now().Before(deadline) {
+	for load.count() < 50 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	time.Sleep(200 * time.Millisecond)
 	a.signal(syscall.SIGKILL)
-	killed := count()
-	close(stop)
-	wg.Wait()
-	mu.Lock()
-	ids, fails := append([]issued(nil), got...), failures
-	mu.Unlock()
+	killed := load.count()
+	ids, fails := load.finish()
 	if len(fails) > 0 {
 		t.Fatalf("A refused %d creations under load before the kill, first: %s", len(fails), fails[0])
 	}

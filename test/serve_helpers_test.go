@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os/exec"
@@ -213,4 +214,57 @@ func errorCode(b []byte) string {
 		return ""
 	}
 	return e.Errors[0].Code
+}
+
+// tokenLoad creates tokens on a server from several goroutines until it
+// is finished or the server goes away, keeping what was answered 200 and
+// what was answered otherwise.
+type tokenLoad struct {
+	mu       sync.Mutex
+	issued   []issued
+	failures []string
+	stop     chan struct{}
+	wg       sync.WaitGroup
+}
+
+func startTokenLoad(s *served, admin, subject string, workers int) *tokenLoad {
+	l := &tokenLoad{stop: make(chan struct{})}
+	for range workers {
+		l.wg.Go(func() {
+			for {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				code, body, _, err := haDo(s, "POST", "/access/api/v1/tokens", admin, `{"subject":"`+subject+`"}`)
+				if err != nil {
+					return // the server is gone
+				}
+				var iss issued
+				l.mu.Lock()
+				if code == http.StatusOK && json.Unmarshal(body, &iss) == nil && iss.TokenID != "" {
+					l.issued = append(l.issued, iss)
+				} else {
+					l.failures = append(l.failures, fmt.Sprintf("status %d: %s", code, body))
+				}
+				l.mu.Unlock()
+			}
+		})
+	}
+	return l
+}
+
+// count is how many tokens were answered 200 so far.
+func (l *tokenLoad) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.issued)
+}
+
+// finish stops the load and returns what it got.
+func (l *tokenLoad) finish() (ok []issued, failures []string) {
+	close(l.stop)
+	l.wg.Wait()
+	return l.issued, l.failures
 }

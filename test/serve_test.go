@@ -10,7 +10,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
-	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -18,7 +17,6 @@ import (
 	"os"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -57,41 +55,13 @@ func TestServeStartsReadyAndStopsGracefully(t *testing.T) {
 	}
 
 	// SIGTERM under load: every token the server answered for is committed.
-	var mu sync.Mutex
-	var ids []string
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				code, b, err := rawCall(s, "POST", "/access/api/v1/tokens", admin, `{"subject":"load"}`)
-				if err != nil {
-					return // the server has gone
-				}
-				if code == 200 {
-					var iss issued
-					json.Unmarshal(b, &iss)
-					mu.Lock()
-					ids = append(ids, iss.TokenID)
-					mu.Unlock()
-				}
-			}
-		}()
-	}
+	load := startTokenLoad(s, admin, "load", 4)
 	time.Sleep(700 * time.Millisecond)
 	if code := s.signal(syscall.SIGTERM); code != 0 {
 		t.Fatalf("exit %d after SIGTERM; stderr:\n%s", code, s.stderr)
 	}
-	close(stop)
-	wg.Wait()
-	if len(ids) == 0 {
+	got, _ := load.finish()
+	if len(got) == 0 {
 		t.Fatal("no token was created under load")
 	}
 	var list []map[string]any
@@ -100,25 +70,11 @@ func TestServeStartsReadyAndStopsGracefully(t *testing.T) {
 	for _, r := range list {
 		have[r["token_id"].(string)] = true
 	}
-	for _, id := range ids {
-		if !have[id] {
-			t.Fatalf("token %s was answered 200 but is not in the database after SIGTERM (%d of %d recorded)", id, len(list), len(ids))
+	for _, iss := range got {
+		if !have[iss.TokenID] {
+			t.Fatalf("token %s was answered 200 but is not in the database after SIGTERM (%d of %d recorded)", iss.TokenID, len(list), len(got))
 		}
 	}
-}
-
-// rawCall is s.call without failing the test when the server is gone.
-func rawCall(s *served, method, path, token, body string) (int, []byte, error) {
-	req, _ := http.NewRequest(method, s.url+path, strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, b, err
 }
 
 func TestServeListenRules(t *testing.T) {
