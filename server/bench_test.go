@@ -346,6 +346,16 @@ func (e *benchEnv) run(b *testing.B, prepare func(*benchEnv, *testing.B, int) be
 	inproc := &side{name: "inproc", call: op.inproc}
 	bare := &side{name: "bare", call: func(i int) error { return e.post(e.bare, &op, i, nil) }}
 	sides := []*side{srv, inproc, bare}
+	// KEYWARD_BENCH_SIDE=server (inproc, bare) runs one side alone, for a
+	// CPU profile of it; the figures that compare sides are then 0.
+	switch os.Getenv("KEYWARD_BENCH_SIDE") {
+	case "server":
+		sides = []*side{srv}
+	case "inproc":
+		sides = []*side{inproc}
+	case "bare":
+		sides = []*side{bare}
+	}
 	for _, s := range sides {
 		if err := e.chunk(s, 0, warm); err != nil {
 			b.Fatal(err)
