@@ -50,7 +50,7 @@ func ceremonySplit(c *cli.Context) error {
 	}
 	key, err := ceremony.NewRandomKey(c.Int("bits"))
 	if err != nil {
-		return usageError{err}
+		return usageError{err, nil}
 	}
 	defer clear(key)
 	kcv, err := hsm.ComputeKCV(key)

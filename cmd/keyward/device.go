@@ -49,10 +49,10 @@ func nodeConfig(c *cli.Context) (node.Config, error) {
 	case strings.HasPrefix(token, "pkcs11:"):
 		u, err := hsm.ParseURI(token)
 		if err != nil {
-			return nc, usageError{err}
+			return nc, usageError{err, nil}
 		}
 		if err := u.ApplyTo(cfg, promptSecret); err != nil {
-			return nc, usageError{err}
+			return nc, usageError{err, nil}
 		}
 	case token != "":
 		cfg.TokenLabel = token
@@ -60,7 +60,7 @@ func nodeConfig(c *cli.Context) (node.Config, error) {
 		return nc, usagef("no token: set --token or KEYWARD_TOKEN to a token label or a pkcs11: URI")
 	}
 	if err := nc.Resolve(); err != nil {
-		return nc, usageError{err}
+		return nc, usageError{err, nil}
 	}
 	if cfg.PIN == nil {
 		src, err := pinSource(c)
@@ -77,7 +77,7 @@ func pinSource(c *cli.Context) (hsm.PINSource, error) {
 	if spec := c.String("pin-source"); spec != "" {
 		src, err := hsm.ParsePINSource(spec, ttyPrompt())
 		if err != nil {
-			return nil, usageError{err}
+			return nil, usageError{err, nil}
 		}
 		return src, nil
 	}
@@ -95,7 +95,7 @@ func pinSource(c *cli.Context) (hsm.PINSource, error) {
 func explainOpen(cfg hsm.Config, err error) error {
 	err = node.ExplainOpen(cfg, err)
 	if errors.Is(err, hsm.ErrConfig) {
-		return usageError{err}
+		return usageError{err, nil}
 	}
 	return err
 }

@@ -245,7 +245,7 @@ func parseRole(c *cli.Context) (keyring.Role, error) {
 	}
 	r, err := keyring.ParseRole(c.String("role"))
 	if err != nil {
-		return "", usageError{err}
+		return "", usageError{err, nil}
 	}
 	return r, nil
 }

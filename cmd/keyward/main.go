@@ -6,6 +6,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -25,7 +26,7 @@ func main() {
 }
 
 func newApp() *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:                 "keyward",
 		Usage:                "hardware-backed master and join keys over PKCS#11",
 		UsageText:            "keyward [global flags] <noun> <verb> [flags]",
@@ -44,13 +45,51 @@ func newApp() *cli.App {
 			serveCommand(),
 		}, cryptCommands()...),
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
-			return usageError{err}
+			return usageError{fmt.Errorf("%w; see keyward --help", err), nil}
 		},
 		CommandNotFound: func(c *cli.Context, name string) {
 			fmt.Fprintf(c.App.ErrWriter, "keyward: unknown command %q; see keyward --help\n", name)
 			cli.OsExiter(exitUsage)
 		},
 	}
+	for _, cmd := range app.Commands {
+		usageOnStderr(cmd)
+	}
+	return app
+}
+
+// usageOnStderr makes every mistake in cmd's command line (and its
+// subcommands') a usage error, exit 2, its message and the command's
+// usage on standard error: urfave/cli prints an unknown flag's usage on
+// standard output and exits 1 unless told otherwise.
+func usageOnStderr(cmd *cli.Command) {
+	cmd.HideHelpCommand = true
+	cmd.OnUsageError = func(c *cli.Context, err error, _ bool) error {
+		return usageError{err, cmd}
+	}
+	if action := cmd.Action; action != nil {
+		cmd.Action = func(c *cli.Context) error {
+			err := action(c)
+			var u usageError
+			if errors.As(err, &u) && u.cmd == nil {
+				return usageError{err, cmd}
+			}
+			return err
+		}
+	}
+	for _, sub := range cmd.Subcommands {
+		usageOnStderr(sub)
+	}
+}
+
+// showUsage prints cmd's usage to w, as --help would.
+func showUsage(w io.Writer, cmd *cli.Command) {
+	tmpl := cli.CommandHelpTemplate
+	if len(cmd.Subcommands) > 0 {
+		tmpl = cli.SubcommandHelpTemplate
+	}
+	fmt.Fprintln(w)
+	cli.HelpPrinter(w, tmpl, cmd)
 }
 
 // run executes keyward with args and returns the exit code.
@@ -68,6 +107,10 @@ func run(args []string, stdin *os.File, stdout, stderr *os.File) int {
 		return exitOK
 	}
 	fmt.Fprintf(stderr, "keyward: %v\n", err)
+	var u usageError
+	if errors.As(err, &u) && u.cmd != nil {
+		showUsage(stderr, u.cmd)
+	}
 	return exitCode(err)
 }
 
@@ -117,8 +160,12 @@ func hoistFlags(args []string) []string {
 	return args
 }
 
-// usageError is a mistake in the command line.
-type usageError struct{ error }
+// usageError is a mistake in the command line; cmd, when known, is the
+// command whose usage is shown after the message.
+type usageError struct {
+	error
+	cmd *cli.Command
+}
 
 func (e usageError) Unwrap() error { return e.error }
 
@@ -128,7 +175,7 @@ type checkFailed struct{ error }
 
 func (e checkFailed) Unwrap() error { return e.error }
 
-func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...), nil} }
 
 func exitCode(err error) int {
 	var u usageError

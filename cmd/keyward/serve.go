@@ -87,7 +87,7 @@ func runServe(c *cli.Context) error {
 		ClientCA: c.String("client-ca"), ShutdownTimeout: c.Duration("shutdown-timeout")}, reload,
 		func(url string) { fmt.Fprintln(c.App.ErrWriter, "keyward: serving on "+url) })
 	if errors.Is(err, server.ErrListen) {
-		return usageError{err}
+		return usageError{err, nil}
 	}
 	return err
 }

@@ -58,7 +58,7 @@ func tokenErr(err error) error {
 		return checkFailed{err}
 	}
 	if errors.Is(err, tokens.ErrRequest) || errors.Is(err, tokens.ErrAlgorithm) || errors.Is(err, tokens.ErrScopeWidened) {
-		return usageError{err}
+		return usageError{err, nil}
 	}
 	return err
 }
