@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -28,6 +27,7 @@ type Store struct {
 	db       *sql.DB
 	postgres bool
 	where    string // the database, for messages (no password)
+	dsn      DSN
 	actor    string // who the audit log names
 	writer   writer // group commit of issued tokens
 }
@@ -36,33 +36,30 @@ type Store struct {
 // a "sqlite:" URL, or a "postgres://" / "postgresql://" URL — and applies
 // the embedded migrations.
 func Open(ctx context.Context, dsn string) (*Store, error) {
-	s := &Store{actor: actorName()}
-	var err error
-	switch {
-	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+	d, err := ParseDSN(dsn)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{actor: actorName(), where: d.String(), dsn: d}
+	if d.Postgres {
 		s.postgres = true
-		s.where = redactURL(dsn)
-		s.db, err = sql.Open("pgx", dsn)
-	default:
-		path := strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite://"), "sqlite:")
-		if path == "" {
-			return nil, fmt.Errorf("%w: empty database path", ErrDatabase)
-		}
+		s.db, err = sql.Open("pgx", d.conn)
+	} else {
+		path := d.conn
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrDatabase, err)
+			return nil, fmt.Errorf("%w: %s", ErrDatabase, d.scrub(err.Error()))
 		}
-		s.where = path
 		// WAL lets readers work beside the writer; a busy timeout makes
 		// writers queue instead of failing; immediate transactions take the
 		// write lock up front, so a rewrap batch cannot deadlock on upgrade.
 		s.db, err = sql.Open("sqlite3", "file:"+path+"?_journal_mode=WAL&_busy_timeout=10000&_txlock=immediate&_foreign_keys=on&_synchronous=NORMAL")
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrDatabase, s.where, err)
+		return nil, fmt.Errorf("%w: %s: %s", ErrDatabase, s.where, d.scrub(err.Error()))
 	}
 	if err := s.db.PingContext(ctx); err != nil {
 		s.db.Close()
-		return nil, fmt.Errorf("%w: %s cannot be reached: %v", ErrDatabase, s.where, err)
+		return nil, fmt.Errorf("%w: %s cannot be reached: %s", ErrDatabase, s.where, d.scrub(err.Error()))
 	}
 	if err := s.migrate(ctx); err != nil {
 		s.db.Close()
@@ -83,14 +80,6 @@ func (s *Store) Where() string { return s.where }
 
 // Postgres says the store is PostgreSQL.
 func (s *Store) Postgres() bool { return s.postgres }
-
-func redactURL(dsn string) string {
-	u, err := url.Parse(dsn)
-	if err != nil {
-		return "postgres://…"
-	}
-	return u.Redacted()
-}
 
 func actorName() string {
 	host, _ := os.Hostname()
@@ -188,7 +177,7 @@ func (s *Store) dbErr(op string, err error) error {
 	if errors.Is(err, sql.ErrNoRows) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
-	return fmt.Errorf("%w: %s: %s: %v", ErrDatabase, s.where, op, err)
+	return fmt.Errorf("%w: %s: %s: %s", ErrDatabase, s.where, op, s.dsn.scrub(err.Error()))
 }
 
 func now() int64 { return time.Now().UnixMilli() }

@@ -19,7 +19,7 @@ func globalFlags() []cli.Flag {
 		&cli.StringFlag{Name: "token", EnvVars: []string{"KEYWARD_TOKEN"}, Usage: "token label, or an RFC 7512 pkcs11: URI"},
 		&cli.StringFlag{Name: "pin-source", EnvVars: []string{"KEYWARD_PIN_SOURCE"}, Usage: "where the PIN comes from: env:VAR, file:PATH or prompt (KEYWARD_PIN holds the PIN itself, for CI)"},
 		&cli.StringFlag{Name: "home", EnvVars: []string{"KEYWARD_HOME"}, Usage: "keyward's directory (default ~/.keyward)"},
-		&cli.StringFlag{Name: "db", EnvVars: []string{"KEYWARD_DB"}, Usage: "the shared database: a SQLite path or sqlite: URL (default $KEYWARD_HOME/keyward.db), or a postgres:// URL"},
+		&cli.StringFlag{Name: "db", EnvVars: []string{"KEYWARD_DB"}, Usage: "the shared database: a SQLite path or sqlite: URL (default $KEYWARD_HOME/keyward.db), a postgres:// URL, or a libpq key=value string; anything else is refused"},
 		&cli.BoolFlag{Name: "json", Usage: "print stable JSON instead of tables"},
 	}
 }

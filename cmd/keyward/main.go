@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/keyward/keyward/keystore"
 	"github.com/urfave/cli/v2"
 )
 
@@ -181,7 +182,7 @@ func exitCode(err error) int {
 	var u usageError
 	var c checkFailed
 	switch {
-	case errors.As(err, &u):
+	case errors.As(err, &u), errors.Is(err, keystore.ErrDSN):
 		return exitUsage
 	case errors.As(err, &c) || isCheckFailure(err):
 		return exitCheckFailed
