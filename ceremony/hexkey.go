@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"github.com/keyward/keyward/keyring"
 	"io"
 	"os"
 )
@@ -72,6 +73,11 @@ func XORComponents(components [][]byte) ([]byte, error) {
 	for i, c := range components {
 		if len(c) != len(key) {
 			return nil, fmt.Errorf("%w: component %d has %d bytes, component 1 has %d; all must be the same length", ErrKeyLength, i+1, len(c), len(key))
+		}
+		for j := range i {
+			if bytes.Equal(c, components[j]) {
+				return nil, fmt.Errorf("%w: components %d and %d are identical (the same file twice?); each custodian's component must be their own", keyring.ErrWeakKey, j+1, i+1)
+			}
 		}
 		for j := range key {
 			key[j] ^= c[j]

@@ -254,7 +254,35 @@ func (r *Ring) Import(ctx context.Context, role Role, value []byte, expectKCV st
 	return r.ImportVersion(ctx, role, v, value, expectKCV)
 }
 
-// ImportVersion is Import as version v.
+// ErrWeakKey is a key value no one should use: all zero, or so few
+// distinct bytes that it was not drawn at random.
+var ErrWeakKey = errors.New("weak key refused")
+
+// CheckStrength refuses a key of all zero bytes (what two identical
+// components XOR to) or with fewer distinct byte values than half its
+// length: a random 16-byte key has about 15.5, a 32-byte one about 30, and
+// fewer than half happens by chance with probability below 2^-60.
+func CheckStrength(value []byte) error {
+	var seen [256]bool
+	distinct, zero := 0, true
+	for _, b := range value {
+		zero = zero && b == 0
+		if !seen[b] {
+			seen[b] = true
+			distinct++
+		}
+	}
+	switch {
+	case zero:
+		return fmt.Errorf("%w: all %d bytes are zero (identical components cancel out); make a key with: openssl rand -hex %d", ErrWeakKey, len(value), len(value))
+	case distinct < len(value)/2:
+		return fmt.Errorf("%w: only %d distinct byte values in %d bytes, not a random key; make one with: openssl rand -hex %d", ErrWeakKey, distinct, len(value), len(value))
+	}
+	return nil
+}
+
+// ImportVersion is Import as version v. A weak key (CheckStrength) is
+// refused before it reaches the device.
 func (r *Ring) ImportVersion(ctx context.Context, role Role, v int, value []byte, expectKCV string) (Entry, error) {
 	defer clear(value)
 	if role == Signing {
@@ -262,6 +290,9 @@ func (r *Ring) ImportVersion(ctx context.Context, role Role, v int, value []byte
 	}
 	if role == Join && len(value) == 24 {
 		return Entry{}, fmt.Errorf("%w: the join key is AES-128 or AES-256 (32 or 64 hex digits), got 48 hex digits", hsm.ErrInvalidKey)
+	}
+	if err := CheckStrength(value); err != nil {
+		return Entry{}, err
 	}
 	k, err := r.tok.ImportAES(ctx, Label(role, v), value, role.Usage(), expectKCV)
 	if err != nil {

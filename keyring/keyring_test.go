@@ -2,6 +2,7 @@ package keyring_test
 
 import (
 	"bytes"
+	"crypto/rand"
 	"context"
 	"errors"
 	"os"
@@ -55,7 +56,7 @@ func TestVersionsAndUsages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e2, err := ring.Import(ctx, keyring.Master, bytes.Repeat([]byte{9}, 16), "")
+	e2, err := ring.Import(ctx, keyring.Master, randomKey(16), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,5 +95,38 @@ func TestVersionsAndUsages(t *testing.T) {
 	}
 	if latest, _ := ring.Latest(ctx, keyring.Master); latest.Version != 1 {
 		t.Fatalf("after destroying v2, latest is %+v", latest)
+	}
+}
+
+func randomKey(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
+}
+
+// Weak keys never reach the device (issue 10, defect 2).
+func TestWeakKeysRefused(t *testing.T) {
+	_, tok := softhsmtest.OpenTestToken(t)
+	ring := keyring.New(tok)
+	ctx := context.Background()
+	counting := make([]byte, 32)
+	for i := range counting {
+		counting[i] = byte(i % 8) // 8 distinct values in 32 bytes
+	}
+	for name, key := range map[string][]byte{
+		"all zero 16": make([]byte, 16), "all zero 32": make([]byte, 32),
+		"one value": bytes.Repeat([]byte{0xab}, 32), "eight values": counting,
+	} {
+		if _, err := ring.Import(ctx, keyring.Master, key, ""); !errors.Is(err, keyring.ErrWeakKey) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if list, _ := ring.List(ctx); len(list) != 0 {
+		t.Fatalf("a weak key reached the device: %v", list)
+	}
+	for range 200 {
+		if err := keyring.CheckStrength(randomKey(16)); err != nil {
+			t.Fatalf("a random key refused: %v", err)
+		}
 	}
 }

@@ -314,3 +314,27 @@ func (c *cli) readFile(path string) string {
 	}
 	return string(b)
 }
+
+// An all-zero key, or components that cancel out, never become a key
+// (issue 10, defect 2); the files stay as they were.
+func TestWeakKeysRefused(t *testing.T) {
+	c := newCLI(t)
+	zero := c.writeFile("zero.hex", strings.Repeat("0", 64)+"\n")
+	r := c.run("", nil, "key", "import", "--role", "master", "--from", zero, "--remove-source")
+	if r.code == 0 || !strings.Contains(r.stderr, "weak key refused: all 32 bytes are zero") {
+		t.Fatalf("all-zero key: %s", r)
+	}
+	mustExist(t, zero, strings.Repeat("0", 64)+"\n")
+	comp := randomHex(32)
+	c.secret(comp)
+	a, b := c.writeFile("a.hex", comp), c.writeFile("b.hex", comp)
+	r = c.run("", nil, "key", "import", "--role", "join", "--component", a, "--component", b, "--remove-source")
+	if r.code == 0 || !strings.Contains(r.stderr, "components 1 and 2 are identical") {
+		t.Fatalf("identical components: %s", r)
+	}
+	mustExist(t, a, comp)
+	mustExist(t, b, comp)
+	if out := c.ok("--json", "key", "list"); strings.Contains(out, "keyward/") {
+		t.Fatalf("a weak key reached the device: %s", out)
+	}
+}
