@@ -2,8 +2,8 @@ package keyring_test
 
 import (
 	"bytes"
-	"crypto/rand"
 	"context"
+	"crypto/rand"
 	"errors"
 	"os"
 	"testing"
