@@ -58,8 +58,8 @@ func yamlName(r keyring.Role) string {
 }
 
 // ImportSystemYAML imports the masterKey and/or joinKey of a system.yaml
-// (roles: the ones to import; those absent from the file are skipped when
-// more than one is asked for) and with scrub rewrites the file without the
+// (roles: the ones to import, every one of which must be there: nothing
+// is imported otherwise) and with scrub rewrites the file without the
 // imported ones.
 func ImportSystemYAML(ctx context.Context, imp Importer, roles []keyring.Role, path string, scrub bool) ([]keyring.Entry, error) {
 	y, err := ReadSystemYAML(path)
@@ -78,7 +78,8 @@ func ImportSystemYAML(ctx context.Context, imp Importer, roles []keyring.Role, p
 			return nil, fmt.Errorf("%w: a system.yaml holds master and join keys only", keyring.ErrRole)
 		}
 		if len(roles) > 1 && !y.Has(yamlName(r)) {
-			continue
+			// "all" means both: import nothing rather than half.
+			return nil, fmt.Errorf("%w: %s has no shared.security.%s, and both keys were asked for; nothing was imported (to import only the other, name its --role)", ErrNotFound, path, yamlName(r))
 		}
 		k, err := y.Key(yamlName(r)) // parse all before importing any
 		if err != nil {

@@ -55,6 +55,9 @@ func parseSystemYAML(path string, text []byte) (*SystemYAML, error) {
 		// yaml errors quote line numbers, not values.
 		return nil, fmt.Errorf("%s is not valid YAML: %v", path, err)
 	}
+	if err := noDuplicateKeys(path, &doc); err != nil {
+		return nil, err
+	}
 	s := &SystemYAML{path: path, text: text, found: map[string][]yamlKey{}}
 	root := &doc
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
@@ -73,6 +76,27 @@ func parseSystemYAML(path string, text []byte) (*SystemYAML, error) {
 		}
 	}
 	return s, nil
+}
+
+// noDuplicateKeys refuses a mapping that names a key twice: which of two
+// joinKey lines is the key is not for keyward to guess.
+func noDuplicateKeys(path string, n *yaml.Node) error {
+	if n.Kind == yaml.MappingNode {
+		lines := map[string]int{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			if first, ok := lines[k.Value]; ok {
+				return fmt.Errorf("%s: %q is given twice in one mapping (lines %d and %d); keep one", path, k.Value, first, k.Line)
+			}
+			lines[k.Value] = k.Line
+		}
+	}
+	for _, c := range n.Content {
+		if err := noDuplicateKeys(path, c); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func lookup(n *yaml.Node, path ...string) *yaml.Node {

@@ -140,6 +140,25 @@ func TestImportSystemYAML(t *testing.T) {
 	bp := c.writeFile("broken.yaml", broken)
 	c.fails(1, "60 hex digits", "key", "import", "--role", "master", "--from-system-yaml", bp, "--scrub")
 	mustExist(t, bp, broken)
+	// --role all means both: with only one there, nothing is imported
+	// and nothing scrubbed (issue 10, defect 5).
+	m2 := randomHex(32)
+	c.secret(m2)
+	half := "shared:\n  security:\n    masterKey: " + m2 + "\n"
+	hp := c.writeFile("half.yaml", half)
+	c.fails(1, "has no shared.security.joinKey, and both keys were asked for; nothing was imported", "key", "import", "--role", "all", "--from-system-yaml", hp, "--scrub")
+	mustExist(t, hp, half)
+	// A key given twice is refused, not first-wins.
+	j2, j3 := randomHex(32), randomHex(32)
+	c.secret(j2)
+	c.secret(j3)
+	twice := "shared:\n  security:\n    joinKey: " + j2 + "\n    joinKey: " + j3 + "\n"
+	tp := c.writeFile("twice.yaml", twice)
+	c.fails(1, `"joinKey" is given twice in one mapping (lines 3 and 4)`, "key", "import", "--role", "join", "--from-system-yaml", tp, "--scrub")
+	mustExist(t, tp, twice)
+	if out := c.ok("key", "list"); strings.Contains(out, "/v3") || strings.Contains(out, "master/v2") {
+		t.Fatalf("a refused system.yaml imported a key:\n%s", out)
+	}
 }
 
 func TestImportComponents(t *testing.T) {
