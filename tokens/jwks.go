@@ -7,7 +7,10 @@ import (
 	"crypto/rsa"
 	"encoding/base64"
 	"errors"
+	"maps"
 	"math/big"
+	"slices"
+	"time"
 
 	"github.com/keyward/keyward/keyring"
 )
@@ -36,20 +39,20 @@ func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 // stock verifiers accept ES256, RS256, PS256 and EdDSA tokens. (HMAC keys
 // are secret: whoever may verify HS256 tokens holds the join key.)
 func (s *Service) JWKS(ctx context.Context) (JWKSet, error) {
-	entries, err := s.ring.List(ctx)
+	// The listing verification keeps (read again at most every
+	// RevocationRefresh), not a device search per call: the server
+	// answers this route to anyone.
+	view, err := s.signingVersions(ctx, time.Now())
 	if err != nil {
 		return JWKSet{}, err
 	}
 	set := JWKSet{Keys: []JWK{}}
-	for _, e := range entries {
-		if e.Role != keyring.Signing {
-			continue
-		}
-		sg, err := s.signer(ctx, e.Version)
+	for _, v := range slices.Sorted(maps.Keys(view.versions)) {
+		sg, err := s.signer(ctx, v)
 		if err != nil {
 			return JWKSet{}, err
 		}
-		k := JWK{Kid: kidFor(keyring.Signing, e.Version), Use: "sig"}
+		k := JWK{Kid: kidFor(keyring.Signing, v), Use: "sig"}
 		switch pub := sg.Public().(type) {
 		case *ecdsa.PublicKey:
 			raw, _ := pub.Bytes() // 0x04 ‖ X ‖ Y
