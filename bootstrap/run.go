@@ -40,8 +40,8 @@ func Run(ctx context.Context, keys *keystore.Node, svc *tokens.Service, o Option
 		if err := keys.Reconcile(ctx); err != nil {
 			return err
 		}
-		if m := keys.Missing(); len(m) > 0 {
-			return fmt.Errorf("%w: %s key v%d is registered but not in this device", keystore.ErrKeyMissing, m[0].Role, m[0].Version)
+		if err := keys.CheckComplete(); err != nil {
+			return err
 		}
 		tf, err := IssueToken(ctx, svc, o.Home)
 		if err != nil {

@@ -40,8 +40,8 @@ func NewNode(ctx context.Context, store *Store, ring *keyring.Ring) (*Node, erro
 	if err != nil {
 		return nil, err
 	}
-	if len(n.missing) > 0 {
-		return nil, n.missingErr(n.missing[0])
+	if err := n.CheckComplete(); err != nil {
+		return nil, err
 	}
 	return n, nil
 }
@@ -63,6 +63,15 @@ func (n *Node) Missing() []KeyRecord {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return append([]KeyRecord(nil), n.missing...)
+}
+
+// CheckComplete is ErrKeyMissing, naming the first registered key the
+// device lacks (as of the last Reconcile), or nil.
+func (n *Node) CheckComplete() error {
+	if m := n.Missing(); len(m) > 0 {
+		return n.missingErr(m[0])
+	}
+	return nil
 }
 
 func (n *Node) missingErr(r KeyRecord) error {

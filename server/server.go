@@ -191,10 +191,7 @@ func (s *Server) Reconcile(ctx context.Context) error {
 	if err := s.node.Keys.Reconcile(ctx); err != nil {
 		return err
 	}
-	if m := s.node.Keys.Missing(); len(m) > 0 {
-		return errorf(http.StatusServiceUnavailable, "KEY_MISSING", "%s key v%d (KCV %s) is registered but not in this device; import it", m[0].Role, m[0].Version, m[0].KCV)
-	}
-	return nil
+	return s.node.Keys.CheckComplete()
 }
 
 // reconcileLoop reconciles every ReconcileEvery until ctx ends.
