@@ -55,8 +55,11 @@ func (g *gate) leave() { g.held.Store(false) }
 // hmacGate is the gate for HMAC verifications on a token made by
 // manufacturer, or nil when they may run side by side (every device but
 // SoftHSM2).
+// isSoftHSM says a token's manufacturer ID is SoftHSM2's.
+func isSoftHSM(manufacturer string) bool { return strings.TrimSpace(manufacturer) == "SoftHSM project" }
+
 func hmacGate(manufacturer string) *gate {
-	if strings.TrimSpace(manufacturer) == "SoftHSM project" {
+	if isSoftHSM(manufacturer) {
 		return newGate()
 	}
 	return nil

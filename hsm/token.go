@@ -113,6 +113,9 @@ func Open(ctx context.Context, cfg Config) (*Token, error) {
 // Manufacturer is the token's manufacturer ID ("SoftHSM project", …).
 func (t *Token) Manufacturer() string { return t.st.manufacturer }
 
+// SoftHSM says the token is SoftHSM2's: a software token, not an HSM.
+func (t *Token) SoftHSM() bool { return isSoftHSM(t.st.manufacturer) }
+
 // Model is the token's model.
 func (t *Token) Model() string { return t.st.model }
 

@@ -131,9 +131,7 @@ func (n *Node) Home() string { return n.home }
 
 // SoftwareToken says the device is SoftHSM2: a software token, whose keys
 // are files on this machine's disk, not an HSM.
-func (n *Node) SoftwareToken() bool {
-	return strings.HasPrefix(n.Device.Manufacturer(), "SoftHSM") || strings.Contains(n.Device.ModulePath(), "softhsm")
-}
+func (n *Node) SoftwareToken() bool { return n.Device.SoftHSM() }
 
 // Close flushes and stops the token writer, then closes the database and
 // the device.
