@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/keyward/keyward/hsm"
@@ -128,13 +127,6 @@ func isCheckFailure(err error) bool {
 		errors.Is(err, keystore.ErrKeyMismatch) || errors.Is(err, keystore.ErrKeyMissing)
 }
 
-// dbDSN is --db, or the embedded SQLite file in the home directory.
-func dbDSN(c *cli.Context) string {
-	if d := c.String("db"); d != "" {
-		return d
-	}
-	return filepath.Join(home(c), "keyward.db")
-}
 
 // openFullNode opens the node the global flags name (node.Open): device,
 // database, reconciliation, token service.

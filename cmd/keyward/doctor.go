@@ -29,10 +29,11 @@ func doctor(c *cli.Context) error {
 		}
 		fmt.Fprintf(w, "%s  %s\n", mark, fmt.Sprintf(format, args...))
 	}
-	cfg, err := deviceConfig(c)
+	nc, err := nodeConfig(c)
 	if err != nil {
 		return err
 	}
+	cfg := nc.Device
 	mod, err := hsm.LoadModule(cfg.ModulePath)
 	check(err == nil, "module loads: %s%s", cfg.ModulePath, errSuffix(err))
 	if err != nil {
@@ -66,7 +67,7 @@ func doctor(c *cli.Context) error {
 			check(false, "a %s key is present: none (keyward key generate --role %s, or key import)", r, r)
 		}
 	}
-	store, err := keystore.Open(c.Context, dbDSN(c))
+	store, err := keystore.Open(c.Context, nc.DB)
 	if err != nil {
 		check(false, "database opens%s", errSuffix(err))
 		return doctorResult(failed)
