@@ -127,7 +127,6 @@ func isCheckFailure(err error) bool {
 		errors.Is(err, keystore.ErrKeyMismatch) || errors.Is(err, keystore.ErrKeyMissing)
 }
 
-
 // openFullNode opens the node the global flags name (node.Open): device,
 // database, reconciliation, token service.
 func openFullNode(c *cli.Context, joining bool) (*node.Node, error) {
