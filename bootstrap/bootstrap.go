@@ -18,6 +18,7 @@ import (
 	"github.com/keyward/keyward/ceremony"
 	"github.com/keyward/keyward/keyring"
 	"github.com/keyward/keyward/keystore"
+	"github.com/keyward/keyward/safefile"
 	"github.com/keyward/keyward/tokens"
 )
 
@@ -114,28 +115,12 @@ func IssueToken(ctx context.Context, svc *tokens.Service, home string) (TokenFil
 	return tf, nil
 }
 
-// writeAtomic writes path (0600) through a temporary file and a rename.
+// writeAtomic writes path (0600) whole or not at all (safefile).
 func writeAtomic(path string, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".token-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return safefile.WriteFile(path, data, 0o600)
 }
 
 // DeleteLater removes token.json after delay, unless it then holds another

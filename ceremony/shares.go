@@ -8,12 +8,12 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/keyward/keyward/ceremony/shamir"
+	"github.com/keyward/keyward/safefile"
 )
 
 // A share travels as one line (docs/CEREMONY.md):
@@ -63,22 +63,20 @@ func SplitKey(key []byte, kcv string, m, n int) ([]string, []ShareInfo, error) {
 }
 
 // WriteShareFile writes one share to dir as share-<index>-of-<n>.txt, 0600,
-// with a readable header. It refuses to overwrite a file.
+// with a readable header, whole or not at all. It refuses to overwrite a
+// file.
 func WriteShareFile(dir, line string, info ShareInfo) (string, error) {
 	path := filepath.Join(dir, fmt.Sprintf("share-%d-of-%d.txt", info.Index, info.Shares))
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# keyward key share %d of %d: any %d shares rebuild the key.\n", info.Index, info.Shares, info.Threshold)
+	fmt.Fprintf(&b, "# split %s, key KCV %s, share fingerprint %s.\n", info.SplitID, info.KeyKCV, info.Fingerprint)
+	fmt.Fprintf(&b, "# Keep it secret; bring it to: keyward ceremony combine --share FILE ...\n")
+	fmt.Fprintln(&b, line)
+	// Whole or not at all: an interrupted split leaves no partial share.
+	if err := safefile.WriteNewFile(path, []byte(b.String()), 0o600); err != nil {
 		return "", err
 	}
-	fmt.Fprintf(f, "# keyward key share %d of %d: any %d shares rebuild the key.\n", info.Index, info.Shares, info.Threshold)
-	fmt.Fprintf(f, "# split %s, key KCV %s, share fingerprint %s.\n", info.SplitID, info.KeyKCV, info.Fingerprint)
-	fmt.Fprintf(f, "# Keep it secret; bring it to: keyward ceremony combine --share FILE ...\n")
-	fmt.Fprintln(f, line)
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return "", err
-	}
-	return path, f.Close()
+	return path, nil
 }
 
 // ParseShare reads a share's one-line form; what names it in errors.

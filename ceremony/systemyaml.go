@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/keyward/keyward/safefile"
 	"gopkg.in/yaml.v3"
 )
 
@@ -170,39 +171,14 @@ func replaceFile(path string, text []byte) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".keyward-*")
+	tmp, err := safefile.Create(filepath.Dir(path), st.Mode().Perm())
 	if err != nil {
 		return err
 	}
-	done := false
-	defer func() {
-		if !done {
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err := tmp.Chmod(st.Mode().Perm()); err != nil {
-		tmp.Close()
-		return err
-	}
-	chownLike(tmp, st)
+	defer tmp.Close()
+	chownLike(tmp.File, st)
 	if _, err := tmp.Write(text); err != nil {
-		tmp.Close()
 		return err
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	done = true
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+	return tmp.Commit(path)
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/keystore"
+	"github.com/keyward/keyward/safefile"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
 )
@@ -214,32 +215,26 @@ func openInput(c *cli.Context, path string) (io.Reader, func(), error) {
 	return f, func() { f.Close() }, nil
 }
 
-// writeOutput runs write into a temporary file (0600) and moves it into
-// place only when write succeeds, so a failed decryption leaves nothing.
-// For standard output the file is copied out at the end, for the same
-// reason.
+// writeOutput runs write into a file no one can see until write succeeds
+// (safefile: unnamed on Linux, removed on failure and on SIGINT/SIGTERM),
+// then puts it at path, so a failed or interrupted decryption leaves
+// nothing. For standard output the file is copied out at the end, for the
+// same reason.
 func writeOutput(c *cli.Context, path string, write func(io.Writer) error) error {
 	dir := os.TempDir()
 	if path != "-" {
 		dir = filepath.Dir(path)
 	}
-	tmp, err := os.CreateTemp(dir, ".keyward-*")
+	tmp, err := safefile.Create(dir, 0o600)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
 	defer tmp.Close()
 	if err := write(tmp); err != nil {
 		return err
 	}
 	if path != "-" {
-		if err := tmp.Sync(); err != nil {
-			return err
-		}
-		if err := tmp.Close(); err != nil {
-			return err
-		}
-		return os.Rename(tmp.Name(), path)
+		return tmp.Commit(path)
 	}
 	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
 		return err
