@@ -16,7 +16,7 @@ import (
 // (a test compares them), and decoding falls back to encoding/json for
 // anything keyward does not write itself.
 
-var b64url = base64.RawURLEncoding
+var b64url = base64.RawURLEncoding.Strict()
 
 // headerSegment is the encoded JOSE header of a keyward token, byte for
 // byte what jwt.NewWithClaims writes: {"alg":…,"kid":…,"typ":"JWT"}.

@@ -96,6 +96,9 @@ func checkDecode(t *testing.T, p []byte) bool {
 	if !ok {
 		return false
 	}
+	if _, err := strictObject(p); err != nil {
+		t.Fatalf("decodeClaims accepted %q, the strict check refuses it: %v", p, err)
+	}
 	var want Claims
 	if err := json.Unmarshal(p, &want); err != nil {
 		t.Fatalf("decodeClaims accepted %q, encoding/json refuses it: %v", p, err)

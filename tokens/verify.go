@@ -238,8 +238,16 @@ func (s *Service) parseWith(ctx context.Context, token string, algs []string, ch
 	if v, err, done := s.parseDirect(ctx, token, algs, wall); done {
 		return v, err
 	}
+	return s.parseStock(ctx, token, algs, checkTime, wall)
+}
+
+// parseStock verifies any token with golang-jwt, after checkStrict.
+func (s *Service) parseStock(ctx context.Context, token string, algs []string, checkTime bool, wall time.Time) (verified, error) {
+	if err := checkStrict(token); err != nil {
+		return verified{}, invalid(ErrMalformed, "%v", err)
+	}
 	opts := []jwt.ParserOption{jwt.WithValidMethods(algs), jwt.WithIssuer(s.issuer), jwt.WithLeeway(s.opts.Leeway),
-		jwt.WithTimeFunc(s.now), jwt.WithExpirationRequired()}
+		jwt.WithTimeFunc(s.now), jwt.WithExpirationRequired(), jwt.WithStrictDecoding()}
 	if !checkTime {
 		opts = append(opts, jwt.WithoutClaimsValidation())
 	}
