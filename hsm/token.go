@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -17,8 +18,9 @@ import (
 // Two Opens of one token in a process share one login, one session pool and
 // one key cache; each must be closed.
 type Token struct {
-	st     *tokenState
-	closed atomic.Bool
+	st       *tokenState
+	closed   atomic.Bool
+	warnings []string
 }
 
 // tokenState is what every Token handle on one slot shares.
@@ -76,6 +78,7 @@ func Open(ctx context.Context, cfg Config) (*Token, error) {
 		releaseModule(m)
 		return nil, fmt.Errorf("token %s: %w", cfg.tokenName(), err)
 	}
+	warnings := pinFileWarnings(cfg.PIN)
 	if st, ok := m.tokens[slot]; ok {
 		// Already logged in: a second C_Login would answer "already logged
 		// in" even for a wrong PIN, so compare with the PIN that worked.
@@ -86,7 +89,7 @@ func Open(ctx context.Context, cfg Config) (*Token, error) {
 			return nil, fmt.Errorf("token %s: %w: this process already has the token open with another PIN", cfg.tokenName(), ErrPINIncorrect)
 		}
 		st.refs++
-		return &Token{st: st}, nil
+		return &Token{st: st, warnings: warnings}, nil
 	}
 	info, err := m.ctx.GetTokenInfo(slot)
 	if err != nil {
@@ -107,7 +110,25 @@ func Open(ctx context.Context, cfg Config) (*Token, error) {
 	}
 	st.pool.put(s)
 	m.tokens[slot] = st
-	return &Token{st: st}, nil
+	return &Token{st: st, warnings: warnings}, nil
+}
+
+// Warnings are what Open found worth saying that did not stop it: a PIN
+// file others can read.
+func (t *Token) Warnings() []string { return t.warnings }
+
+// pinFileWarnings warns of a PIN file readable or writable by group or
+// others, as ssh does of a private key.
+func pinFileWarnings(src PINSource) []string {
+	f, ok := src.(filePIN)
+	if !ok {
+		return nil
+	}
+	st, err := os.Stat(string(f))
+	if err != nil || st.Mode().Perm()&0o077 == 0 {
+		return nil
+	}
+	return []string{fmt.Sprintf("PIN file %s is accessible to group or others (mode %04o): chmod 600 %s", string(f), st.Mode().Perm(), string(f))}
 }
 
 // Manufacturer is the token's manufacturer ID ("SoftHSM project", …).
@@ -210,6 +231,9 @@ func (st *tokenState) ensureLogin(s pkcs11.SessionHandle) error {
 	err = st.mod.ctx.Login(s, pkcs11.CKU_USER, string(st.pin))
 	if err != nil && codeOf(err) != pkcs11.CKR_USER_ALREADY_LOGGED_IN {
 		err = call("C_Login", err)
+		if errors.Is(err, ErrPINIncorrect) {
+			err = st.withRetryWarning(err)
+		}
 		if errors.Is(err, ErrPINIncorrect) || errors.Is(err, ErrPINLocked) {
 			st.loginErr = err
 			clear(st.pin)
@@ -218,6 +242,24 @@ func (st *tokenState) ensureLogin(s pkcs11.SessionHandle) error {
 	}
 	st.gen.Add(1)
 	return nil
+}
+
+// withRetryWarning adds to a refused login what the token says of the
+// attempts left (PKCS#11 token flags), so the operator stops before the
+// token locks.
+func (st *tokenState) withRetryWarning(err error) error {
+	info, ierr := st.mod.ctx.GetTokenInfo(st.slot)
+	switch {
+	case ierr != nil:
+		return err
+	case info.Flags&pkcs11.CKF_USER_PIN_LOCKED != 0:
+		return fmt.Errorf("%w; the token has now locked the user PIN (CKF_USER_PIN_LOCKED)", ErrPINLocked)
+	case info.Flags&pkcs11.CKF_USER_PIN_FINAL_TRY != 0:
+		return fmt.Errorf("%w; warning: one more wrong PIN locks the token (CKF_USER_PIN_FINAL_TRY)", err)
+	case info.Flags&pkcs11.CKF_USER_PIN_COUNT_LOW != 0:
+		return fmt.Errorf("%w; warning: the token has counted wrong PINs and locks after a few more (CKF_USER_PIN_COUNT_LOW)", err)
+	}
+	return err
 }
 
 // maxAttempts bounds do's loop: every idle session may turn out broken,

@@ -284,3 +284,44 @@ func TestPoolWaitHonoursContext(t *testing.T) {
 		t.Fatalf("got %v, want DeadlineExceeded", err)
 	}
 }
+
+// TestWrongPINSaysTheTokenCountsIt: after a refused login the token's
+// retry flags are read and said, before the token locks (SoftHSM2 sets
+// CKF_USER_PIN_COUNT_LOW after a wrong PIN).
+func TestWrongPINSaysTheTokenCountsIt(t *testing.T) {
+	st := softhsmtest.NewTestToken(t)
+	cfg := st.Config()
+	cfg.PIN = hsm.PINFromPrompt(func(context.Context, string) ([]byte, error) { return []byte("wrong-pin"), nil })
+	_, err := hsm.Open(bg, cfg)
+	if !errors.Is(err, hsm.ErrPINIncorrect) || !strings.Contains(err.Error(), "warning: the token has counted wrong PINs") ||
+		!strings.Contains(err.Error(), "CKF_USER_PIN_COUNT_LOW") {
+		t.Fatalf("wrong PIN: %v; want ErrPINIncorrect with the retry warning", err)
+	}
+	tok, err := st.Open(bg)
+	if err != nil {
+		t.Fatalf("the right PIN after the wrong one: %v", err)
+	}
+	tok.Close()
+}
+
+// TestPINFileModeWarns: a PIN file group or others can read is used, with
+// a warning that says how to fix it; a 0600 one gets none.
+func TestPINFileModeWarns(t *testing.T) {
+	st := softhsmtest.NewTestToken(t)
+	path := filepath.Join(t.TempDir(), "pin")
+	os.WriteFile(path, append(st.PIN(), '\n'), 0o600)
+	for _, mode := range []os.FileMode{0o644, 0o640, 0o600, 0o400} {
+		os.Chmod(path, mode)
+		cfg := st.Config()
+		cfg.PIN = hsm.PINFromFile(path)
+		tok, err := hsm.Open(bg, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := tok.Warnings()
+		tok.Close()
+		if open := mode&0o077 != 0; open != (len(w) == 1 && strings.Contains(w[0], "chmod 600 "+path)) {
+			t.Errorf("mode %04o: warnings %q", mode, w)
+		}
+	}
+}

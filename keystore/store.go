@@ -30,6 +30,7 @@ type Store struct {
 	dsn      DSN
 	actor    string // who the audit log names
 	writer   writer // group commit of issued tokens
+	warnings []string
 }
 
 // Open opens (creating if need be) the database named by dsn — a file path,
@@ -47,6 +48,9 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	} else {
 		path := d.conn
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, fmt.Errorf("%w: %s", ErrDatabase, d.scrub(err.Error()))
+		}
+		if s.warnings, err = prepareSQLiteFile(path); err != nil {
 			return nil, fmt.Errorf("%w: %s", ErrDatabase, d.scrub(err.Error()))
 		}
 		// WAL lets readers work beside the writer; a busy timeout makes
@@ -67,6 +71,32 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	}
 	return s, nil
 }
+
+// prepareSQLiteFile creates a new database file 0600 (SQLite gives its
+// -wal and -shm files the same mode) and warns of an existing one that
+// group or others can access.
+func prepareSQLiteFile(path string) ([]string, error) {
+	st, err := os.Stat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil && !errors.Is(err, os.ErrExist) {
+			return nil, err
+		}
+		if f != nil {
+			f.Close()
+		}
+		return nil, nil
+	}
+	if err != nil || st.Mode().Perm()&0o077 == 0 {
+		return nil, nil
+	}
+	return []string{fmt.Sprintf("database %s is accessible to group or others (mode %04o): chmod 600 %s %s-wal %s-shm",
+		path, st.Mode().Perm(), path, path, path)}, nil
+}
+
+// Warnings are what Open found worth saying that did not stop it: a
+// database file others can read.
+func (s *Store) Warnings() []string { return s.warnings }
 
 // Close commits the tokens queued for the group commit, stops its writer
 // and closes the database.

@@ -126,6 +126,12 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	return n, nil
 }
 
+// Warnings are what opening the node found worth saying that did not stop
+// it: a PIN file or database file others can read.
+func (n *Node) Warnings() []string {
+	return append(append([]string(nil), n.Device.Warnings()...), n.Store.Warnings()...)
+}
+
 // Home is the node's keyward directory.
 func (n *Node) Home() string { return n.home }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 
@@ -109,6 +110,7 @@ func openToken(c *cli.Context) (*hsm.Token, error) {
 	if err != nil {
 		return nil, explainOpen(cfg, err)
 	}
+	warn(c, tok.Warnings())
 	return tok, nil
 }
 
@@ -144,7 +146,15 @@ func openConfigured(c *cli.Context, cfg node.Config) (*node.Node, error) {
 	if err != nil {
 		return nil, explainOpen(cfg.Device, err)
 	}
+	warn(c, n.Warnings())
 	return n, nil
+}
+
+// warn prints each warning on standard error.
+func warn(c *cli.Context, warnings []string) {
+	for _, w := range warnings {
+		fmt.Fprintln(c.App.ErrWriter, "keyward: warning: "+w)
+	}
 }
 
 // openNode opens the node and hands out its reconciled keys: a node whose

@@ -73,6 +73,7 @@ func doctor(c *cli.Context) error {
 		return doctorResult(failed)
 	}
 	defer store.Close()
+	warn(c, store.Warnings())
 	v, _ := store.SchemaVersion(c.Context)
 	check(true, "database opens: %s (schema %d)", store.Where(), v)
 	node, err := keystore.NewJoiningNode(c.Context, store, keyring.New(tok))
