@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/keyward/keyward/hsm"
 	"github.com/keyward/keyward/keyring"
@@ -24,6 +27,9 @@ type Node struct {
 	master  map[int]masterKey // by version, found once
 	active  int               // active master version, 0 if none
 	missing []KeyRecord       // registered, not retired, not in the device
+	retired map[int]bool      // retired master versions
+
+	maxRecord atomic.Int64 // largest value Put takes; 0: DefaultMaxRecord
 }
 
 type masterKey struct {
@@ -93,10 +99,12 @@ func (n *Node) Reconcile(ctx context.Context) error {
 		return err
 	}
 	master := map[int]masterKey{}
+	retired := map[int]bool{}
 	active := 0
 	var missing []KeyRecord
 	for _, r := range regs {
 		if r.State == StateRetired {
+			retired[r.Version] = r.Role == string(keyring.Master)
 			continue
 		}
 		role, err := keyring.ParseRole(r.Role)
@@ -122,7 +130,7 @@ func (n *Node) Reconcile(ctx context.Context) error {
 		}
 	}
 	n.mu.Lock()
-	n.master, n.active, n.missing = master, active, missing
+	n.master, n.active, n.missing, n.retired = master, active, missing, retired
 	n.mu.Unlock()
 	return nil
 }
@@ -147,7 +155,11 @@ func (n *Node) activeMaster() (int, masterKey, error) {
 func (n *Node) masterFor(h Header) (masterKey, error) {
 	n.mu.Lock()
 	k, ok := n.master[h.KeyVersion]
+	retired := n.retired[h.KeyVersion]
 	n.mu.Unlock()
+	if retired {
+		return masterKey{}, fmt.Errorf("%w: encrypted with master key v%d (KCV %s), which was retired (keyward key retire): nothing encrypted under it can be decrypted any more", ErrKeyRetired, h.KeyVersion, h.KCV)
+	}
 	if !ok {
 		return masterKey{}, fmt.Errorf("%w: encrypted with master key v%d (KCV %s), which this node does not hold (retired or never registered)", ErrKeyMissing, h.KeyVersion, h.KCV)
 	}
@@ -292,10 +304,55 @@ func (n *Node) CheckDestroy(ctx context.Context, role keyring.Role, v int) error
 	return nil
 }
 
+// DefaultMaxRecord is the largest record Put takes unless SetMaxRecord
+// says otherwise: a record is read, sealed and stored whole, in memory.
+const DefaultMaxRecord = 16 << 20
+
+// SetMaxRecord sets the largest value Put takes, in bytes.
+func (n *Node) SetMaxRecord(max int64) { n.maxRecord.Store(max) }
+
+// MaxRecord is the largest value Put takes, in bytes.
+func (n *Node) MaxRecord() int64 {
+	if max := n.maxRecord.Load(); max > 0 {
+		return max
+	}
+	return DefaultMaxRecord
+}
+
+// maxRecordName bounds a record name, in bytes.
+const maxRecordName = 1024
+
+// CheckRecordName refuses a record name that is empty, longer than 1024
+// bytes, not UTF-8, or holds a control character or a bidirectional
+// override: names are printed to terminals and logs, where those would
+// act instead of show.
+func CheckRecordName(name string) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("%w: the name is empty", ErrRecordName)
+	case len(name) > maxRecordName:
+		return fmt.Errorf("%w: the name is %d bytes, over %d", ErrRecordName, len(name), maxRecordName)
+	case !utf8.ValidString(name):
+		return fmt.Errorf("%w: the name is not valid UTF-8", ErrRecordName)
+	}
+	for _, r := range name {
+		if unicode.IsControl(r) || (r >= 0x202A && r <= 0x202E) || (r >= 0x2066 && r <= 0x2069) {
+			return fmt.Errorf("%w: the name holds the control character %U", ErrRecordName, r)
+		}
+	}
+	return nil
+}
+
 // Put encrypts value in the device under the active master key and stores
 // it as name, in one transaction with the encryption count and the audit
 // entry: the old value stays readable until the new one is committed.
 func (n *Node) Put(ctx context.Context, name string, value []byte) error {
+	if err := CheckRecordName(name); err != nil {
+		return err
+	}
+	if max := n.MaxRecord(); int64(len(value)) > max {
+		return fmt.Errorf("%w: %d bytes, over the limit of %d (--max-record)", ErrTooLarge, len(value), max)
+	}
 	v, k, err := n.activeMaster()
 	if err != nil {
 		return err

@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"github.com/keyward/keyward/keystore"
 )
@@ -13,8 +12,8 @@ import (
 // recordName checks the {name...} of a store route.
 func recordName(r *http.Request) (string, error) {
 	name := r.PathValue("name")
-	if name == "" || strings.ContainsFunc(name, func(c rune) bool { return c < 0x20 || c == 0x7f }) {
-		return "", errorf(http.StatusBadRequest, "BAD_REQUEST", "a record name must not be empty or hold control characters")
+	if err := keystore.CheckRecordName(name); err != nil {
+		return "", errorf(http.StatusBadRequest, "BAD_REQUEST", "%v", err)
 	}
 	return name, nil
 }

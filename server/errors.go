@@ -46,6 +46,10 @@ func classify(err error) *apiError {
 		return ae
 	case errors.As(err, &mbe):
 		return errorf(http.StatusRequestEntityTooLarge, "TOO_LARGE", "the request body is larger than the %d bytes allowed", mbe.Limit)
+	case errors.Is(err, keystore.ErrTooLarge):
+		return errorf(http.StatusRequestEntityTooLarge, "TOO_LARGE", "%v", err)
+	case errors.Is(err, keystore.ErrRecordName):
+		return errorf(http.StatusBadRequest, "BAD_REQUEST", "%v", err)
 	case errors.Is(err, keystore.ErrTokenUsed):
 		return errorf(http.StatusConflict, "ALREADY_USED", "%v", err)
 	case errors.Is(err, tokens.ErrInvalid), errors.Is(err, tokens.ErrRevoked), errors.Is(err, tokens.ErrExpired):
@@ -56,7 +60,7 @@ func classify(err error) *apiError {
 		return errorf(http.StatusNotFound, "NOT_FOUND", "%v", err)
 	case errors.Is(err, hsm.ErrAuthentication), errors.Is(err, keystore.ErrFormat):
 		return errorf(http.StatusBadRequest, "BAD_CIPHERTEXT", "%v", err)
-	case errors.Is(err, keystore.ErrKeyMissing), errors.Is(err, keystore.ErrKeyMismatch), errors.Is(err, keystore.ErrKeyState), errors.Is(err, keyring.ErrNoKey):
+	case errors.Is(err, keystore.ErrKeyMissing), errors.Is(err, keystore.ErrKeyRetired), errors.Is(err, keystore.ErrKeyMismatch), errors.Is(err, keystore.ErrKeyState), errors.Is(err, keyring.ErrNoKey):
 		return errorf(http.StatusConflict, "KEY_STATE", "%v", err)
 	case errors.Is(err, keystore.ErrDatabase):
 		return errorf(http.StatusServiceUnavailable, "DATABASE_UNAVAILABLE", "the database cannot be reached; try again later")

@@ -44,6 +44,8 @@ func New(n *node.Node, cfg Config) *Server {
 	if cfg.MaxRecord == 0 {
 		cfg.MaxRecord = 1 << 20
 	}
+	// The node takes what the API lets through, even above its default.
+	n.Keys.SetMaxRecord(cfg.MaxRecord)
 	if cfg.MaxBody == 0 {
 		cfg.MaxBody = 64 << 10
 	}

@@ -116,7 +116,7 @@ func run(args []string, stdin *os.File, stdout, stderr *os.File) int {
 }
 
 // valueFlags are the flags of NAME-taking verbs that take a value.
-var valueFlags = map[string]bool{"--from": true, "--out": true}
+var valueFlags = map[string]bool{"--from": true, "--out": true, "--max-record": true}
 
 // hoistFlags lets `keyward store put NAME --from F` work: urfave/cli stops
 // parsing flags at the first argument, so for the store verbs the flags

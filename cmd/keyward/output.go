@@ -4,7 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"text/tabwriter"
+	"unicode"
+	"unicode/utf8"
 )
 
 // printJSON writes v as indented JSON: the stable --json output.
@@ -15,6 +18,19 @@ func printJSON(w io.Writer, v any) error {
 }
 
 // printTable writes rows under header, aligned.
+// printable returns s as is, or quoted with Go escapes if it holds
+// anything a terminal would act on instead of show (escape sequences,
+// control characters, bidirectional overrides, invalid UTF-8): names and
+// descriptions come from other people.
+func printable(s string) string {
+	for _, r := range s {
+		if r == utf8.RuneError || !unicode.IsPrint(r) && r != ' ' {
+			return strconv.QuoteToGraphic(s)
+		}
+	}
+	return s
+}
+
 func printTable(w io.Writer, header []string, rows [][]string) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	line := func(cells []string) {
@@ -22,7 +38,7 @@ func printTable(w io.Writer, header []string, rows [][]string) {
 			if i > 0 {
 				fmt.Fprint(tw, "\t")
 			}
-			fmt.Fprint(tw, c)
+			fmt.Fprint(tw, printable(c))
 		}
 		fmt.Fprintln(tw)
 	}

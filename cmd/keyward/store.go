@@ -28,16 +28,26 @@ func storeCommand() *cli.Command {
 		Subcommands: []*cli.Command{
 			{
 				Name: "put", Usage: "encrypt a value in the device and store it as NAME", ArgsUsage: "NAME",
-				Flags: []cli.Flag{&cli.StringFlag{Name: "from", Usage: "file with the value; - for standard input (required)"}},
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "from", Usage: "file with the value; - for standard input (required)"},
+					&cli.Int64Flag{Name: "max-record", EnvVars: []string{"KEYWARD_MAX_RECORD"}, Value: keystore.DefaultMaxRecord, Usage: "largest value stored, in bytes"},
+				},
 				Action: func(c *cli.Context) error {
 					n, err := name(c)
 					if err != nil {
 						return err
 					}
+					if err := keystore.CheckRecordName(n); err != nil {
+						return usageError{err, nil}
+					}
 					if c.String("from") == "" {
 						return usagef("--from FILE (or - for standard input) is required: values never go on the command line")
 					}
-					value, err := readInput(c, c.String("from"))
+					max := c.Int64("max-record")
+					if max < 1 {
+						return usagef("--max-record must be at least 1")
+					}
+					value, err := readInputLimited(c, c.String("from"), max)
 					if err != nil {
 						return err
 					}
@@ -47,6 +57,7 @@ func storeCommand() *cli.Command {
 						return err
 					}
 					defer done()
+					node.SetMaxRecord(max)
 					if err := node.Put(c.Context, n, value); err != nil {
 						return err
 					}
@@ -202,6 +213,25 @@ func readInput(c *cli.Context, path string) ([]byte, error) {
 		return io.ReadAll(c.App.Reader)
 	}
 	return os.ReadFile(path)
+}
+
+// readInputLimited is readInput that stops, before reading it all, at a
+// value over max bytes.
+func readInputLimited(c *cli.Context, path string, max int64) ([]byte, error) {
+	in, closeIn, err := openInput(c, path)
+	if err != nil {
+		return nil, err
+	}
+	defer closeIn()
+	value, err := io.ReadAll(io.LimitReader(in, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(value)) > max {
+		clear(value)
+		return nil, fmt.Errorf("%w: the value is over --max-record (%d bytes); raise --max-record (KEYWARD_MAX_RECORD) to store it", keystore.ErrTooLarge, max)
+	}
+	return value, nil
 }
 
 func openInput(c *cli.Context, path string) (io.Reader, func(), error) {
