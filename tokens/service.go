@@ -16,6 +16,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/keyward/keyward/hsm"
@@ -39,6 +40,7 @@ const (
 	DefaultMasterTTL    = 365 * 24 * time.Hour
 	DefaultBootstrapTTL = 15 * time.Minute
 	DefaultLeeway       = 30 * time.Second
+	DefaultMaxLifetime  = 365 * 24 * time.Hour
 )
 
 // Claims are keyward's JWT claims.
@@ -54,6 +56,7 @@ type Options struct {
 	Leeway            time.Duration // exp/nbf tolerance, default 30 s
 	CacheSize         int           // verified tokens kept, default 10,000; -1 disables
 	RevocationRefresh time.Duration // how often the revocation log is read, default 1 s
+	MaxLifetime       time.Duration // longest token or refresh grant issued, default one year
 	Now               func() time.Time
 }
 
@@ -98,6 +101,9 @@ func New(ctx context.Context, node *keystore.Node, opts Options) (*Service, erro
 	}
 	if opts.CacheSize == 0 {
 		opts.CacheSize = 10_000
+	}
+	if opts.MaxLifetime == 0 {
+		opts.MaxLifetime = DefaultMaxLifetime
 	}
 	if opts.RevocationRefresh == 0 {
 		opts.RevocationRefresh = time.Second
@@ -155,7 +161,7 @@ var defaultTTL = map[string]time.Duration{
 	KindAccess: DefaultAccessTTL, KindPairing: DefaultPairingTTL, KindMaster: DefaultMasterTTL, KindBootstrap: DefaultBootstrapTTL,
 }
 
-func (r *Request) normalize(issuer string) error {
+func (r *Request) normalize(issuer string, max time.Duration) error {
 	if r.Kind == "" {
 		r.Kind = KindAccess
 	}
@@ -168,8 +174,11 @@ func (r *Request) normalize(issuer string) error {
 	if r.ExpiresIn == 0 {
 		r.ExpiresIn = defaultTTL[r.Kind]
 	}
-	if r.ExpiresIn < time.Second {
-		return fmt.Errorf("%w: expires-in must be at least 1s", ErrRequest)
+	if err := checkLifetime("expires-in", r.ExpiresIn, max); err != nil {
+		return err
+	}
+	if !utf8.ValidString(r.Subject) || !utf8.ValidString(r.Description) {
+		return fmt.Errorf("%w: subject and description must be UTF-8", ErrRequest)
 	}
 	if r.Alg == "" {
 		r.Alg = HS256
@@ -199,8 +208,21 @@ func (r *Request) normalize(issuer string) error {
 	if r.RefreshTTL == 0 {
 		r.RefreshTTL = DefaultRefreshTTL
 	}
-	if r.RefreshTTL < time.Second {
-		return fmt.Errorf("%w: refresh-expires-in must be at least 1s", ErrRequest)
+	if r.Refreshable {
+		if err := checkLifetime("refresh-expires-in", r.RefreshTTL, max); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkLifetime refuses a lifetime under a second or over max.
+func checkLifetime(name string, d, max time.Duration) error {
+	if d < time.Second {
+		return fmt.Errorf("%w: %s must be at least 1s", ErrRequest, name)
+	}
+	if d > max {
+		return fmt.Errorf("%w: %s %v is over the longest token lifetime, %v (--max-token-lifetime)", ErrRequest, name, d, max)
 	}
 	return nil
 }
@@ -279,7 +301,7 @@ func (s *Service) claimsFor(r Request, id, family string, now time.Time) (*Claim
 
 // Create signs and records a token (and a refresh token when asked).
 func (s *Service) Create(ctx context.Context, r Request) (Issued, error) {
-	if err := r.normalize(s.issuer); err != nil {
+	if err := r.normalize(s.issuer, s.opts.MaxLifetime); err != nil {
 		return Issued{}, err
 	}
 	now := s.now()
@@ -337,7 +359,7 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string, scope []stri
 			}
 		}
 		r := Request{Kind: KindAccess, Subject: old.Subject, Scope: scope, Audience: strings.Fields(old.Audience), ExpiresIn: old.AccessTTL, Alg: old.Alg}
-		if err := r.normalize(s.issuer); err != nil {
+		if err := r.normalize(s.issuer, s.opts.MaxLifetime); err != nil {
 			return keystore.TokenRecord{}, keystore.RefreshRecord{}, err
 		}
 		id := newID(now)
@@ -496,11 +518,15 @@ func (s *Service) RedeemPairing(ctx context.Context, pairingToken string, expire
 	if expiresIn == 0 {
 		expiresIn = DefaultMasterTTL
 	}
+	// Refused before the pairing token is consumed, not after.
+	if err := checkLifetime("expires-in", expiresIn, s.opts.MaxLifetime); err != nil {
+		return Issued{}, err
+	}
 	now := s.now()
 	var out Issued
 	err = s.store.ConsumePairing(ctx, c.ID, now, func(p keystore.TokenRecord) (keystore.TokenRecord, error) {
 		r := Request{Kind: KindMaster, Subject: p.Subject, ExpiresIn: expiresIn, Ext: c.Ext, Description: "from pairing token " + p.ID}
-		if err := r.normalize(s.issuer); err != nil {
+		if err := r.normalize(s.issuer, s.opts.MaxLifetime); err != nil {
 			return keystore.TokenRecord{}, err
 		}
 		id := newID(now)

@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/keyward/keyward/hsm"
 	"github.com/keyward/keyward/keyring"
 	"github.com/keyward/keyward/keystore"
 	"github.com/keyward/keyward/node"
+	"github.com/keyward/keyward/tokens"
 	"github.com/urfave/cli/v2"
 )
 
@@ -20,8 +22,19 @@ func globalFlags() []cli.Flag {
 		&cli.StringFlag{Name: "pin-source", EnvVars: []string{"KEYWARD_PIN_SOURCE"}, Usage: "where the PIN comes from: env:VAR, file:PATH or prompt (KEYWARD_PIN holds the PIN itself, for CI)"},
 		&cli.StringFlag{Name: "home", EnvVars: []string{"KEYWARD_HOME"}, Usage: "keyward's directory (default ~/.keyward)"},
 		&cli.StringFlag{Name: "db", EnvVars: []string{"KEYWARD_DB"}, Usage: "the shared database: a SQLite path or sqlite: URL (default $KEYWARD_HOME/keyward.db), a postgres:// URL, or a libpq key=value string; anything else is refused"},
+		&cli.DurationFlag{Name: "max-token-lifetime", EnvVars: []string{"KEYWARD_MAX_TOKEN_LIFETIME"}, Value: tokens.DefaultMaxLifetime, Usage: "the longest lifetime of a token or refresh grant this node issues"},
 		&cli.BoolFlag{Name: "json", Usage: "print stable JSON instead of tables"},
 	}
+}
+
+// lifetime reads duration flag name, which must be at least a second: a
+// token without a lifetime is refused, not given a default.
+func lifetime(c *cli.Context, name string) (time.Duration, error) {
+	d := c.Duration(name)
+	if d < time.Second {
+		return 0, usagef("--%s must be at least 1s, got %v", name, d)
+	}
+	return d, nil
 }
 
 // home is --home, or ~/.keyward.
@@ -43,6 +56,11 @@ func deviceConfig(c *cli.Context) (hsm.Config, error) {
 // resolved.
 func nodeConfig(c *cli.Context) (node.Config, error) {
 	nc := node.Config{Device: hsm.Config{ModulePath: c.String("module")}, DB: c.String("db"), Home: home(c)}
+	max, err := lifetime(c, "max-token-lifetime")
+	if err != nil {
+		return nc, err
+	}
+	nc.Tokens.MaxLifetime = max
 	cfg := &nc.Device
 	token := c.String("token")
 	switch {
@@ -126,7 +144,8 @@ func openRing(c *cli.Context) (*keyring.Ring, func(), error) {
 // isCheckFailure says err is a check that said no (exit 3).
 func isCheckFailure(err error) bool {
 	return errors.Is(err, hsm.ErrKCVMismatch) || errors.Is(err, hsm.ErrAuthentication) ||
-		errors.Is(err, keystore.ErrKeyMismatch) || errors.Is(err, keystore.ErrKeyMissing)
+		errors.Is(err, keystore.ErrKeyMismatch) || errors.Is(err, keystore.ErrKeyMissing) ||
+		errors.Is(err, keystore.ErrKeyRetired)
 }
 
 // openFullNode opens the node the global flags name (node.Open): device,

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/server"
-	"github.com/keyward/keyward/tokens"
 	"github.com/urfave/cli/v2"
 )
 
@@ -65,7 +64,7 @@ func runServe(c *cli.Context) error {
 	}
 	cfg.Device.Observe = metrics.ObserveDevice
 	// Revocations on other servers reach this one within a quarter second.
-	cfg.Tokens = tokens.Options{RevocationRefresh: 250 * time.Millisecond}
+	cfg.Tokens.RevocationRefresh = 250 * time.Millisecond
 	n, err := openConfigured(c, cfg)
 	if err != nil {
 		return err

@@ -86,14 +86,22 @@ func tokenCommand() *cli.Command {
 					if c.String("subject") == "" {
 						return usagef("--subject is required")
 					}
+					expiresIn, err := lifetime(c, "expires-in")
+					if err != nil {
+						return err
+					}
+					refreshTTL, err := lifetime(c, "refresh-expires-in")
+					if err != nil {
+						return err
+					}
 					svc, done, err := openTokens(c)
 					if err != nil {
 						return err
 					}
 					defer done()
 					iss, err := svc.Create(c.Context, tokens.Request{Subject: c.String("subject"), Scope: strings.Fields(c.String("scope")),
-						Audience: c.StringSlice("audience"), ExpiresIn: c.Duration("expires-in"), Refreshable: c.Bool("refreshable"),
-						RefreshTTL: c.Duration("refresh-expires-in"),
+						Audience: c.StringSlice("audience"), ExpiresIn: expiresIn, Refreshable: c.Bool("refreshable"),
+						RefreshTTL: refreshTTL,
 						Alg:        c.String("alg"), Description: c.String("description")})
 					if err != nil {
 						return tokenErr(err)
@@ -280,13 +288,17 @@ func pairingCommand() *cli.Command {
 					&cli.StringFlag{Name: "description"},
 				},
 				Action: func(c *cli.Context) error {
+					expiresIn, err := lifetime(c, "expires-in")
+					if err != nil {
+						return err
+					}
 					svc, done, err := openTokens(c)
 					if err != nil {
 						return err
 					}
 					defer done()
 					iss, err := svc.CreatePairing(c.Context, tokens.PairingRequest{Subject: c.String("subject"), BaseURL: c.String("base-url"),
-						ExchangeURL: c.String("exchange-url"), PairingURL: c.String("pairing-url"), ExpiresIn: c.Duration("expires-in"), Description: c.String("description")})
+						ExchangeURL: c.String("exchange-url"), PairingURL: c.String("pairing-url"), ExpiresIn: expiresIn, Description: c.String("description")})
 					if err != nil {
 						return tokenErr(err)
 					}
@@ -301,6 +313,10 @@ func pairingCommand() *cli.Command {
 					&cli.DurationFlag{Name: "expires-in", Value: tokens.DefaultMasterTTL, Usage: "master token lifetime"},
 				},
 				Action: func(c *cli.Context) error {
+					expiresIn, err := lifetime(c, "expires-in")
+					if err != nil {
+						return err
+					}
 					tok, err := readSecretInput(c, c.String("token-file"))
 					if err != nil {
 						return err
@@ -310,7 +326,7 @@ func pairingCommand() *cli.Command {
 						return err
 					}
 					defer done()
-					iss, err := svc.RedeemPairing(c.Context, tok, c.Duration("expires-in"))
+					iss, err := svc.RedeemPairing(c.Context, tok, expiresIn)
 					if err != nil {
 						return tokenErr(err)
 					}
