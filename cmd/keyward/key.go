@@ -122,6 +122,7 @@ func keyCommand() *cli.Command {
 					if err := node.Retire(c.Context, role, c.Int("version")); err != nil {
 						return err
 					}
+					fmt.Fprintf(c.App.ErrWriter, "keyward: warning: %s\n", retireWarning(role, c.Int("version")))
 					fmt.Fprintf(c.App.Writer, "%s retired\n", keyring.Label(role, c.Int("version")))
 					return nil
 				},
@@ -270,4 +271,14 @@ func yesNo(b bool) string {
 		return "yes"
 	}
 	return "no"
+}
+
+// retireWarning says what stops working when version v of role is retired:
+// the database's records were checked, files and tokens outside it cannot
+// be.
+func retireWarning(role keyring.Role, v int) string {
+	if role == keyring.Master {
+		return fmt.Sprintf("files that keyward encrypt wrote under master key v%d cannot be decrypted any more (keyward decrypt says \"retired\"); the database's records were checked, files outside it cannot be", v)
+	}
+	return fmt.Sprintf("tokens signed with %s key v%d no longer verify", role, v)
 }
