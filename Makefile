@@ -4,7 +4,7 @@ BIN       := bin/keyward
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOVULNCHECK := golang.org/x/vuln/cmd/govulncheck@v1.9.0
 
-.PHONY: all build test lint bench demo deps clean
+.PHONY: all build test unit tidy fuzz lint bench demo deps clean
 
 all: build
 
@@ -14,10 +14,26 @@ deps:
 build:
 	$(GO) build -o $(BIN) ./cmd/keyward
 
-test: deps
+# CI runs exactly this: go.mod tidy, every test with the race detector,
+# then every fuzz target for FUZZTIME each (FUZZTIME=0 skips them).
+FUZZTIME ?= 20s
+
+test: deps tidy unit
+	@if [ "$(FUZZTIME)" != 0 ]; then scripts/fuzz.sh $(FUZZTIME); else echo "fuzz targets skipped: FUZZTIME=0"; fi
+
+unit: deps
 	$(GO) test -race -count=1 ./...
 
-lint:
+# go.mod and go.sum say exactly what the code imports.
+tidy:
+	@$(GO) mod tidy -diff || { echo "go.mod is not tidy: run go mod tidy"; exit 1; }
+
+# Each fuzz target for FUZZTIME (default 20s); a failing input is kept in
+# the package's testdata/fuzz for go test to replay.
+fuzz:
+	scripts/fuzz.sh $(FUZZTIME)
+
+lint: tidy
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
