@@ -1,10 +1,15 @@
 package test
 
 import (
+	"database/sql"
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+
+	_ "github.com/mattn/go-sqlite3"
 )
 
 // TestFilesArePrivate: the SQLite database is created 0600 (its -wal and
@@ -53,4 +58,103 @@ func writeTemp(t *testing.T, content string) string {
 	p := filepath.Join(t.TempDir(), "value")
 	os.WriteFile(p, []byte(content), 0o600)
 	return p
+}
+
+// TestRecordNamesAndSizes: a record name with a control character or a
+// bidirectional override is refused (exit 2); one already in the database
+// (from an older keyward, or written straight to it) is listed escaped,
+// never as raw terminal bytes. A value over --max-record (16 MiB by
+// default) is refused before it is read whole.
+func TestRecordNamesAndSizes(t *testing.T) {
+	c := newCLI(t)
+	c.ok("key", "generate", "--role", "master")
+	value := writeTemp(t, "v")
+	for _, bad := range []string{"evil\x1b[2J", "bell\a", "del\x7f", "c1\u0085", "rtl\u202egnp.exe"} {
+		name, _ := strconv.Unquote(`"` + bad + `"`)
+		c.fails(2, "control character", "store", "put", name, "--from", value)
+	}
+	c.ok("store", "put", "db/ok", "--from", value)
+
+	db := filepath.Join(c.dir, "home", "keyward.db")
+	sqldb, err := sql.Open("sqlite3", db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sqldb.Exec("INSERT INTO records (name, key_version, ciphertext, created_at, updated_at) SELECT ?, key_version, ciphertext, created_at, updated_at FROM records WHERE name = 'db/ok'", "legacy\x1b]0;pwned\a"); err != nil {
+		t.Fatal(err)
+	}
+	sqldb.Close()
+	out := c.ok("store", "list")
+	if strings.ContainsAny(out, "\x1b\a") || !strings.Contains(out, `"legacy\x1b]0;pwned\a"`) {
+		t.Fatalf("store list printed a name with control characters raw, or not escaped: %q", out)
+	}
+	var recs []map[string]any
+	if err := json.Unmarshal([]byte(c.ok("--json", "store", "list")), &recs); err != nil || len(recs) != 2 {
+		t.Fatalf("--json store list: %v %v", recs, err)
+	}
+	// The legacy record can still be deleted by its name.
+	c.ok("store", "delete", "legacy\x1b]0;pwned\a")
+
+	small := writeTemp(t, strings.Repeat("x", 1001))
+	c.fails(1, "over --max-record (1000 bytes)", "store", "put", "small", "--from", small, "--max-record", "1000")
+	if r := c.run("", []string{"KEYWARD_MAX_RECORD=1001"}, "store", "put", "small", "--from", small); r.code != 0 {
+		t.Fatalf("a value of exactly KEYWARD_MAX_RECORD: %s", r)
+	}
+	big := filepath.Join(t.TempDir(), "big")
+	f, _ := os.Create(big)
+	f.Truncate(16<<20 + 1)
+	f.Close()
+	c.fails(1, "over --max-record (16777216 bytes)", "store", "put", "big", "--from", big)
+}
+
+// TestTokenLifetimes: a token lifetime under a second is a usage error
+// (not a silent default of an hour), and no token, refresh grant or
+// master token outlives --max-token-lifetime (one year by default).
+func TestTokenLifetimes(t *testing.T) {
+	c := newCLI(t)
+	c.ok("key", "generate", "--role", "join")
+	c.fails(2, "--expires-in must be at least 1s, got 0s", "token", "create", "--subject", "svc", "--expires-in", "0s")
+	c.fails(2, "--expires-in must be at least 1s", "token", "create", "--subject", "svc", "--expires-in", "-1h")
+	c.fails(2, "--refresh-expires-in must be at least 1s", "token", "create", "--subject", "svc", "--refreshable", "--refresh-expires-in", "0s")
+	c.fails(2, "--expires-in must be at least 1s", "pairing", "create", "--base-url", "https://a", "--exchange-url", "https://a/x", "--expires-in", "0s")
+	c.fails(2, "over the longest token lifetime, 8760h0m0s (--max-token-lifetime)", "token", "create", "--subject", "svc", "--expires-in", "8761h")
+	c.fails(2, "refresh-expires-in 9000h0m0s is over the longest token lifetime", "token", "create", "--subject", "svc", "--refreshable", "--refresh-expires-in", "9000h")
+	c.ok("token", "create", "--subject", "svc", "--expires-in", "8760h")
+	c.fails(2, "over the longest token lifetime, 1h0m0s", "--max-token-lifetime", "1h", "token", "create", "--subject", "svc", "--expires-in", "2h")
+	if r := c.run("", []string{"KEYWARD_MAX_TOKEN_LIFETIME=1h"}, "token", "create", "--subject", "svc", "--expires-in", "2h"); r.code != 2 {
+		t.Fatalf("KEYWARD_MAX_TOKEN_LIFETIME=1h let a 2h token through: %s", r)
+	}
+	c.fails(2, "--max-token-lifetime must be at least 1s", "--max-token-lifetime", "0s", "token", "create", "--subject", "svc")
+
+	// A master token over the limit is refused before the pairing token
+	// is used up: it can still be redeemed within the limit.
+	var p struct {
+		PairingToken string `json:"pairing_token"`
+	}
+	json.Unmarshal([]byte(c.ok("pairing", "create", "--base-url", "https://a", "--exchange-url", "https://a/x")), &p)
+	if r := c.run(p.PairingToken, nil, "pairing", "redeem", "--expires-in", "9000h"); r.code != 2 || !strings.Contains(r.stderr, "over the longest token lifetime") {
+		t.Fatalf("redeem for 9000h: %s", r)
+	}
+	if r := c.run(p.PairingToken, nil, "pairing", "redeem"); r.code != 0 {
+		t.Fatalf("redeem within the limit after a refused one: %s", r)
+	}
+}
+
+// TestRetireWarnsAndDecryptSaysRetired: retiring a master version warns
+// that files encrypted under it become unreadable, and decrypting one then
+// says the key was retired, not that it is missing from the device.
+func TestRetireWarnsAndDecryptSaysRetired(t *testing.T) {
+	c := newCLI(t)
+	c.ok("key", "generate", "--role", "master")
+	enc := filepath.Join(c.dir, "backup.kw")
+	c.ok("encrypt", "--in", writeTemp(t, "backup"), "--out", enc)
+	c.ok("key", "rotate", "--role", "master")
+	r := c.run("", nil, "key", "retire", "--role", "master", "--version", "1")
+	if r.code != 0 || !strings.Contains(r.stderr, "keyward: warning: files that keyward encrypt wrote under master key v1 cannot be decrypted any more") {
+		t.Fatalf("key retire: %s", r)
+	}
+	r = c.fails(3, "which was retired (keyward key retire)", "decrypt", "--in", enc, "--out", filepath.Join(c.dir, "out"))
+	if strings.Contains(r.stderr, "missing from the device") {
+		t.Fatalf("decrypt under a retired key: %s", r)
+	}
 }
