@@ -108,10 +108,9 @@ func pinSource(c *cli.Context) (hsm.PINSource, error) {
 	return nil, usagef("no PIN: set KEYWARD_PIN_SOURCE to env:VAR or file:PATH (or KEYWARD_PIN in CI)")
 }
 
-// explainOpen is node.ExplainOpen, with a configuration mistake a usage
-// error (exit 2).
-func explainOpen(cfg hsm.Config, err error) error {
-	err = node.ExplainOpen(cfg, err)
+// usageIfConfig makes a configuration mistake a usage error (exit 2);
+// node.Open and node.OpenDevice have already said what to do.
+func usageIfConfig(err error) error {
 	if errors.Is(err, hsm.ErrConfig) {
 		return usageError{err, nil}
 	}
@@ -126,7 +125,7 @@ func openToken(c *cli.Context) (*hsm.Token, error) {
 	}
 	tok, err := node.OpenDevice(c.Context, cfg)
 	if err != nil {
-		return nil, explainOpen(cfg, err)
+		return nil, usageIfConfig(err)
 	}
 	warn(c, tok.Warnings())
 	return tok, nil
@@ -163,7 +162,7 @@ func openFullNode(c *cli.Context, joining bool) (*node.Node, error) {
 func openConfigured(c *cli.Context, cfg node.Config) (*node.Node, error) {
 	n, err := node.Open(c.Context, cfg)
 	if err != nil {
-		return nil, explainOpen(cfg.Device, err)
+		return nil, usageIfConfig(err)
 	}
 	warn(c, n.Warnings())
 	return n, nil

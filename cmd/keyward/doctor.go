@@ -7,6 +7,7 @@ import (
 	"github.com/keyward/keyward/hsm"
 	"github.com/keyward/keyward/keyring"
 	"github.com/keyward/keyward/keystore"
+	"github.com/keyward/keyward/node"
 	"github.com/urfave/cli/v2"
 )
 
@@ -49,7 +50,7 @@ func doctor(c *cli.Context) error {
 		check(false, "token found%s", errSuffix(err))
 	default:
 		check(true, "token found")
-		check(false, "login works%s", errSuffix(explainOpen(cfg, err)))
+		check(false, "login works%s", errSuffix(node.ExplainOpen(cfg, err)))
 	}
 	if err != nil {
 		return doctorResult(failed)
