@@ -1,6 +1,7 @@
 package test
 
 import (
+	"bytes"
 	"crypto/rand"
 	"errors"
 	"os"
@@ -62,6 +63,8 @@ func TestDecryptInterrupted(t *testing.T) {
 			if tc.named {
 				cmd.Env = append(cmd.Env, "KEYWARD_SAFEFILE_NAMED=1")
 			}
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
 			stdin, _ := cmd.StdinPipe()
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
@@ -72,6 +75,7 @@ func TestDecryptInterrupted(t *testing.T) {
 			cmd.Process.Signal(tc.sig)
 			err := cmd.Wait()
 			stdin.Close()
+			c.printed("keyward decrypt (interrupted)", stderr.String())
 			var exit *exec.ExitError
 			if !errors.As(err, &exit) {
 				t.Fatalf("keyward decrypt exited 0 after %v", tc.sig)

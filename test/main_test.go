@@ -4,11 +4,13 @@ package test
 
 import (
 	"bytes"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/keyward/keyward/keystore/dbtest"
@@ -32,6 +34,12 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	// Invariant 1 in PostgreSQL's files: its tables, indexes and WAL
+	// hold nothing any test registered as secret.
+	if found := leaks.scan(dbtest.DataDirs()); len(found) > 0 {
+		fmt.Fprintf(os.Stderr, "FAIL: PostgreSQL files hold a PIN or key: %v\n", found)
+		code = 1
+	}
 	dbtest.Stop()
 	softhsmtest.CleanupTestTokens()
 	os.RemoveAll(dir)
@@ -44,12 +52,20 @@ type cli struct {
 	tok     *softhsm.Token
 	env     []string
 	dir     string
-	secrets []string // must never appear in any output
+	secrets []string // must never appear in any output or file
+
+	mu      sync.Mutex
+	outputs []string // what keyward processes printed, for checkNoLeaks
 }
 
-// secret registers s (and its other case) as never to be printed.
+// secret registers s (and its other case; for hex, its bytes too) as
+// never to be printed or written to the database or $KEYWARD_HOME.
 func (c *cli) secret(s string) {
 	c.secrets = append(c.secrets, strings.ToLower(s), strings.ToUpper(s))
+	if b, err := hex.DecodeString(s); err == nil && len(b) >= 16 {
+		c.secrets = append(c.secrets, string(b))
+	}
+	leaks.remember(c.secrets...)
 }
 
 func newCLI(t *testing.T) *cli {
@@ -57,7 +73,108 @@ func newCLI(t *testing.T) *cli {
 	tok := softhsmtest.NewTestToken(t)
 	dir := t.TempDir()
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "KEYWARD_HOME=" + filepath.Join(dir, "home")}
-	return &cli{t: t, tok: tok, env: append(env, tok.Env()...), dir: dir}
+	c := &cli{t: t, tok: tok, env: append(env, tok.Env()...), dir: dir}
+	c.secret(string(tok.PIN()))
+	c.secret(string(tok.SOPIN()))
+	// Runs before t.TempDir's removal (cleanups run last first).
+	t.Cleanup(c.checkNoLeaks)
+	return c
+}
+
+// printed records output of a keyward process for the leak check, and
+// fails the test at once if it holds a secret.
+func (c *cli) printed(what, out string) {
+	c.t.Helper()
+	c.mu.Lock()
+	c.outputs = append(c.outputs, out)
+	c.mu.Unlock()
+	if s, ok := c.holdsSecret(out); ok {
+		c.t.Errorf("%s printed a secret (%d bytes long):\n%s", what, len(s), out)
+	}
+}
+
+func (c *cli) holdsSecret(text string) (string, bool) {
+	for _, s := range c.secrets {
+		if s != "" && strings.Contains(text, s) {
+			return s, true
+		}
+	}
+	return "", false
+}
+
+// checkNoLeaks is the last look at a test's CLI: everything its keyward
+// processes printed, and every file under $KEYWARD_HOME and of a SQLite
+// --db (database, -wal, -shm), holds none of the test's PINs, key hex or
+// key bytes. (PostgreSQL's files are read once, by TestMain.)
+func (c *cli) checkNoLeaks() {
+	c.mu.Lock()
+	outputs := append([]string(nil), c.outputs...)
+	c.mu.Unlock()
+	for _, out := range outputs {
+		if _, ok := c.holdsSecret(out); ok {
+			c.t.Errorf("a keyward process printed a secret:\n%s", out)
+		}
+	}
+	roots := []string{filepath.Join(c.dir, "home")}
+	for _, e := range c.env {
+		if db, ok := strings.CutPrefix(e, "KEYWARD_DB="); ok && !strings.Contains(db, "://") {
+			roots = append(roots, db, db+"-wal", db+"-shm")
+		}
+	}
+	for _, root := range roots {
+		filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return nil
+			}
+			b, _ := os.ReadFile(path)
+			if s, ok := c.holdsSecret(string(b)); ok {
+				c.t.Errorf("%s holds a secret (%d bytes long)", path, len(s))
+			}
+			return nil
+		})
+	}
+}
+
+// leaks is every secret of every test, for TestMain's look at the
+// PostgreSQL clusters' files.
+var leaks = leakSet{seen: map[string]bool{}}
+
+type leakSet struct {
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+func (l *leakSet) remember(secrets ...string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, s := range secrets {
+		if s != "" {
+			l.seen[s] = true
+		}
+	}
+}
+
+// scan reports the files under dirs that hold a secret.
+func (l *leakSet) scan(dirs []string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var found []string
+	for _, dir := range dirs {
+		filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return nil
+			}
+			b, _ := os.ReadFile(path)
+			for s := range l.seen {
+				if bytes.Contains(b, []byte(s)) {
+					found = append(found, path)
+					break
+				}
+			}
+			return nil
+		})
+	}
+	return found
 }
 
 type result struct {
@@ -87,11 +204,7 @@ func (c *cli) run(stdin string, extraEnv []string, args ...string) result {
 	}
 	r := result{out.String(), errb.String(), code}
 	// Invariant 1: no PIN and no key material in any output.
-	for _, s := range append([]string{string(c.tok.PIN())}, c.secrets...) {
-		if s != "" && (strings.Contains(r.stdout, s) || strings.Contains(r.stderr, s)) {
-			c.t.Fatalf("keyward %v printed a secret:\n%s", args, r)
-		}
-	}
+	c.printed(fmt.Sprintf("keyward %v", args), r.stdout+"\n"+r.stderr)
 	return r
 }
 

@@ -109,12 +109,7 @@ func (c *cli) startServe(extraEnv []string, args ...string) (*served, string) {
 	c.t.Cleanup(func() {
 		s.cmd.Process.Kill()
 		<-s.exited
-		out := s.stderr.String()
-		for _, sec := range append([]string{string(c.tok.PIN())}, c.secrets...) {
-			if sec != "" && strings.Contains(out, sec) {
-				c.t.Errorf("keyward serve printed a secret:\n%s", out)
-			}
-		}
+		c.printed("keyward serve", s.stderr.String())
 	})
 	select {
 	case l := <-lines:

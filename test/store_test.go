@@ -149,6 +149,7 @@ func TestRotateRewrapKilled(t *testing.T) {
 		}
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
+		c.printed("keyward store rewrap (killed)", out.String())
 		var moved int
 		db.QueryRow(`SELECT COUNT(*) FROM records WHERE key_version = 2`).Scan(&moved)
 		if moved == records {

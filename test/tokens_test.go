@@ -2,6 +2,7 @@ package test
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -112,7 +113,9 @@ func concurrently(t *testing.T, c *cli, n int, stdin string, args ...string) int
 			cmd := exec.Command(binary, args...)
 			cmd.Env = c.env
 			cmd.Stdin = strings.NewReader(stdin)
-			if err := cmd.Run(); err == nil {
+			out, err := cmd.CombinedOutput()
+			c.printed(fmt.Sprintf("keyward %v", args), string(out))
+			if err == nil {
 				mu.Lock()
 				ok++
 				mu.Unlock()
@@ -231,8 +234,16 @@ func TestBootstrap(t *testing.T) {
 	if st, _ := os.Stat(tokenJSON); st.Mode().Perm() != 0o600 {
 		t.Errorf("token.json mode %v", st.Mode())
 	}
-	if _, err := os.Stat(req); !os.IsNotExist(err) {
-		t.Error("generate.token.json not deleted")
+	// The request goes after token.json is in place (so a crash between
+	// the two loses no request).
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(req); os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Error("generate.token.json not deleted")
+			break
+		}
 	}
 	if d := time.Until(tf.ExpiresAt); d < 9*time.Minute || d > 10*time.Minute+time.Second {
 		t.Errorf("expires_at %v", tf.ExpiresAt)
@@ -319,6 +330,7 @@ func TestBootstrapWatch(t *testing.T) {
 	if _, err := os.Stat(tokenJSON); !os.IsNotExist(err) {
 		t.Fatalf("token.json left behind after SIGINT:\n%s", out.String())
 	}
+	c.printed("keyward bootstrap --watch", out.String())
 	if strings.Contains(out.String(), first.Token) || strings.Contains(out.String(), second.Token) {
 		t.Fatal("bootstrap printed a token")
 	}

@@ -2,10 +2,12 @@ package test
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -32,14 +34,23 @@ func (c *cli) onTerminal(lines []string, args ...string) (string, int) {
 	cmd.Env = env
 	cmd.Dir = c.dir
 	in, _ := cmd.StdinPipe()
-	var out bytes.Buffer
+	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		c.t.Fatal(err)
 	}
 	go func() {
+		// Each line once its prompt (text ending in ":") is shown, as a
+		// person would type it.
+		seen := 0
 		for _, l := range lines {
-			time.Sleep(700 * time.Millisecond) // let the prompt turn echo off first
+			for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+				text := out.String()
+				if len(text) > seen && strings.HasSuffix(strings.TrimRight(text, " "), ":") {
+					seen = len(text)
+					break
+				}
+			}
 			io.WriteString(in, l+"\n")
 		}
 		time.Sleep(700 * time.Millisecond)
@@ -50,6 +61,7 @@ func (c *cli) onTerminal(lines []string, args ...string) (string, int) {
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
 	}
+	c.printed(fmt.Sprintf("keyward %v on a terminal", args), out.String())
 	return out.String(), code
 }
 
@@ -91,4 +103,22 @@ func (c *cli) readShareLine(path string) string {
 	}
 	c.t.Fatalf("no share line in %s", path)
 	return ""
+}
+
+// syncBuffer is a bytes.Buffer that a process writes while a test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

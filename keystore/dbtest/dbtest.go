@@ -83,6 +83,25 @@ func Postgres(tb testing.TB) string {
 	return base + sep + "search_path=" + schema
 }
 
+// DataDirs are the data directories of the throwaway clusters that still
+// exist, for a test to look into (none when KEYWARD_TEST_PG_URL is set).
+func DataDirs() []string {
+	created.mu.Lock()
+	defer created.mu.Unlock()
+	var dirs []string
+	for _, d := range created.dirs {
+		if _, err := os.Stat(d); err == nil {
+			dirs = append(dirs, d)
+		}
+	}
+	return dirs
+}
+
+var created struct {
+	mu   sync.Mutex
+	dirs []string
+}
+
 // Stop stops the throwaway cluster; call it from TestMain after m.Run.
 func Stop() {
 	if cluster.c != nil {
@@ -252,6 +271,9 @@ func newCluster() (*Cluster, error) {
 		return nil, err
 	}
 	c := &Cluster{dir: dir, data: filepath.Join(dir, "data"), pgCtl: filepath.Join(bin, "pg_ctl")}
+	created.mu.Lock()
+	created.dirs = append(created.dirs, c.data)
+	created.mu.Unlock()
 	if err := c.create(bin); err != nil {
 		c.remove()
 		return nil, err
