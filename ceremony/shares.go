@@ -93,17 +93,34 @@ func ParseShare(line, what string) (ShareInfo, error) {
 	var nums [3]int
 	for i := range nums {
 		n, err := strconv.Atoi(parts[1+i])
-		if err != nil || n < 1 || n > 255 {
+		if err != nil || n < 1 || n > 255 || strconv.Itoa(n) != parts[1+i] {
 			return ShareInfo{}, fmt.Errorf("%w: %s: bad share numbers", ErrMalformed, what)
 		}
 		nums[i] = n
+	}
+	// What SplitKey writes, and nothing else: a hand-edited line whose
+	// fingerprint was recomputed still cannot claim share 7 of 5.
+	if index, threshold, shares := nums[0], nums[1], nums[2]; threshold < 2 || threshold > shares || index > shares {
+		return ShareInfo{}, fmt.Errorf("%w: %s: share %d, any %d of %d, cannot be", ErrMalformed, what, index, threshold, shares)
+	}
+	if !hexDigits(parts[4], 8) || !hexDigits(parts[5], 6) {
+		return ShareInfo{}, fmt.Errorf("%w: %s: the split id must be 8 hex digits and the KCV 6", ErrMalformed, what)
 	}
 	y, err := hex.DecodeString(parts[6])
 	if err != nil {
 		return ShareInfo{}, fmt.Errorf("%w: %s: share is not hex", ErrMalformed, what)
 	}
+	if len(y) != 16 && len(y) != 24 && len(y) != 32 {
+		clear(y)
+		return ShareInfo{}, fmt.Errorf("%w: %s: a share is as long as an AES key (16, 24 or 32 bytes), not %d", ErrMalformed, what, len(y))
+	}
 	return ShareInfo{Index: nums[0], Threshold: nums[1], Shares: nums[2], SplitID: parts[4], KeyKCV: strings.ToUpper(parts[5]),
 		Fingerprint: strings.ToUpper(parts[7]), share: shamir.Share{X: byte(nums[0]), Y: y}}, nil
+}
+
+// hexDigits says s is n hex digits.
+func hexDigits(s string, n int) bool {
+	return len(s) == n && !strings.ContainsFunc(s, func(r rune) bool { return r > 0x7f || !isHex(byte(r)) })
 }
 
 // ReadShareFile reads the share line of a share file (comments skipped).
