@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"unicode"
 )
 
 // ErrDSN is a --db string keyward does not take.
@@ -40,6 +41,12 @@ func ParseDSN(s string) (DSN, error) {
 	case strings.TrimSpace(s) == "":
 		return DSN{}, fmt.Errorf("%w: it is empty", ErrDSN)
 	case strings.HasPrefix(s, "postgres://"), strings.HasPrefix(s, "postgresql://"):
+		if strings.ContainsFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) {
+			// A URL has no spaces (%20 stands for one): this is a URL with
+			// key=value settings after it, which pgx would not read as
+			// such, and a password among them would be shown as a value.
+			return DSN{}, fmt.Errorf("%w: a postgres:// URL holds no spaces or control characters (write %%20); give either a URL or key=value settings, not both", ErrDSN)
+		}
 		u, err := url.Parse(s)
 		if err != nil || u.Host == "" && u.Query().Get("host") == "" {
 			return DSN{}, fmt.Errorf("%w: a postgres:// URL that cannot be read (postgres://USER@HOST:PORT/DB?sslmode=verify-full)", ErrDSN)

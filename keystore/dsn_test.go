@@ -26,6 +26,7 @@ func TestParseDSN(t *testing.T) {
 		{in: "host=db dbname=keyward password=Kv5ecret", postgres: true, redacted: "host=db dbname=keyward password=xxxxx", secret: "Kv5ecret"},
 		{in: "host=db password='with space' user=kw", postgres: true, secret: "with space"},
 		{in: "mysql://root:My5ecret@db/keyward", err: true, secret: "My5ecret"},
+		{in: "postgres://keyward@db.internal:5432/keyward?sslmode=verify-full password=S3cretPw", err: true, secret: "S3cretPw"},
 		{in: "redis:secret-ish", err: true, secret: "secret-ish"},
 		{in: "sqlite:", err: true},
 		{in: "", err: true},
