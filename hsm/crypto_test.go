@@ -14,6 +14,7 @@ import (
 	"errors"
 	"hash"
 	"io"
+	"strings"
 	"testing"
 
 	"github.com/keyward/keyward/hsm"
@@ -169,6 +170,19 @@ func TestDerivedHMACMatchesGo(t *testing.T) {
 			}
 		}
 	}
+	// The same answers where the device's C_Verify cannot be trusted and
+	// keyward signs and compares instead (NSS softokn).
+	hsm.VerifyBySign(tok)
+	mac := hmac.New(sha256.New, K)
+	mac.Write(msg)
+	want := mac.Sum(nil)
+	if err := k.VerifyHMAC(bg, crypto.SHA256, msg, want); err != nil {
+		t.Fatalf("verify by signing: %v", err)
+	}
+	want[0] ^= 1
+	if err := k.VerifyHMAC(bg, crypto.SHA256, msg, want); !errors.Is(err, hsm.ErrAuthentication) {
+		t.Fatalf("verify by signing, wrong MAC: %v, want ErrAuthentication", err)
+	}
 }
 
 func TestDeriveRefusesBadBase(t *testing.T) {
@@ -177,8 +191,10 @@ func TestDeriveRefusesBadBase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tok.DeriveHMACKey(bg, noDerive, hmacData(), "x"); err == nil {
-		t.Fatal("derived from a key without CKA_DERIVE")
+	// keyward checks CKA_DERIVE itself: NSS softokn would derive anyway.
+	if _, err := tok.DeriveHMACKey(bg, noDerive, hmacData(), "x"); !errors.Is(err, hsm.ErrUnsupported) ||
+		!strings.Contains(err.Error(), "CKR_KEY_FUNCTION_NOT_PERMITTED") {
+		t.Fatalf("derived from a key without CKA_DERIVE: %v", err)
 	}
 	join, _ := tok.GenerateAES(bg, "join", 256, hsm.UsageDerive)
 	if _, err := tok.DeriveHMACKey(bg, join, make([]byte, 20), "x"); !errors.Is(err, hsm.ErrConfig) {

@@ -3,6 +3,8 @@ package hsm
 import (
 	"context"
 	"crypto"
+	"crypto/hmac"
+	"errors"
 	"fmt"
 
 	"github.com/miekg/pkcs11"
@@ -23,6 +25,15 @@ func (d *deriveSpec) run(t *Token, s pkcs11.SessionHandle) (pkcs11.ObjectHandle,
 	base, err := d.base.handle(s)
 	if err != nil {
 		return 0, err
+	}
+	// Checked here, not left to the device: NSS softokn derives from a
+	// key whose CKA_DERIVE is false.
+	a, err := t.st.attrs(s, base, pkcs11.CKA_DERIVE)
+	if err != nil {
+		return 0, err
+	}
+	if !isTrue(a[pkcs11.CKA_DERIVE]) {
+		return 0, &OpError{Op: "C_DeriveKey", Code: pkcs11.Error(pkcs11.CKR_KEY_FUNCTION_NOT_PERMITTED), Sentinel: ErrUnsupported}
 	}
 	param, free := derivationParam(d.data)
 	defer free()
@@ -112,13 +123,45 @@ func (k *Key) VerifyHMAC(ctx context.Context, hash crypto.Hash, msg, mac []byte)
 			defer g.leave()
 		}
 		c := k.tok.st.mod.ctx
+		if k.tok.st.verifyBySign.Load() {
+			return signAndCompare(c, s, m, h, msg, mac)
+		}
 		if err := c.VerifyInit(s, m, h); err != nil {
 			return call("C_VerifyInit", err)
 		}
-		return call("C_Verify", c.Verify(s, msg, mac))
+		err := call("C_Verify", c.Verify(s, msg, mac))
+		switch codeOf(err) {
+		case pkcs11.CKR_BUFFER_TOO_SMALL, pkcs11.CKR_DEVICE_ERROR, pkcs11.CKR_GENERAL_ERROR, pkcs11.CKR_FUNCTION_FAILED:
+			// A verification that started well and then failed as a
+			// device fault: NSS softokn answers a wrong MAC so. Sign and
+			// compare instead, here and from now on for this token; if
+			// signing fails too, the fault is real.
+			if serr := signAndCompare(c, s, m, h, msg, mac); !errors.Is(serr, ErrDevice) {
+				k.tok.st.verifyBySign.Store(true)
+				return serr
+			}
+		}
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("HMAC with %q: %w", k.Label, err)
+	}
+	return nil
+}
+
+// signAndCompare checks mac by computing the HMAC in the device (C_Sign)
+// and comparing in constant time here: for devices whose C_Verify reports
+// a wrong MAC as a device fault.
+func signAndCompare(c *pkcs11.Ctx, s pkcs11.SessionHandle, m []*pkcs11.Mechanism, h pkcs11.ObjectHandle, msg, mac []byte) error {
+	if err := c.SignInit(s, m, h); err != nil {
+		return call("C_SignInit", err)
+	}
+	want, err := c.Sign(s, msg)
+	if err != nil {
+		return call("C_Sign", err)
+	}
+	if !hmac.Equal(want, mac) {
+		return &OpError{Op: "C_Sign", Code: pkcs11.Error(pkcs11.CKR_SIGNATURE_INVALID), Sentinel: ErrAuthentication}
 	}
 	return nil
 }

@@ -47,6 +47,10 @@ type tokenState struct {
 	keys   map[string]*Key // Find's cache, by label
 
 	hmacGate *gate // HMAC verifications one at a time (SoftHSM2); nil: side by side
+
+	// verifyBySign: this device's C_Verify reported a wrong MAC as a
+	// device fault once; HMACs are checked by signing and comparing.
+	verifyBySign atomic.Bool
 }
 
 // Open loads the module (once per process), finds the token, reads the PIN
