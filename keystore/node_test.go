@@ -102,12 +102,20 @@ func TestTamperedRecords(t *testing.T) {
 	backends(t, func(t *testing.T, newDSN func(testing.TB) string) {
 		dsn := newDSN(t)
 		n, _ := node(t, dsn)
-		e, _ := n.Generate(bg, keyring.Master, 256)
-		n.Put(bg, "a", []byte("secret a"))
-		n.Put(bg, "b", []byte("secret b"))
+		e, err := n.Generate(bg, keyring.Master, 256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{"a", "b"} {
+			if err := n.Put(bg, name, []byte("secret "+name)); err != nil {
+				t.Fatalf("setup: put %s: %v", name, err)
+			}
+		}
 		db := rawDB(t, dsn)
 		var blob []byte
-		db.QueryRow(q(dsn, `SELECT ciphertext FROM records WHERE name = ?`), "a").Scan(&blob)
+		if err := db.QueryRow(q(dsn, `SELECT ciphertext FROM records WHERE name = ?`), "a").Scan(&blob); err != nil || len(blob) < 40 {
+			t.Fatalf("setup: read record a: %v (%d bytes)", err, len(blob))
+		}
 
 		for _, tc := range []struct {
 			name  string
