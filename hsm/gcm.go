@@ -32,11 +32,19 @@ func (k *Key) Seal(ctx context.Context, plaintext, aad []byte) ([]byte, error) {
 			return call("C_EncryptInit", err)
 		}
 		var err error
-		ct, err = c.Encrypt(s, plaintext)
+		if fl := k.tok.st.mod.functions; fl != nil {
+			// Straight after the nonce, where Seal returns it.
+			ct, err = fl.encrypt(s, plaintext, nonce[NonceSize:NonceSize+len(plaintext)+TagSize])
+		} else {
+			ct, err = c.Encrypt(s, plaintext)
+		}
 		return call("C_Encrypt", err)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("encrypt with %q: %w", k.Label, err)
+	}
+	if len(ct) > 0 && &ct[0] == &nonce[:NonceSize+1][NonceSize] {
+		return nonce[:NonceSize+len(ct)], nil // written in place
 	}
 	return append(nonce, ct...), nil
 }

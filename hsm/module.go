@@ -19,6 +19,10 @@ type module struct {
 	refs     int  // guarded by modules.mu
 	ownsInit bool // we called C_Initialize, so we call C_Finalize
 
+	// functions is the module's function list, for C_Encrypt into a
+	// buffer keyward sizes (see encrypt); nil: miekg/pkcs11's calls only.
+	functions *functionList
+
 	// tokens holds the open tokens of this module by slot, so that two Opens
 	// of one token share one login and one session pool. Guarded by modules.mu.
 	tokens map[uint]*tokenState
@@ -60,6 +64,7 @@ func loadModule(path string) (*module, error) {
 		// Someone else in this process initialized it; they finalize it.
 		m.ownsInit = false
 	}
+	m.functions = loadFunctionList(ctx)
 	modules.byPath[path] = m
 	return m, nil
 }
