@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"github.com/keyward/keyward/safefile"
@@ -50,11 +51,15 @@ func scrubbable(path, name string, k yamlKey) error {
 	return nil
 }
 
+// yamlQuoted is a quoted piece of the document in a yaml error.
+var yamlQuoted = regexp.MustCompile(`'[^']*'|"[^"]*"|` + "`[^`]*`")
+
 func parseSystemYAML(path string, text []byte) (*SystemYAML, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(text, &doc); err != nil {
-		// yaml errors quote line numbers, not values.
-		return nil, fmt.Errorf("%s is not valid YAML: %v", path, err)
+		// yaml's errors quote anchor names and bits of text, where a key
+		// could stand: keep the line number and the reason, not the quotes.
+		return nil, fmt.Errorf("%s is not valid YAML: %s", path, yamlQuoted.ReplaceAllString(err.Error(), "'…'"))
 	}
 	if err := noDuplicateKeys(path, &doc); err != nil {
 		return nil, err
