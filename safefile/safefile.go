@@ -121,19 +121,15 @@ func (f *File) Close() error {
 
 // WriteFile writes data to path (mode perm) through Create and Commit.
 func WriteFile(path string, data []byte, perm os.FileMode) error {
-	f, err := Create(filepath.Dir(path), perm)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	return f.Commit(path)
+	return write(path, data, perm, (*File).Commit)
 }
 
 // WriteNewFile is WriteFile that refuses to replace an existing path.
 func WriteNewFile(path string, data []byte, perm os.FileMode) error {
+	return write(path, data, perm, (*File).CommitNew)
+}
+
+func write(path string, data []byte, perm os.FileMode, commit func(*File, string) error) error {
 	f, err := Create(filepath.Dir(path), perm)
 	if err != nil {
 		return err
@@ -142,7 +138,7 @@ func WriteNewFile(path string, data []byte, perm os.FileMode) error {
 	if _, err := f.Write(data); err != nil {
 		return err
 	}
-	return f.CommitNew(path)
+	return commit(f, path)
 }
 
 // RemoveStale removes the named temporary files in dir whose keyward

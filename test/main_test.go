@@ -53,9 +53,6 @@ type cli struct {
 	env     []string
 	dir     string
 	secrets []string // must never appear in any output or file
-
-	mu      sync.Mutex
-	outputs []string // what keyward processes printed, for checkNoLeaks
 }
 
 // secret registers s (and its other case; for hex, its bytes too) as
@@ -81,13 +78,10 @@ func newCLI(t *testing.T) *cli {
 	return c
 }
 
-// printed records output of a keyward process for the leak check, and
-// fails the test at once if it holds a secret.
+// printed checks the output of a keyward process: the test fails if it
+// holds a secret.
 func (c *cli) printed(what, out string) {
 	c.t.Helper()
-	c.mu.Lock()
-	c.outputs = append(c.outputs, out)
-	c.mu.Unlock()
 	if s, ok := c.holdsSecret(out); ok {
 		c.t.Errorf("%s printed a secret (%d bytes long):\n%s", what, len(s), out)
 	}
@@ -102,37 +96,42 @@ func (c *cli) holdsSecret(text string) (string, bool) {
 	return "", false
 }
 
-// checkNoLeaks is the last look at a test's CLI: everything its keyward
-// processes printed, and every file under $KEYWARD_HOME and of a SQLite
-// --db (database, -wal, -shm), holds none of the test's PINs, key hex or
-// key bytes. (PostgreSQL's files are read once, by TestMain.)
+// checkNoLeaks is the last look at a test's CLI (its processes' output is
+// checked as it comes, by printed): no file under $KEYWARD_HOME or of a
+// SQLite --db (database, -wal, -shm) holds the test's PINs, key hex or key
+// bytes. (PostgreSQL's files are read once, by TestMain.)
 func (c *cli) checkNoLeaks() {
-	c.mu.Lock()
-	outputs := append([]string(nil), c.outputs...)
-	c.mu.Unlock()
-	for _, out := range outputs {
-		if _, ok := c.holdsSecret(out); ok {
-			c.t.Errorf("a keyward process printed a secret:\n%s", out)
-		}
-	}
 	roots := []string{filepath.Join(c.dir, "home")}
 	for _, e := range c.env {
 		if db, ok := strings.CutPrefix(e, "KEYWARD_DB="); ok && !strings.Contains(db, "://") {
 			roots = append(roots, db, db+"-wal", db+"-shm")
 		}
 	}
+	for _, path := range filesHolding(roots, c.secrets) {
+		c.t.Errorf("%s holds a secret", path)
+	}
+}
+
+// filesHolding lists the files under roots (files or directories) that
+// hold any of secrets.
+func filesHolding(roots, secrets []string) []string {
+	var found []string
 	for _, root := range roots {
 		filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
 			if err != nil || d.IsDir() {
 				return nil
 			}
 			b, _ := os.ReadFile(path)
-			if s, ok := c.holdsSecret(string(b)); ok {
-				c.t.Errorf("%s holds a secret (%d bytes long)", path, len(s))
+			for _, s := range secrets {
+				if s != "" && bytes.Contains(b, []byte(s)) {
+					found = append(found, path)
+					break
+				}
 			}
 			return nil
 		})
 	}
+	return found
 }
 
 // leaks is every secret of every test, for TestMain's look at the
@@ -158,23 +157,11 @@ func (l *leakSet) remember(secrets ...string) {
 func (l *leakSet) scan(dirs []string) []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var found []string
-	for _, dir := range dirs {
-		filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
-			if err != nil || d.IsDir() {
-				return nil
-			}
-			b, _ := os.ReadFile(path)
-			for s := range l.seen {
-				if bytes.Contains(b, []byte(s)) {
-					found = append(found, path)
-					break
-				}
-			}
-			return nil
-		})
+	secrets := make([]string, 0, len(l.seen))
+	for s := range l.seen {
+		secrets = append(secrets, s)
 	}
-	return found
+	return filesHolding(dirs, secrets)
 }
 
 type result struct {

@@ -1,13 +1,11 @@
 package test
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -34,7 +32,7 @@ func (c *cli) onTerminal(lines []string, args ...string) (string, int) {
 	cmd.Env = env
 	cmd.Dir = c.dir
 	in, _ := cmd.StdinPipe()
-	var out syncBuffer
+	var out lockedBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		c.t.Fatal(err)
@@ -103,22 +101,4 @@ func (c *cli) readShareLine(path string) string {
 	}
 	c.t.Fatalf("no share line in %s", path)
 	return ""
-}
-
-// syncBuffer is a bytes.Buffer that a process writes while a test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
