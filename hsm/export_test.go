@@ -68,3 +68,11 @@ func (c *nonceCounter) Next() uint64 { return c.n.Add(1) }
 // VerifyBySign makes the token check HMACs by signing and comparing, as
 // after a device's C_Verify reported a wrong MAC as a device fault.
 func VerifyBySign(t *Token) { t.st.verifyBySign.Store(true) }
+
+// ProveValue runs ImportAES's proof that the device holds value on key k,
+// as if k had just been imported from it.
+func ProveValue(k *Key, value []byte, usage Usage) error {
+	return k.tok.do(context.Background(), "prove", k, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
+		return k.tok.st.proveValue(s, h, value, usage)
+	})
+}

@@ -19,6 +19,9 @@ const (
 // prepended. The nonce is 12 random bytes from crypto/rand, never the
 // device's default (SoftHSM2 with no IV is deterministic).
 func (k *Key) Seal(ctx context.Context, plaintext, aad []byte) ([]byte, error) {
+	if err := k.tok.st.require(OpAESGCM); err != nil {
+		return nil, fmt.Errorf("encrypt with %q: %w", k.Label, err)
+	}
 	nonce := make([]byte, NonceSize, NonceSize+len(plaintext)+TagSize)
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, err
@@ -55,6 +58,9 @@ func (k *Key) Seal(ctx context.Context, plaintext, aad []byte) ([]byte, error) {
 func (k *Key) Open(ctx context.Context, sealed, aad []byte) ([]byte, error) {
 	if len(sealed) < NonceSize+TagSize {
 		return nil, fmt.Errorf("decrypt with %q: %w: ciphertext of %d bytes is shorter than nonce and tag", k.Label, ErrAuthentication, len(sealed))
+	}
+	if err := k.tok.st.require(OpAESGCM); err != nil {
+		return nil, fmt.Errorf("decrypt with %q: %w", k.Label, err)
 	}
 	nonce, ct := sealed[:NonceSize], sealed[NonceSize:]
 	var pt []byte

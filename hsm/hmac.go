@@ -26,28 +26,33 @@ func (d *deriveSpec) run(t *Token, s pkcs11.SessionHandle) (pkcs11.ObjectHandle,
 	if err != nil {
 		return 0, err
 	}
+	return t.st.deriveFrom(s, base, d.data)
+}
+
+// deriveFrom derives from the AES key base the session key run describes.
+func (st *tokenState) deriveFrom(s pkcs11.SessionHandle, base pkcs11.ObjectHandle, data []byte) (pkcs11.ObjectHandle, error) {
 	// Checked here, not left to the device: NSS softokn derives from a
 	// key whose CKA_DERIVE is false.
-	a, err := t.st.attrs(s, base, pkcs11.CKA_DERIVE)
+	a, err := st.attrs(s, base, pkcs11.CKA_DERIVE)
 	if err != nil {
 		return 0, err
 	}
 	if !isTrue(a[pkcs11.CKA_DERIVE]) {
 		return 0, &OpError{Op: "C_DeriveKey", Code: pkcs11.Error(pkcs11.CKR_KEY_FUNCTION_NOT_PERMITTED), Sentinel: ErrUnsupported}
 	}
-	param, free := derivationParam(d.data)
+	param, free := derivationParam(data)
 	defer free()
 	template := append([]*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
 		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_GENERIC_SECRET),
-		pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, len(d.data)),
+		pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, len(data)),
 		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
 		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
 		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
 		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
 	}, (UsageSign | UsageVerify).attrs()...)
-	h, err := t.st.mod.ctx.DeriveKey(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_ECB_ENCRYPT_DATA, param)}, base, template)
-	return h, call("C_DeriveKey", err)
+	h, err := st.mod.ctx.DeriveKey(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_ECB_ENCRYPT_DATA, param)}, base, template)
+	return h, st.notSupported(OpDerive, call("C_DeriveKey", err))
 }
 
 // DeriveHMACKey derives from base (an AES key with UsageDerive) a
@@ -77,12 +82,17 @@ var hmacMechanism = map[crypto.Hash]uint{
 	crypto.SHA512: pkcs11.CKM_SHA512_HMAC,
 }
 
+var hmacOp = map[crypto.Hash]Op{crypto.SHA256: OpHMACSHA256, crypto.SHA384: OpHMACSHA384, crypto.SHA512: OpHMACSHA512}
+
 // HMAC computes HMAC-hash(k, msg) in the device; hash is SHA256, SHA384 or
 // SHA512.
 func (k *Key) HMAC(ctx context.Context, hash crypto.Hash, msg []byte) ([]byte, error) {
 	mech, ok := hmacMechanism[hash]
 	if !ok {
 		return nil, fmt.Errorf("%w: HMAC with %v (use SHA-256, SHA-384 or SHA-512)", ErrUnsupported, hash)
+	}
+	if err := k.tok.st.require(hmacOp[hash]); err != nil {
+		return nil, fmt.Errorf("HMAC with %q: %w", k.Label, err)
 	}
 	m := []*pkcs11.Mechanism{pkcs11.NewMechanism(mech, nil)}
 	var mac []byte
@@ -111,6 +121,9 @@ func (k *Key) VerifyHMAC(ctx context.Context, hash crypto.Hash, msg, mac []byte)
 	if !ok {
 		return fmt.Errorf("%w: HMAC with %v (use SHA-256, SHA-384 or SHA-512)", ErrUnsupported, hash)
 	}
+	if err := k.tok.st.require(hmacOp[hash]); err != nil {
+		return fmt.Errorf("HMAC with %q: %w", k.Label, err)
+	}
 	if len(mac) != hash.Size() {
 		return fmt.Errorf("HMAC with %q: %w", k.Label, ErrAuthentication)
 	}
@@ -130,12 +143,13 @@ func (k *Key) VerifyHMAC(ctx context.Context, hash crypto.Hash, msg, mac []byte)
 			return call("C_VerifyInit", err)
 		}
 		err := call("C_Verify", c.Verify(s, msg, mac))
-		switch codeOf(err) {
-		case pkcs11.CKR_BUFFER_TOO_SMALL, pkcs11.CKR_DEVICE_ERROR, pkcs11.CKR_GENERAL_ERROR, pkcs11.CKR_FUNCTION_FAILED:
-			// A verification that started well and then failed as a
-			// device fault: NSS softokn answers a wrong MAC so. Sign and
-			// compare instead, here and from now on for this token; if
-			// signing fails too, the fault is real.
+		if verifyFault(err) {
+			// A verification that started well and then failed with
+			// anything but "signature invalid": NSS softokn answers a
+			// wrong MAC with CKR_BUFFER_TOO_SMALL, CKR_ARGUMENTS_BAD or
+			// CKR_DEVICE_ERROR. Sign and compare instead, here and from
+			// now on for this token; if signing fails too, the fault is
+			// real.
 			if serr := signAndCompare(c, s, m, h, msg, mac); !errors.Is(serr, ErrDevice) {
 				k.tok.st.verifyBySign.Store(true)
 				return serr
@@ -164,4 +178,17 @@ func signAndCompare(c *pkcs11.Ctx, s pkcs11.SessionHandle, m []*pkcs11.Mechanism
 		return &OpError{Op: "C_Sign", Code: pkcs11.Error(pkcs11.CKR_SIGNATURE_INVALID), Sentinel: ErrAuthentication}
 	}
 	return nil
+}
+
+// verifyFault says a C_Verify after a good C_VerifyInit failed other than
+// as a wrong MAC, a lost session or a lost login (which the pool handles).
+func verifyFault(err error) bool {
+	code := codeOf(err)
+	switch {
+	case code == 0, code == pkcs11.CKR_SIGNATURE_INVALID, code == pkcs11.CKR_SIGNATURE_LEN_RANGE,
+		needsRelogin(err), code == pkcs11.CKR_SESSION_HANDLE_INVALID, code == pkcs11.CKR_SESSION_CLOSED,
+		code == pkcs11.CKR_DEVICE_REMOVED, code == pkcs11.CKR_TOKEN_NOT_PRESENT:
+		return false
+	}
+	return true
 }

@@ -3,7 +3,11 @@ package hsm
 import (
 	"context"
 	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -224,12 +228,15 @@ type KeyInfo struct {
 	Class            KeyClass
 	Type             KeyType
 	Bits             int
-	KCV              string // 6 upper-case hex digits; empty where the key has none
+	KCV              string // 6 upper-case hex digits; empty where unavailable (see KCV)
 	Sensitive        bool
 	Extractable      bool
 	AlwaysSensitive  bool
 	NeverExtractable bool
-	Local            bool // generated in the device, not imported
+	// Local: generated in the device, not imported. keyward's own record
+	// in CKA_ID says so for keys it made; CKA_LOCAL only for others (NSS
+	// softokn reports CKA_LOCAL false for keys it generated).
+	Local bool
 }
 
 // List reports every secret and private key on the token.
@@ -274,18 +281,19 @@ func (st *tokenState) keyInfo(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) (Ke
 		NeverExtractable: isTrue(base[pkcs11.CKA_NEVER_EXTRACTABLE]),
 		Local:            isTrue(base[pkcs11.CKA_LOCAL]),
 	}
+	rec, ours := parseID(info.ID)
+	if ours {
+		info.Local = rec.generated
+	}
 	switch info.Type {
 	case TypeAES, TypeGenericSecret:
-		a, err := st.attrs(s, h, pkcs11.CKA_VALUE_LEN)
+		a, err := st.attrs(s, h, pkcs11.CKA_VALUE_LEN, pkcs11.CKA_ENCRYPT)
 		if err != nil {
 			return info, err
 		}
 		info.Bits = 8 * int(bytesToUint(a[pkcs11.CKA_VALUE_LEN]))
 		if info.Type == TypeAES {
-			// Optional in PKCS#11 < 3.0; a device without it reports no KCV.
-			if a, err := st.attrs(s, h, pkcs11.CKA_CHECK_VALUE); err == nil && len(a[pkcs11.CKA_CHECK_VALUE]) == 3 {
-				info.KCV = strings.ToUpper(hex.EncodeToString(a[pkcs11.CKA_CHECK_VALUE]))
-			}
+			info.KCV = st.kcv(s, h, isTrue(a[pkcs11.CKA_ENCRYPT]), rec.kcv)
 		}
 	case TypeRSA:
 		if a, err := st.attrs(s, h, pkcs11.CKA_MODULUS); err == nil {
@@ -343,20 +351,104 @@ func (k *Key) Info(ctx context.Context) (KeyInfo, error) {
 	return info, err
 }
 
+// ErrKCVUnavailable: neither keyward nor the device can tell the key's
+// check value (a derive-only key generated in a device without
+// CKA_CHECK_VALUE). It also matches ErrNotSupported.
+var ErrKCVUnavailable = errors.New("KCV unavailable")
+
 // KCV returns the key check value: the first 3 bytes of AES-ECB(key, 0^128)
-// as 6 upper-case hex digits, read from CKA_CHECK_VALUE.
+// as 6 upper-case hex digits. keyward owns it rather than trusting a value
+// the device supplies unchecked, in this order:
+//
+//  1. a key that may encrypt: AES-ECB of a zero block, computed in the
+//     device now;
+//  2. a key keyward imported: the KCV recorded in its CKA_ID at import,
+//     after keyward proved the device holds that very value;
+//  3. the device's CKA_CHECK_VALUE (SoftHSM2 has it; NSS softokn has not);
+//  4. otherwise ErrKCVUnavailable.
 func (k *Key) KCV(ctx context.Context) (string, error) {
 	if k.Type != TypeAES {
 		return "", fmt.Errorf("%w: %s has no KCV (AES keys only)", ErrUnsupported, k)
 	}
-	v, err := k.Attribute(ctx, pkcs11.CKA_CHECK_VALUE)
+	info, err := k.Info(ctx)
 	if err != nil {
 		return "", err
 	}
-	if len(v) != 3 {
-		return "", fmt.Errorf("%w: device reports a %d-byte check value for %s", ErrUnsupported, len(v), k)
+	if info.KCV == "" {
+		return "", k.tok.st.kcvUnavailable(k.Label)
 	}
-	return strings.ToUpper(hex.EncodeToString(v)), nil
+	return info.KCV, nil
+}
+
+// kcvUnavailable says why a key has no KCV on this device.
+func (st *tokenState) kcvUnavailable(label string) error {
+	return fmt.Errorf("%w: %q may not encrypt and was generated in the device, and %s has no CKA_CHECK_VALUE: %w",
+		ErrKCVUnavailable, label, st.device(), &NotSupportedError{Op: OpCheckValue, Mechanisms: []string{"CKA_CHECK_VALUE"}, Device: st.device()})
+}
+
+// kcv is the KCV of AES key h as KCV describes it; "" when unavailable.
+func (st *tokenState) kcv(s pkcs11.SessionHandle, h pkcs11.ObjectHandle, mayEncrypt bool, recorded []byte) string {
+	if mayEncrypt && st.require(OpAESECB) == nil {
+		if block, err := st.encryptZeroBlock(s, h); err == nil {
+			return strings.ToUpper(hex.EncodeToString(block[:3]))
+		}
+	}
+	if recorded != nil {
+		return strings.ToUpper(hex.EncodeToString(recorded))
+	}
+	if v := st.readCheckValue(s, h); v != nil {
+		return strings.ToUpper(hex.EncodeToString(v))
+	}
+	return ""
+}
+
+// encryptZeroBlock is AES-ECB(key h, 0^128) computed in the device.
+func (st *tokenState) encryptZeroBlock(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) ([]byte, error) {
+	c := st.mod.ctx
+	if err := c.EncryptInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_ECB, nil)}, h); err != nil {
+		return nil, call("C_EncryptInit", err)
+	}
+	out, err := c.Encrypt(s, make([]byte, aes.BlockSize))
+	if err != nil {
+		return nil, call("C_Encrypt", err)
+	}
+	if len(out) != aes.BlockSize {
+		return nil, fmt.Errorf("%w: AES-ECB of one block gave %d bytes", ErrDevice, len(out))
+	}
+	return out, nil
+}
+
+// idRecord is what keyward writes into the CKA_ID of every key it makes:
+// 8 random bytes, "kw", 'g' (generated) or 'i' (imported), and for an
+// imported AES key its 3-byte KCV. CKA_MODIFIABLE is false, so the record
+// stays as written. Keys keyward did not make have other IDs.
+type idRecord struct {
+	generated bool
+	kcv       []byte // imported AES keys only
+}
+
+func newID(rec idRecord) []byte {
+	id := make([]byte, 8, 14)
+	_, _ = rand.Read(id)
+	origin := byte('i')
+	if rec.generated {
+		origin = 'g'
+	}
+	return append(append(id, 'k', 'w', origin), rec.kcv...)
+}
+
+func parseID(id []byte) (idRecord, bool) {
+	if (len(id) != 11 && len(id) != 14) || id[8] != 'k' || id[9] != 'w' || (id[10] != 'g' && id[10] != 'i') {
+		return idRecord{}, false
+	}
+	rec := idRecord{generated: id[10] == 'g'}
+	if len(id) == 14 {
+		if rec.generated {
+			return idRecord{}, false
+		}
+		rec.kcv = id[11:14]
+	}
+	return rec, true
 }
 
 // ComputeKCV is the KCV of a raw AES key computed in Go: what a custodian
@@ -387,12 +479,6 @@ func secretTemplate(label string, id []byte, keyType KeyType, usage Usage) []*pk
 	}, usage.attrs()...)
 }
 
-func newID() []byte {
-	id := make([]byte, 8)
-	_, _ = rand.Read(id)
-	return id
-}
-
 func checkLabel(label string) error {
 	if label == "" {
 		return fmt.Errorf("%w: empty key label", ErrConfig)
@@ -421,7 +507,10 @@ func (t *Token) GenerateAES(ctx context.Context, label string, bits int, usage U
 	if bits != 128 && bits != 192 && bits != 256 {
 		return nil, fmt.Errorf("%w: AES key size must be 128, 192 or 256 bits, got %d", ErrInvalidKey, bits)
 	}
-	id := newID()
+	if err := t.st.require(OpAESKeyGen); err != nil {
+		return nil, fmt.Errorf("generate %q: %w", label, err)
+	}
+	id := newID(idRecord{generated: true})
 	var h pkcs11.ObjectHandle
 	err := t.do(ctx, "generate", nil, func(s pkcs11.SessionHandle, _ pkcs11.ObjectHandle) error {
 		if err := t.st.ensureFree(s, label); err != nil {
@@ -430,7 +519,7 @@ func (t *Token) GenerateAES(ctx context.Context, label string, bits int, usage U
 		template := append(secretTemplate(label, id, TypeAES, usage), pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, bits/8))
 		var err error
 		h, err = t.st.mod.ctx.GenerateKey(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}, template)
-		return call("C_GenerateKey", err)
+		return t.st.notSupported(OpAESKeyGen, call("C_GenerateKey", err))
 	})
 	if err != nil {
 		return nil, fmt.Errorf("generate %q: %w", label, err)
@@ -441,8 +530,10 @@ func (t *Token) GenerateAES(ctx context.Context, label string, bits int, usage U
 // ImportAES creates an AES key from value (16, 24 or 32 bytes) and clears
 // value, whatever the outcome. When expectKCV is set (6 hex digits) the key
 // is refused unless its KCV matches, and the device is given CKA_CHECK_VALUE
-// to verify as well. The KCV is read back from the device and compared with
-// the one computed here; on a mismatch the new object is destroyed.
+// to verify as well (NSS softokn accepts a wrong one, so that is not
+// enough). Then keyward proves the device holds value (proveValue) and the
+// KCV computed here is recorded in the key's CKA_ID; on a mismatch the new
+// object is destroyed.
 func (t *Token) ImportAES(ctx context.Context, label string, value []byte, usage Usage, expectKCV string) (*Key, error) {
 	defer clear(value)
 	if err := checkLabel(label); err != nil {
@@ -462,7 +553,8 @@ func (t *Token) ImportAES(ctx context.Context, label string, value []byte, usage
 			return nil, fmt.Errorf("%w: key has KCV %s, expected %s; nothing was imported", ErrKCVMismatch, kcv, strings.ToUpper(expectKCV))
 		}
 	}
-	id := newID()
+	kcvBytes, _ := hex.DecodeString(kcv)
+	id := newID(idRecord{kcv: kcvBytes})
 	var h pkcs11.ObjectHandle
 	err = t.do(ctx, "import", nil, func(s pkcs11.SessionHandle, _ pkcs11.ObjectHandle) error {
 		if err := t.st.ensureFree(s, label); err != nil {
@@ -481,10 +573,11 @@ func (t *Token) ImportAES(ctx context.Context, label string, value []byte, usage
 			}
 			return err
 		}
-		got, err := t.st.attrs(s, h, pkcs11.CKA_CHECK_VALUE)
-		if err == nil && !strings.EqualFold(hex.EncodeToString(got[pkcs11.CKA_CHECK_VALUE]), kcv) {
-			_ = t.st.mod.ctx.DestroyObject(s, h)
-			return fmt.Errorf("%w: the device reports KCV %X for the key, computed %s; the object was destroyed", ErrKCVMismatch, got[pkcs11.CKA_CHECK_VALUE], kcv)
+		if err := t.st.proveValue(s, h, value, usage); err != nil {
+			if derr := t.st.mod.ctx.DestroyObject(s, h); derr != nil {
+				return fmt.Errorf("%w; destroying the new object failed too: %w", err, call("C_DestroyObject", derr))
+			}
+			return fmt.Errorf("%w; the new object was destroyed", err)
 		}
 		return nil
 	})
@@ -531,4 +624,90 @@ func bytesToUint(b []byte) uint {
 		return uint(binary.NativeEndian.Uint32(b))
 	}
 	return 0
+}
+
+// proveValue checks that the new AES key h holds value, with whatever the
+// key's usage and the device allow: AES-ECB of a zero block for a key
+// that may encrypt, an HMAC under a key derived from it for a key that may
+// derive, and the device's CKA_CHECK_VALUE where it has one. At least one
+// must have been possible.
+func (st *tokenState) proveValue(s pkcs11.SessionHandle, h pkcs11.ObjectHandle, value []byte, usage Usage) error {
+	b, err := aes.NewCipher(value)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidKey, err)
+	}
+	proved := false
+	mismatch := func(how string) error {
+		return fmt.Errorf("%w: %s in the device differs from the key given", ErrKCVMismatch, how)
+	}
+	if usage&UsageEncrypt != 0 && st.require(OpAESECB) == nil {
+		got, err := st.encryptZeroBlock(s, h)
+		if err != nil {
+			return err
+		}
+		want := make([]byte, aes.BlockSize)
+		b.Encrypt(want, want)
+		if subtle.ConstantTimeCompare(got, want) != 1 {
+			return mismatch("AES-ECB of a zero block")
+		}
+		proved = true
+	}
+	if usage&UsageDerive != 0 && st.require(OpHMACSHA256) == nil {
+		if err := st.proveByDerive(s, h, b); err != nil {
+			return err
+		}
+		proved = true
+	}
+	if v := st.readCheckValue(s, h); v != nil {
+		want := make([]byte, aes.BlockSize)
+		b.Encrypt(want, want)
+		if subtle.ConstantTimeCompare(v, want[:3]) != 1 {
+			return mismatch(fmt.Sprintf("CKA_CHECK_VALUE %X", v))
+		}
+		proved = true
+	}
+	if !proved {
+		return fmt.Errorf("%w: %s can prove neither by AES-ECB, nor by a derived HMAC, nor by CKA_CHECK_VALUE that it holds the key", ErrUnsupported, st.device())
+	}
+	return nil
+}
+
+// importCheckData and importCheckMsg make the derived-HMAC proof: K' =
+// AES-ECB(key, "kw-import-chk" ‖ i), i = 1, 2 as 3 bytes big-endian, and
+// HMAC-SHA256(K', importCheckMsg), computed in the device and here.
+var (
+	importCheckData = []byte("kw-import-chk\x00\x00\x01kw-import-chk\x00\x00\x02")
+	importCheckMsg  = []byte("keyward: the device holds the imported key")
+)
+
+// proveByDerive derives a session key from h the way token keys are
+// derived (fixed, sensitive template), signs importCheckMsg with it in the
+// device and compares with the same computed from the value.
+func (st *tokenState) proveByDerive(s pkcs11.SessionHandle, h pkcs11.ObjectHandle, b cipher.Block) error {
+	dh, err := st.deriveFrom(s, h, importCheckData)
+	if err != nil {
+		return err
+	}
+	defer st.mod.ctx.DestroyObject(s, dh)
+	c := st.mod.ctx
+	m := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_SHA256_HMAC, nil)}
+	if err := c.SignInit(s, m, dh); err != nil {
+		return call("C_SignInit", err)
+	}
+	got, err := c.Sign(s, importCheckMsg)
+	if err != nil {
+		return call("C_Sign", err)
+	}
+	derived := make([]byte, len(importCheckData))
+	for i := 0; i < len(derived); i += aes.BlockSize {
+		b.Encrypt(derived[i:], importCheckData[i:])
+	}
+	mac := hmac.New(sha256.New, derived)
+	mac.Write(importCheckMsg)
+	want := mac.Sum(nil)
+	clear(derived)
+	if !hmac.Equal(got, want) {
+		return fmt.Errorf("%w: an HMAC under a key derived in the device differs from the key given", ErrKCVMismatch)
+	}
+	return nil
 }

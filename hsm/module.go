@@ -155,6 +155,10 @@ type TokenInfo struct {
 	Manufacturer string
 	Model        string
 	Initialized  bool
+	// PINCounted: the token says it counts wrong PINs (one of
+	// CKF_USER_PIN_COUNT_LOW, _FINAL_TRY, _LOCKED is set). A token that
+	// counts without saying so sets none (NSS softokn never does).
+	PINCounted bool
 }
 
 // Tokens lists the tokens present in the module's slots.
@@ -174,7 +178,8 @@ func (mod *Module) Tokens() ([]TokenInfo, error) {
 		}
 		out = append(out, TokenInfo{Slot: s, Label: info.Label, Serial: info.SerialNumber,
 			Manufacturer: info.ManufacturerID, Model: info.Model,
-			Initialized: info.Flags&pkcs11.CKF_TOKEN_INITIALIZED != 0})
+			Initialized: info.Flags&pkcs11.CKF_TOKEN_INITIALIZED != 0,
+			PINCounted:  info.Flags&(pkcs11.CKF_USER_PIN_COUNT_LOW|pkcs11.CKF_USER_PIN_FINAL_TRY|pkcs11.CKF_USER_PIN_LOCKED) != 0})
 	}
 	return out, nil
 }

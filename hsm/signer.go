@@ -45,7 +45,7 @@ func (t *Token) GenerateKeyPair(ctx context.Context, label string, kind KeyPairT
 	if err := checkLabel(label); err != nil {
 		return nil, err
 	}
-	id := newID()
+	id := newID(idRecord{generated: true})
 	pub := []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY),
 		pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
@@ -96,6 +96,10 @@ func (t *Token) GenerateKeyPair(ctx context.Context, label string, kind KeyPairT
 	default:
 		return nil, fmt.Errorf("%w: key pair type %q (use ec-p256, rsa-2048, rsa-3072 or ed25519)", ErrUnsupported, kind)
 	}
+	op := kind.Op()
+	if err := t.st.require(op); err != nil {
+		return nil, fmt.Errorf("generate %q: %w", label, err)
+	}
 	var h pkcs11.ObjectHandle
 	err := t.do(ctx, "generate_pair", nil, func(s pkcs11.SessionHandle, _ pkcs11.ObjectHandle) error {
 		if err := t.st.ensureFree(s, label); err != nil {
@@ -103,7 +107,7 @@ func (t *Token) GenerateKeyPair(ctx context.Context, label string, kind KeyPairT
 		}
 		var err error
 		_, h, err = t.st.mod.ctx.GenerateKeyPair(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(mech, nil)}, pub, priv)
-		return call("C_GenerateKeyPair", err)
+		return t.st.notSupported(op, call("C_GenerateKeyPair", err))
 	})
 	if err != nil {
 		return nil, fmt.Errorf("generate %q: %w", label, err)

@@ -48,6 +48,8 @@ type tokenState struct {
 
 	hmacGate *gate // HMAC verifications one at a time (SoftHSM2); nil: side by side
 
+	caps *capabilities // what the device can do, read once at Open
+
 	// verifyBySign: this device's C_Verify reported a wrong MAC as a
 	// device fault once; HMACs are checked by signing and comparing.
 	verifyBySign atomic.Bool
@@ -102,7 +104,7 @@ func Open(ctx context.Context, cfg Config) (*Token, error) {
 		return nil, call("C_GetTokenInfo", err)
 	}
 	st := &tokenState{mod: m, slot: slot, label: info.Label, serial: info.SerialNumber, manufacturer: info.ManufacturerID, model: info.Model, observe: cfg.Observe, refs: 1, pin: pin, keys: map[string]*Key{},
-		hmacGate: hmacGate(info.ManufacturerID)}
+		hmacGate: hmacGate(info.ManufacturerID), caps: readCapabilities(m.ctx, slot)}
 	st.pool = newPool(max, st.openSession, st.closeSession)
 	// Warm one session; this also logs in and reports a wrong PIN now.
 	s, err := st.pool.get(ctx)
