@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -140,8 +141,21 @@ func pinFileWarnings(src PINSource) []string {
 // Manufacturer is the token's manufacturer ID ("SoftHSM project", …).
 func (t *Token) Manufacturer() string { return t.st.manufacturer }
 
-// SoftHSM says the token is SoftHSM2's: a software token, not an HSM.
+// SoftHSM says the token is SoftHSM2's.
 func (t *Token) SoftHSM() bool { return isSoftHSM(t.st.manufacturer) }
+
+// Software names the software token the device is ("SoftHSM2", "NSS
+// softokn"), whose keys are files on this machine's disk; "" for any other
+// device.
+func (t *Token) Software() string {
+	switch {
+	case t.SoftHSM():
+		return "SoftHSM2"
+	case strings.TrimSpace(t.st.manufacturer) == "Mozilla Foundation" && strings.HasPrefix(strings.TrimSpace(t.st.model), "NSS"):
+		return "NSS softokn"
+	}
+	return ""
+}
 
 // Model is the token's model.
 func (t *Token) Model() string { return t.st.model }

@@ -135,9 +135,9 @@ func (n *Node) Warnings() []string {
 // Home is the node's keyward directory.
 func (n *Node) Home() string { return n.home }
 
-// SoftwareToken says the device is SoftHSM2: a software token, whose keys
-// are files on this machine's disk, not an HSM.
-func (n *Node) SoftwareToken() bool { return n.Device.SoftHSM() }
+// SoftwareToken says the device is a software token (SoftHSM2, NSS
+// softokn), whose keys are files on this machine's disk, not an HSM.
+func (n *Node) SoftwareToken() bool { return n.Device.Software() != "" }
 
 // Close flushes and stops the token writer, then closes the database and
 // the device.

@@ -48,7 +48,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 	}
 	body := map[string]any{"ready": ready, "device": device, "database": db, "keys": keys}
 	if s.node.SoftwareToken() {
-		body["warnings"] = []string{SoftwareTokenWarning}
+		body["warnings"] = []string{SoftwareTokenWarning(s.node.Device.Software())}
 	}
 	status := http.StatusOK
 	if !ready {
@@ -59,5 +59,8 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// SoftwareTokenWarning is said at start and by /readyz on SoftHSM2.
-const SoftwareTokenWarning = "the device is SoftHSM2, a software token: its keys are files on this machine's disk, not inside an HSM"
+// SoftwareTokenWarning is said at start and by /readyz on a software
+// token such as SoftHSM2.
+func SoftwareTokenWarning(name string) string {
+	return "the device is " + name + ", a software token: its keys are files on this machine's disk, not inside an HSM"
+}

@@ -80,7 +80,7 @@ func runServe(c *cli.Context) error {
 	defer logw.Close() // after Run: the last lines
 	srv := server.New(n, server.Config{MaxRecord: c.Int64("max-record"), RequestTimeout: c.Duration("request-timeout"), Metrics: metrics, Log: newLogger(logw)})
 	if n.SoftwareToken() {
-		fmt.Fprintln(c.App.ErrWriter, "keyward: warning: "+server.SoftwareTokenWarning)
+		fmt.Fprintln(c.App.ErrWriter, "keyward: warning: "+server.SoftwareTokenWarning(n.Device.Software()))
 	}
 	err = srv.Run(ctx, server.Listen{Addr: c.String("listen"), TLSCert: c.String("tls-cert"), TLSKey: c.String("tls-key"),
 		ClientCA: c.String("client-ca"), ShutdownTimeout: c.Duration("shutdown-timeout")}, reload,
