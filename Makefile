@@ -4,7 +4,11 @@ BIN       := bin/keyward
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOVULNCHECK := golang.org/x/vuln/cmd/govulncheck@v1.9.0
 
-.PHONY: all build test unit tidy fuzz lint bench demo deps clean
+.PHONY: all build test test-nss unit tidy fuzz lint bench bench-nss demo deps clean
+
+# Recipes with pipes fail when any part fails.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 
 all: build
 
@@ -14,15 +18,35 @@ deps:
 build:
 	$(GO) build -o $(BIN) ./cmd/keyward
 
-# CI runs exactly this: go.mod tidy, every test with the race detector,
-# then every fuzz target for FUZZTIME each (FUZZTIME=0 skips them).
+# go.mod tidy, every test with the race detector on SoftHSM2, then every
+# fuzz target for FUZZTIME each (FUZZTIME=0 skips them). CI runs this and
+# test-nss.
 FUZZTIME ?= 20s
 
 test: deps tidy unit
 	@if [ "$(FUZZTIME)" != 0 ]; then scripts/fuzz.sh $(FUZZTIME); else echo "fuzz targets skipped: FUZZTIME=0"; fi
 
+# scripts/testreport prints go test's usual lines plus every skipped test
+# with its reason.
+# with the race detector. On an external token (KEYWARD_TEST_PKCS11_*)
+# packages run one at a time: they share that one token.
 unit: deps
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 $(if $(KEYWARD_TEST_PKCS11_MODULE),-p 1) -json ./... | $(GO) run ./scripts/testreport
+
+# The whole suite again on a second PKCS#11 implementation: NSS softokn
+# behind p11-kit-proxy (scripts/nss-token.sh; needs root for p11-kit's
+# system config). Packages run one at a time (-p 1): they share the one
+# NSS token, which each test empties of keys. CI runs make test test-nss.
+test-nss: deps
+	@scripts/deps.sh nss
+	scripts/nss-run.sh $(MAKE) --no-print-directory unit
+
+# The hsm pairs (keyward and the bare PKCS#11 loop) on NSS softokn, for
+# docs/PERFORMANCE.md's second column.
+bench-nss: deps
+	@scripts/deps.sh nss
+	scripts/nss-run.sh $(GO) test -run '^$$' -bench . -benchtime 1s -count 3 -cpu 1,2 ./hsm | tee bench-nss.out
+	@awk -f scripts/benchratio.awk bench-nss.out
 
 # go.mod and go.sum say exactly what the code imports.
 tidy:
@@ -54,9 +78,10 @@ bench: deps
 	@# keyward serve against the in-process operation and a bare handler.
 	$(GO) test -run '^$$' -bench Server -benchtime 10000x -count 3 ./server | tee bench-server.out
 	@awk -f scripts/benchserver.awk bench-server.out; cat bench-server.out >> bench.out; rm -f bench-server.out
+	$(MAKE) bench-nss
 
 demo: deps build
 	@scripts/demo.sh
 
 clean:
-	rm -rf bin .demo bench.out
+	rm -rf bin .demo bench.out bench-nss.out

@@ -296,8 +296,8 @@ func TestWrongPINSaysTheTokenCountsIt(t *testing.T) {
 	if !errors.Is(err, hsm.ErrPINIncorrect) {
 		t.Fatalf("wrong PIN: %v; want ErrPINIncorrect", err)
 	}
-	if !tokenCountsPINs(t, cfg) {
-		t.Skipf("token %q sets no PIN retry flag after a wrong PIN (CKF_USER_PIN_COUNT_LOW): there is no count to report", cfg.TokenLabel)
+	if !softhsmtest.PINCounted(t, st) {
+		t.Skipf("token %q sets no PIN retry flag after a wrong PIN (CKF_USER_PIN_COUNT_LOW): there is no count to report", st.Label)
 	}
 	if !strings.Contains(err.Error(), "warning: the token has counted wrong PINs") ||
 		!strings.Contains(err.Error(), "CKF_USER_PIN_COUNT_LOW") {
@@ -308,26 +308,6 @@ func TestWrongPINSaysTheTokenCountsIt(t *testing.T) {
 		t.Fatalf("the right PIN after the wrong one: %v", err)
 	}
 	tok.Close()
-}
-
-// tokenCountsPINs reads the token's PIN flags as the device reports them.
-func tokenCountsPINs(t *testing.T, cfg hsm.Config) bool {
-	mod, err := hsm.LoadModule(cfg.ModulePath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mod.Close()
-	infos, err := mod.Tokens()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, info := range infos {
-		if info.Label == cfg.TokenLabel {
-			return info.PINCounted
-		}
-	}
-	t.Fatalf("token %q not listed", cfg.TokenLabel)
-	return false
 }
 
 // TestPINFileModeWarns: a PIN file group or others can read is used, with

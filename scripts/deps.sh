@@ -2,7 +2,9 @@
 # Makes sure the system packages keyward's tests and demo need are here:
 # SoftHSM2 (the PKCS#11 device), OpenSC (pkcs11-tool, for cross-checks), the
 # PostgreSQL server binaries (the HA tests start throwaway clusters), and
-# curl and jq (the demo and the API examples).
+# curl and jq (the demo and the API examples). "deps.sh nss" also wants
+# what make test-nss needs: p11-kit and its proxy module (p11-kit,
+# p11-kit-modules), NSS's softokn (libnss3) and certutil (libnss3-tools).
 # As root it installs them with apt-get; otherwise it prints the command.
 set -euo pipefail
 
@@ -18,6 +20,12 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v jq >/dev/null 2>&1 || missing+=(jq)
 # The tests start throwaway PostgreSQL clusters from the server binaries.
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || missing+=(postgresql)
+if [ "${1:-}" = nss ]; then
+	command -v p11-kit >/dev/null 2>&1 || missing+=(p11-kit)
+	ls /usr/lib/*/p11-kit-proxy.so /usr/lib64/p11-kit-proxy.so >/dev/null 2>&1 || missing+=(p11-kit-modules)
+	ls /usr/lib/*/libsoftokn3.so /usr/lib64/libsoftokn3.so >/dev/null 2>&1 || missing+=(libnss3)
+	command -v certutil >/dev/null 2>&1 || missing+=(libnss3-tools)
+fi
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 

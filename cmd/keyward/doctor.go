@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
+	"strings"
 
 	"github.com/keyward/keyward/hsm"
 	"github.com/keyward/keyward/keyring"
@@ -14,21 +16,73 @@ import (
 func doctorCommand() *cli.Command {
 	return &cli.Command{
 		Name:   "doctor",
-		Usage:  "check module, token, login and keys; one line per check, exit 1 if any fails",
+		Usage:  "check module, token, login, device capabilities and keys; one line per check, exit 1 if any fails",
 		Action: doctor,
 	}
 }
 
+// doctorCheck is one line of doctor's report.
+type doctorCheck struct {
+	OK    bool   `json:"ok"`
+	Check string `json:"check"`
+}
+
+// doctorReport is what doctor found; --json prints it whole.
+type doctorReport struct {
+	Checks       []doctorCheck    `json:"checks"`
+	Capabilities []hsm.Capability `json:"capabilities,omitempty"`
+}
+
+// required are the operations a node cannot serve without.
+var required = []hsm.Op{hsm.OpAESGCM, hsm.OpDerive, hsm.OpHMACSHA256}
+
 func doctor(c *cli.Context) error {
-	w := c.App.Writer
+	var report doctorReport
+	err := runDoctor(c, &report)
 	failed := 0
-	check := func(ok bool, format string, args ...any) {
-		mark := "ok  "
-		if !ok {
-			mark = "FAIL"
+	for _, ch := range report.Checks {
+		if !ch.OK {
 			failed++
 		}
-		fmt.Fprintf(w, "%s  %s\n", mark, fmt.Sprintf(format, args...))
+	}
+	if c.Bool("json") {
+		if perr := printJSON(c.App.Writer, report); perr != nil {
+			return perr
+		}
+	} else {
+		printDoctor(c.App.Writer, report)
+	}
+	if err != nil {
+		return err
+	}
+	if failed > 0 {
+		return fmt.Errorf("doctor: %d check(s) failed", failed)
+	}
+	return nil
+}
+
+// printDoctor prints one line per check, the capability table after the
+// login check.
+func printDoctor(w io.Writer, r doctorReport) {
+	for _, ch := range r.Checks {
+		mark := "ok  "
+		if !ch.OK {
+			mark = "FAIL"
+		}
+		fmt.Fprintf(w, "%s  %s\n", mark, ch.Check)
+		if strings.HasPrefix(ch.Check, "login works") && len(r.Capabilities) > 0 {
+			rows := make([][]string, len(r.Capabilities))
+			for i, cp := range r.Capabilities {
+				rows[i] = []string{"", string(cp.Op), yesNo(cp.Supported), strings.Join(cp.Mechanisms, " "), cp.Note}
+			}
+			printTable(w, []string{"", "OPERATION", "SUPPORTED", "NEEDS", "NOTE"}, rows)
+		}
+	}
+}
+
+func runDoctor(c *cli.Context, report *doctorReport) error {
+	check := func(ok bool, format string, args ...any) {
+		report.Checks = append(report.Checks, doctorCheck{OK: ok, Check: fmt.Sprintf(format, args...)})
 	}
 	nc, err := nodeConfig(c)
 	if err != nil {
@@ -38,7 +92,7 @@ func doctor(c *cli.Context) error {
 	mod, err := hsm.LoadModule(cfg.ModulePath)
 	check(err == nil, "module loads: %s%s", cfg.ModulePath, errSuffix(err))
 	if err != nil {
-		return doctorResult(failed)
+		return nil
 	}
 	defer mod.Close()
 	tok, err := hsm.Open(c.Context, cfg)
@@ -53,15 +107,23 @@ func doctor(c *cli.Context) error {
 		check(false, "login works%s", errSuffix(node.ExplainOpen(cfg, err)))
 	}
 	if err != nil {
-		return doctorResult(failed)
+		return nil
 	}
 	defer tok.Close()
+	report.Capabilities = tok.Capabilities(c.Context)
+	var lacking []string
+	for _, op := range required {
+		if err := tok.Require(op); err != nil {
+			lacking = append(lacking, err.Error())
+		}
+	}
+	check(len(lacking) == 0, "device can do what keyward needs (%s)%s", joinOps(required), errSuffix(errors.New(strings.Join(lacking, "; "))))
 	entries, err := keyring.New(tok).List(c.Context)
 	check(err == nil, "keys listed%s", errSuffix(err))
 	have := map[keyring.Role]bool{}
 	for _, e := range entries {
 		have[e.Role] = true
-		check(e.Sensitive && !e.Extractable, "%s (KCV %s, %s): sensitive=%v extractable=%v", e.Label, orDash(e.KCV), e.Origin, e.Sensitive, e.Extractable)
+		check(e.Sensitive && !e.Extractable, "%s (KCV %s, %s): sensitive=%v extractable=%v", e.Label, kcvText(e), e.Origin, e.Sensitive, e.Extractable)
 	}
 	for _, r := range []keyring.Role{keyring.Master, keyring.Join} {
 		if !have[r] {
@@ -71,7 +133,7 @@ func doctor(c *cli.Context) error {
 	store, err := keystore.Open(c.Context, nc.DB)
 	if err != nil {
 		check(false, "database opens%s", errSuffix(err))
-		return doctorResult(failed)
+		return nil
 	}
 	defer store.Close()
 	warn(c, store.Warnings())
@@ -80,7 +142,7 @@ func doctor(c *cli.Context) error {
 	node, err := keystore.NewJoiningNode(c.Context, store, keyring.New(tok))
 	if err != nil {
 		check(false, "device matches the key registry%s", errSuffix(err))
-		return doctorResult(failed)
+		return nil
 	}
 	missing := node.Missing()
 	for _, m := range missing {
@@ -89,19 +151,20 @@ func doctor(c *cli.Context) error {
 	if len(missing) == 0 {
 		check(true, "device matches the key registry")
 	}
-	return doctorResult(failed)
+	return nil
 }
 
 func errSuffix(err error) string {
-	if err == nil {
+	if err == nil || err.Error() == "" {
 		return ""
 	}
 	return ": " + err.Error()
 }
 
-func doctorResult(failed int) error {
-	if failed > 0 {
-		return fmt.Errorf("doctor: %d check(s) failed", failed)
+func joinOps(ops []hsm.Op) string {
+	names := make([]string, len(ops))
+	for i, op := range ops {
+		names[i] = string(op)
 	}
-	return nil
+	return strings.Join(names, ", ")
 }

@@ -63,15 +63,25 @@ func keyCommand() *cli.Command {
 						return err
 					}
 					defer done()
-					_, e, err := ring.Get(c.Context, role, c.Int("version"))
+					k, e, err := ring.Get(c.Context, role, c.Int("version"))
 					if err != nil {
 						return err
 					}
+					kcv, err := k.KCV(c.Context)
 					if c.Bool("json") {
-						return printJSON(c.App.Writer, map[string]any{"label": e.Label, "role": e.Role, "version": e.Version, "kcv": e.KCV})
+						out := map[string]any{"label": e.Label, "role": e.Role, "version": e.Version, "kcv": kcv}
+						if err != nil {
+							out["kcv"], out["error"] = nil, err.Error()
+						}
+						if perr := printJSON(c.App.Writer, out); perr != nil {
+							return perr
+						}
+					} else if err != nil {
+						fmt.Fprintln(c.App.Writer, "unavailable")
+					} else {
+						fmt.Fprintln(c.App.Writer, kcv)
 					}
-					fmt.Fprintln(c.App.Writer, e.KCV)
-					return nil
+					return err
 				},
 			},
 			keyImportCommand(),
@@ -148,9 +158,12 @@ func keyCommand() *cli.Command {
 						return err
 					}
 					defer done()
-					_, e, err := ring.Get(c.Context, role, c.Int("version"))
+					k, e, err := ring.Get(c.Context, role, c.Int("version"))
 					if err != nil {
 						return err
+					}
+					if _, err := k.KCV(c.Context); err != nil {
+						return fmt.Errorf("%s cannot be checked: %w", e.Label, err)
 					}
 					if e.KCV != want {
 						return checkFailed{fmt.Errorf("KCV mismatch: %s in token %q has KCV %s, expected %s", e.Label, ring.Token().Label(), orDash(e.KCV), want)}
@@ -193,7 +206,7 @@ func keyCommand() *cli.Command {
 					if err := ring.Destroy(c.Context, role, v); err != nil {
 						return err
 					}
-					fmt.Fprintf(c.App.Writer, "%s (KCV %s) destroyed\n", e.Label, orDash(e.KCV))
+					fmt.Fprintf(c.App.Writer, "%s (KCV %s) destroyed\n", e.Label, kcvText(e))
 					return nil
 				},
 			},
@@ -255,8 +268,17 @@ func printEntry(c *cli.Context, e keyring.Entry) error {
 	if c.Bool("json") {
 		return printJSON(c.App.Writer, e)
 	}
-	fmt.Fprintf(c.App.Writer, "%s  KCV %s  (%s-%d, %s)\n", e.Label, orDash(e.KCV), e.Type, e.Bits, e.Origin)
+	fmt.Fprintf(c.App.Writer, "%s  KCV %s  (%s-%d, %s)\n", e.Label, kcvText(e), e.Type, e.Bits, e.Origin)
 	return nil
+}
+
+// kcvText is an entry's KCV for people: "unavailable" for an AES key
+// whose KCV neither keyward nor the device can tell, "-" for a key pair.
+func kcvText(e keyring.Entry) string {
+	if e.KCV == "" && e.Type == hsm.TypeAES.String() {
+		return "unavailable"
+	}
+	return orDash(e.KCV)
 }
 
 func orDash(s string) string {

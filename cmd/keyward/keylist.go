@@ -49,7 +49,7 @@ func keyList(c *cli.Context, node *keystore.Node) error {
 	rows := make([][]string, len(out))
 	for i, k := range out {
 		rows[i] = []string{string(k.Role), strconv.Itoa(k.Version), k.Label, fmt.Sprintf("%s-%d", k.Type, k.Bits),
-			orDash(k.KCV), string(k.Origin), orDash(k.State), strconv.FormatInt(k.Encryptions, 10), yesNo(k.Sensitive), yesNo(k.Extractable)}
+			kcvText(k.Entry), string(k.Origin), orDash(k.State), strconv.FormatInt(k.Encryptions, 10), yesNo(k.Sensitive), yesNo(k.Extractable)}
 	}
 	printTable(c.App.Writer, []string{"ROLE", "VERSION", "LABEL", "KEY", "KCV", "ORIGIN", "STATE", "ENCRYPTIONS", "SENSITIVE", "EXTRACTABLE"}, rows)
 	return nil

@@ -158,3 +158,26 @@ func OpenTestToken(tb testing.TB) (*softhsm.Token, *hsm.Token) {
 	tb.Cleanup(func() { t.Close() })
 	return tok, t
 }
+
+// PINCounted reads the token's PIN flags as the device reports them: true
+// when it says it counts wrong PINs (SoftHSM2 does after one; NSS softokn
+// never says).
+func PINCounted(tb testing.TB, tok *softhsm.Token) bool {
+	tb.Helper()
+	mod, err := hsm.LoadModule(tok.Module)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer mod.Close()
+	infos, err := mod.Tokens()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, info := range infos {
+		if info.Label == tok.Label {
+			return info.PINCounted
+		}
+	}
+	tb.Fatalf("token %q not listed by %s", tok.Label, tok.Module)
+	return false
+}
