@@ -47,6 +47,21 @@
 // session objects with the same protection: the derivation template is
 // fixed here, so the base key can never be used as an AES-ECB oracle.
 //
+// # Devices and capabilities
+//
+// Devices differ (docs/DEVICES.md). At Open the token's mechanism list is
+// read once; an operation the device lacks (Token.Require, Capabilities)
+// fails before any call with ErrNotSupported naming the mechanisms and the
+// device. What a device reports is not taken on trust where keyward can
+// check it: the KCV of a key that may encrypt is computed in the device by
+// AES-ECB of a zero block; an import is proved (AES-ECB, or an HMAC under a
+// key derived from it) before the new object stays; the KCV and origin of
+// every key keyward makes are recorded in its CKA_ID, since NSS softokn has
+// no CKA_CHECK_VALUE and reports CKA_LOCAL false for generated keys;
+// CKA_DERIVE is checked before deriving; and a C_Verify that fails as
+// anything but "signature invalid" is checked again by signing and
+// comparing.
+//
 // # Errors
 //
 // Every PKCS#11 call goes through one helper that names the function and
