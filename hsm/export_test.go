@@ -32,6 +32,17 @@ type Raw struct {
 	Ctx     *pkcs11.Ctx
 	Session pkcs11.SessionHandle
 	Handle  pkcs11.ObjectHandle
+	fl      *functionList
+}
+
+// Encrypt is one bare C_Encrypt into out, sized by the caller (plaintext +
+// tag for GCM), as keyward makes it: miekg's Encrypt asks the size first,
+// which NSS softokn answers without the tag.
+func (r *Raw) Encrypt(in, out []byte) ([]byte, error) {
+	if r.fl == nil {
+		return r.Ctx.Encrypt(r.Session, in)
+	}
+	return r.fl.encrypt(r.Session, in, out)
 }
 
 // RawFor opens a session of its own on k's token and finds k's handle.
@@ -46,7 +57,7 @@ func RawFor(k *Key) (*Raw, func(), error) {
 		st.mod.ctx.CloseSession(s)
 		return nil, nil, err
 	}
-	return &Raw{Ctx: st.mod.ctx, Session: s, Handle: h}, func() { st.mod.ctx.CloseSession(s) }, nil
+	return &Raw{Ctx: st.mod.ctx, Session: s, Handle: h, fl: st.mod.functions}, func() { st.mod.ctx.CloseSession(s) }, nil
 }
 
 // HoldSession takes one session out of the pool until release is called.

@@ -22,8 +22,8 @@ command -v jq >/dev/null 2>&1 || missing+=(jq)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || missing+=(postgresql)
 if [ "${1:-}" = nss ]; then
 	command -v p11-kit >/dev/null 2>&1 || missing+=(p11-kit)
-	ls /usr/lib/*/p11-kit-proxy.so /usr/lib64/p11-kit-proxy.so >/dev/null 2>&1 || missing+=(p11-kit-modules)
-	ls /usr/lib/*/libsoftokn3.so /usr/lib64/libsoftokn3.so >/dev/null 2>&1 || missing+=(libnss3)
+	compgen -G '/usr/lib*/p11-kit-proxy.so' >/dev/null || compgen -G '/usr/lib/*/p11-kit-proxy.so' >/dev/null || missing+=(p11-kit-modules)
+	compgen -G '/usr/lib*/libsoftokn3.so' >/dev/null || compgen -G '/usr/lib/*/libsoftokn3.so' >/dev/null || missing+=(libnss3)
 	command -v certutil >/dev/null 2>&1 || missing+=(libnss3-tools)
 fi
 
