@@ -11,7 +11,7 @@ import (
 )
 
 // Importer puts a key into the device: a *keyring.Ring, or a
-// *keystore.Node, which also registers it in the shared database.
+// *keystore.Vault, which also registers it in the shared database.
 type Importer interface {
 	Import(ctx context.Context, role keyring.Role, key []byte, expectKCV string) (keyring.Entry, error)
 }

@@ -98,6 +98,18 @@ type Entry struct {
 	Extractable bool   `json:"extractable"`
 }
 
+// DisplayKCV is the entry's KCV for people: "unavailable" for an AES key
+// whose KCV neither keyward nor the device can tell, "-" for a key pair.
+func (e Entry) DisplayKCV() string {
+	switch {
+	case e.KCV != "":
+		return e.KCV
+	case e.Type == hsm.TypeAES.String():
+		return "unavailable"
+	}
+	return "-"
+}
+
 func entryOf(info hsm.KeyInfo) (Entry, bool) {
 	role, v, ok := ParseLabel(info.Label)
 	if !ok {
@@ -157,7 +169,7 @@ func (r *Ring) Latest(ctx context.Context, role Role) (Entry, error) {
 		}
 	}
 	if latest == nil {
-		return Entry{}, fmt.Errorf("%w: no %s key on token %q; create one with: keyward key generate --role %s", ErrNoKey, role, r.tok.Label(), role)
+		return Entry{}, fmt.Errorf("%w: no %s key on token %q", ErrNoKey, role, r.tok.Label())
 	}
 	return *latest, nil
 }
@@ -308,13 +320,4 @@ func (r *Ring) entry(ctx context.Context, k *hsm.Key) (Entry, error) {
 	}
 	e, _ := entryOf(info)
 	return e, nil
-}
-
-// Destroy removes version v of role from the device.
-func (r *Ring) Destroy(ctx context.Context, role Role, v int) error {
-	k, _, err := r.Get(ctx, role, v)
-	if err != nil {
-		return err
-	}
-	return r.tok.Destroy(ctx, k)
 }

@@ -90,7 +90,9 @@ func TestVersionsAndUsages(t *testing.T) {
 	if _, err := ring.Import(ctx, keyring.Join, make([]byte, 24), ""); !errors.Is(err, hsm.ErrInvalidKey) {
 		t.Fatalf("AES-192 join key: %v", err)
 	}
-	if err := ring.Destroy(ctx, keyring.Master, 2); err != nil {
+	if m2, _, err := ring.Get(ctx, keyring.Master, 2); err != nil {
+		t.Fatal(err)
+	} else if err := tok.Destroy(ctx, m2); err != nil {
 		t.Fatal(err)
 	}
 	if latest, _ := ring.Latest(ctx, keyring.Master); latest.Version != 1 {

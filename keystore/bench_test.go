@@ -17,7 +17,7 @@ import (
 // speed). The raw device rate to compare with is hsm's
 // BenchmarkGCMPair1K/raw.
 
-func benchBackends(b *testing.B, f func(b *testing.B, n *keystore.Node)) {
+func benchBackends(b *testing.B, f func(b *testing.B, n *keystore.Vault)) {
 	for _, be := range []struct {
 		name string
 		dsn  func(testing.TB) string
@@ -39,7 +39,7 @@ func rate(b *testing.B, what string, count int, d time.Duration) {
 var value1K = make([]byte, 1024)
 
 func BenchmarkStorePut1K(b *testing.B) {
-	benchBackends(b, func(b *testing.B, n *keystore.Node) {
+	benchBackends(b, func(b *testing.B, n *keystore.Vault) {
 		b.ResetTimer()
 		for i := range b.N {
 			if err := n.Put(bg, "bench-"+strconv.Itoa(i), value1K); err != nil {
@@ -51,7 +51,7 @@ func BenchmarkStorePut1K(b *testing.B) {
 }
 
 func BenchmarkStoreGet1K(b *testing.B) {
-	benchBackends(b, func(b *testing.B, n *keystore.Node) {
+	benchBackends(b, func(b *testing.B, n *keystore.Vault) {
 		const records = 1000
 		if err := keystore.SeedRecords(bg, n, records, 1024); err != nil {
 			b.Fatal(err)
@@ -74,7 +74,7 @@ func BenchmarkRewrap(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("KEYWARD_BENCH_RECORDS")); err == nil && v > 0 {
 		records = v
 	}
-	benchBackends(b, func(b *testing.B, n *keystore.Node) {
+	benchBackends(b, func(b *testing.B, n *keystore.Vault) {
 		start := time.Now()
 		if err := keystore.SeedRecords(bg, n, records, 1024); err != nil {
 			b.Fatal(err)

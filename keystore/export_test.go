@@ -11,7 +11,7 @@ import (
 // SeedRecords stores count records of size bytes named seed-000000… under
 // the active master key, sealed in the device like Put but inserted in
 // large transactions: benchmarks need 100,000 of them quickly.
-func SeedRecords(ctx context.Context, n *Node, count, size int) error {
+func SeedRecords(ctx context.Context, n *Vault, count, size int) error {
 	v, k, err := n.activeMaster()
 	if err != nil {
 		return err

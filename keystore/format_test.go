@@ -15,7 +15,7 @@ import (
 	"github.com/keyward/keyward/keystore/dbtest"
 )
 
-func streamNode(t *testing.T) *keystore.Node {
+func streamNode(t *testing.T) *keystore.Vault {
 	t.Helper()
 	n, _ := node(t, dbtest.SQLite(t))
 	if _, err := n.Import(bg, keyring.Master, hexKey(1), ""); err != nil {
@@ -24,7 +24,7 @@ func streamNode(t *testing.T) *keystore.Node {
 	return n
 }
 
-func encrypt(t *testing.T, n *keystore.Node, pt []byte, context string) []byte {
+func encrypt(t *testing.T, n *keystore.Vault, pt []byte, context string) []byte {
 	t.Helper()
 	var out bytes.Buffer
 	if err := n.EncryptStream(bg, bytes.NewReader(pt), &out, context); err != nil {

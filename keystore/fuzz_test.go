@@ -49,7 +49,7 @@ const (
 )
 
 // fuzzNode is a node with fuzzKey as master v1, over SQLite.
-func fuzzNode(f *testing.F) (*keystore.Node, string) {
+func fuzzNode(f *testing.F) (*keystore.Vault, string) {
 	f.Helper()
 	dsn := dbtest.SQLite(f)
 	n, _ := node(f, dsn)

@@ -28,20 +28,20 @@ func backends(t *testing.T, f func(t *testing.T, newDSN func(testing.TB) string)
 }
 
 // node opens a store at dsn and a fresh token, and reconciles them.
-func node(t testing.TB, dsn string) (*keystore.Node, *hsm.Token) {
+func node(t testing.TB, dsn string) (*keystore.Vault, *hsm.Token) {
 	t.Helper()
 	_, tok := softhsmtest.OpenTestToken(t)
 	return nodeOn(t, dsn, tok), tok
 }
 
-func nodeOn(t testing.TB, dsn string, tok *hsm.Token) *keystore.Node {
+func nodeOn(t testing.TB, dsn string, tok *hsm.Token) *keystore.Vault {
 	t.Helper()
 	store, err := keystore.Open(bg, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	n, err := keystore.NewNode(bg, store, keyring.New(tok))
+	n, err := keystore.NewVault(bg, store, keyring.New(tok), keystore.VaultOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

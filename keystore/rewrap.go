@@ -16,15 +16,15 @@ import (
 // node or on several: PostgreSQL hands each its own rows (FOR UPDATE SKIP
 // LOCKED), SQLite lets one batch write at a time. progress, if not nil, is
 // told records done and the total at the start; calls are serialized.
-func (n *Node) Rewrap(ctx context.Context, batch int, progress func(done, total int)) (int, error) {
+func (vt *Vault) Rewrap(ctx context.Context, batch int, progress func(done, total int)) (int, error) {
 	if batch < 1 {
 		return 0, fmt.Errorf("%w: batch size must be at least 1", ErrKeyState)
 	}
-	v, k, err := n.activeMaster()
+	v, k, err := vt.activeMaster()
 	if err != nil {
 		return 0, err
 	}
-	total, err := n.store.countOlder(ctx, v)
+	total, err := vt.store.countOlder(ctx, v)
 	if err != nil {
 		return 0, err
 	}
@@ -33,7 +33,7 @@ func (n *Node) Rewrap(ctx context.Context, batch int, progress func(done, total 
 	// device work overlaps the other's database round trips. SQLite admits
 	// one writer, so one lane.
 	lanes := 1
-	if n.store.postgres {
+	if vt.store.postgres {
 		lanes = 2
 	}
 	var (
@@ -48,7 +48,7 @@ func (n *Node) Rewrap(ctx context.Context, batch int, progress func(done, total 
 			defer wg.Done()
 			after := "" // this lane's cursor: names are walked in order
 			for {
-				m, last, err := n.rewrapBatch(ctx, v, k, batch, after)
+				m, last, err := vt.rewrapBatch(ctx, v, k, batch, after)
 				after = last
 				mu.Lock()
 				done += m
@@ -81,8 +81,8 @@ type rewrapItem struct {
 // rewrapBatch rewraps up to batch records named after `after`, in name
 // order (the primary key: no index on key_version, so that updates of the
 // ciphertext stay cheap), and returns how many and the last name seen.
-func (n *Node) rewrapBatch(ctx context.Context, v int, k masterKey, batch int, after string) (int, string, error) {
-	s := n.store
+func (vt *Vault) rewrapBatch(ctx context.Context, v int, k masterKey, batch int, after string) (int, string, error) {
+	s := vt.store
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, after, s.dbErr("rewrap", err)
@@ -122,7 +122,7 @@ func (n *Node) rewrapBatch(ctx context.Context, v int, k masterKey, batch int, a
 		go func() {
 			defer wg.Done()
 			for it := range next {
-				pt, err := n.openBlob(ctx, it.name, it.blob)
+				pt, err := vt.openBlob(ctx, it.name, it.blob)
 				if err == nil {
 					it.newBlob, err = sealRecord(ctx, k.key, Header{Kind: KindRecord, KeyVersion: v, KCV: k.kcv}, it.name, pt)
 					clear(pt)

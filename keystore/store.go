@@ -22,7 +22,7 @@ import (
 var migrations embed.FS
 
 // Store is the shared database: key registry, encrypted records, audit log.
-// It holds only ciphertext; every encryption happens in the device (Node).
+// It holds only ciphertext; every encryption happens in the device (Vault).
 type Store struct {
 	db       *sql.DB
 	postgres bool
@@ -246,4 +246,9 @@ func (s *Store) AuditLog(ctx context.Context, limit int) ([]AuditEntry, error) {
 		out = append([]AuditEntry{e}, out...)
 	}
 	return out, s.dbErr("read audit log", rows.Err())
+}
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	return s.dbErr("ping", s.db.PingContext(ctx))
 }

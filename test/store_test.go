@@ -192,7 +192,7 @@ func seed(t *testing.T, c *cli, dsn string, n int) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	node, err := keystore.NewNode(ctx, store, keyring.New(tok))
+	node, err := keystore.NewVault(ctx, store, keyring.New(tok), keystore.VaultOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

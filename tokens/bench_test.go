@@ -25,7 +25,7 @@ import (
 
 // benchService is a service with the default options (the test helper's
 // reads the revocation log on every verify).
-func benchService(b *testing.B) (*tokens.Service, *keystore.Node) {
+func benchService(b *testing.B) (*tokens.Service, *keystore.Vault) {
 	_, node, _ := service(b, dbtest.SQLite(b))
 	s, err := tokens.New(bg, node, tokens.Options{})
 	if err != nil {
@@ -36,7 +36,7 @@ func benchService(b *testing.B) (*tokens.Service, *keystore.Node) {
 
 // deviceKey derives, from join v1, the HMAC key HS256 tokens are signed
 // with (docs/FORMAT.md), as a key of its own.
-func deviceKey(b *testing.B, node *keystore.Node) *hsm.Key {
+func deviceKey(b *testing.B, node *keystore.Vault) *hsm.Key {
 	base, _, err := node.Ring().Get(bg, keyring.Join, 1)
 	if err != nil {
 		b.Fatal(err)
@@ -110,7 +110,7 @@ func issueMany(b *testing.B, s *tokens.Service, n int) []string {
 // benchDeviceVerify is the raw device verification of the same tokens:
 // their signing inputs and MACs split out beforehand, and C_Verify of each
 // in turn, as the keyward side takes them.
-func benchDeviceVerify(b *testing.B, node *keystore.Node, toks []string) {
+func benchDeviceVerify(b *testing.B, node *keystore.Vault, toks []string) {
 	key := deviceKey(b, node)
 	type input struct{ msg, mac []byte }
 	in := make([]input, len(toks))

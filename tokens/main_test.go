@@ -37,7 +37,7 @@ func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unloc
 
 // service makes a node on a fresh token and database at dsn with the known
 // join key, and its token service.
-func service(t testing.TB, dsn string) (*tokens.Service, *keystore.Node, *clock) {
+func service(t testing.TB, dsn string) (*tokens.Service, *keystore.Vault, *clock) {
 	t.Helper()
 	_, tok := softhsmtest.OpenTestToken(t)
 	store, err := keystore.Open(bg, dsn)
@@ -45,7 +45,7 @@ func service(t testing.TB, dsn string) (*tokens.Service, *keystore.Node, *clock)
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	node, err := keystore.NewJoiningNode(bg, store, keyring.New(tok))
+	node, err := keystore.NewVault(bg, store, keyring.New(tok), keystore.VaultOptions{Joining: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -62,7 +62,7 @@ type Options struct {
 
 // Service issues and verifies tokens for one node.
 type Service struct {
-	node   *keystore.Node
+	node   *keystore.Vault
 	store  *keystore.Store
 	ring   *keyring.Ring
 	issuer string
@@ -95,7 +95,7 @@ type joinView struct {
 }
 
 // New makes the token service of node.
-func New(ctx context.Context, node *keystore.Node, opts Options) (*Service, error) {
+func New(ctx context.Context, node *keystore.Vault, opts Options) (*Service, error) {
 	if opts.Leeway == 0 {
 		opts.Leeway = DefaultLeeway
 	}

@@ -121,7 +121,7 @@ func TestAsymmetricTokensVerifyWithJWKS(t *testing.T) {
 
 // asymmetricTokenVerifies makes the next signing key of kind and checks
 // tokens of each alg against its JWKS entry with golang-jwt and keyward.
-func asymmetricTokenVerifies(t *testing.T, s *tokens.Service, node *keystore.Node, kind hsm.KeyPairType, algs []string) {
+func asymmetricTokenVerifies(t *testing.T, s *tokens.Service, node *keystore.Vault, kind hsm.KeyPairType, algs []string) {
 	{
 		e, err := node.Ring().GenerateSigning(bg, kind)
 		if err != nil {
@@ -568,7 +568,7 @@ func TestDestroyedSigningKeyStopsVerifying(t *testing.T) {
 	if _, err := s.Verify(bg, iss.AccessToken, tokens.VerifyOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := node.Ring().Destroy(bg, keyring.Signing, 1); err != nil {
+	if _, err := node.Destroy(bg, keyring.Signing, 1); err != nil {
 		t.Fatal(err)
 	}
 	// From the cache and from scratch (a service that never saw it).

@@ -22,7 +22,7 @@ import (
 func TestRecords(t *testing.T) {
 	backends(t, func(t *testing.T, newDSN func(testing.TB) string) {
 		n, _ := node(t, newDSN(t))
-		if err := n.Put(bg, "db/password", []byte("x")); !errors.Is(err, keystore.ErrKeyState) {
+		if err := n.Put(bg, "db/password", []byte("x")); !errors.Is(err, keystore.ErrNoActiveKey) {
 			t.Fatalf("put without a master key: %v", err)
 		}
 		e, err := n.Generate(bg, keyring.Master, 256)
@@ -175,7 +175,7 @@ func TestReconcileRefusesOtherKeys(t *testing.T) {
 		ringB := keyring.New(tokB)
 		store, _ := keystore.Open(bg, dsn)
 		defer store.Close()
-		if _, err := keystore.NewNode(bg, store, ringB); !errors.Is(err, keystore.ErrKeyMissing) ||
+		if _, err := keystore.NewVault(bg, store, ringB, keystore.VaultOptions{}); !errors.Is(err, keystore.ErrKeyMissing) ||
 			!strings.Contains(err.Error(), "master key v1 (KCV "+ea.KCV+") is registered") {
 			t.Fatalf("node without the key: %v", err)
 		}
@@ -190,7 +190,7 @@ func TestReconcileRefusesOtherKeys(t *testing.T) {
 		// Node C holds a different key under the same label: refused.
 		_, tokC := softhsmtest.OpenTestToken(t)
 		ec, _ := keyring.New(tokC).ImportVersion(bg, keyring.Master, 1, hexKey(9), "")
-		_, err = keystore.NewNode(bg, store, keyring.New(tokC))
+		_, err = keystore.NewVault(bg, store, keyring.New(tokC), keystore.VaultOptions{})
 		want := fmt.Sprintf("master key v1: this device holds KCV %s, the database expects KCV %s", ec.KCV, ea.KCV)
 		if !errors.Is(err, keystore.ErrKeyMismatch) || !strings.Contains(err.Error(), want) {
 			t.Fatalf("node with another key: %v\nwant %q", err, want)
@@ -220,6 +220,16 @@ func TestRotateRewrapRetire(t *testing.T) {
 		}
 		if err := n.CheckDestroy(bg, keyring.Master, 1); !errors.Is(err, keystore.ErrKeyInUse) {
 			t.Fatalf("destroy decrypt-only: %v", err)
+		}
+		// The library itself refuses: no caller can destroy a key that
+		// still opens data, whatever it checked before.
+		for _, v := range []int{1, 2} {
+			if _, err := n.Destroy(bg, keyring.Master, v); !errors.Is(err, keystore.ErrKeyInUse) {
+				t.Fatalf("destroy master v%d (registered, not retired): %v", v, err)
+			}
+			if _, _, err := n.Ring().Get(bg, keyring.Master, v); err != nil {
+				t.Fatalf("master v%d gone after a refused destroy: %v", v, err)
+			}
 		}
 		var calls []int
 		done, err := n.Rewrap(bg, 50, func(d, total int) {
@@ -263,6 +273,12 @@ func TestRotateRewrapRetire(t *testing.T) {
 		if err := n.CheckDestroy(bg, keyring.Master, 1); err != nil {
 			t.Fatal(err)
 		}
+		if e, err := n.Destroy(bg, keyring.Master, 1); err != nil || e.Label != "keyward/master/v1" {
+			t.Fatalf("destroy retired v1: %+v %v", e, err)
+		}
+		if _, _, err := n.Ring().Get(bg, keyring.Master, 1); !errors.Is(err, keyring.ErrNoKey) {
+			t.Fatalf("master v1 after destroy: %v", err)
+		}
 		st, _ := n.KeyStatuses(bg)
 		if st[0].State != keystore.StateRetired || st[1].State != keystore.StateActive || st[1].Encryptions != 121 {
 			t.Fatalf("registry: %+v", st)
@@ -291,7 +307,7 @@ func TestConcurrentRewrapsOnTwoNodes(t *testing.T) {
 		var wg sync.WaitGroup
 		counts := make([]int, 2)
 		errs := make([]error, 2)
-		for i, n := range []*keystore.Node{a, b} {
+		for i, n := range []*keystore.Vault{a, b} {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()

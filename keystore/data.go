@@ -1,0 +1,111 @@
+package keystore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Records: values sealed in the device under the active master key and
+// stored by name, each bound to its name (docs/FORMAT.md).
+
+// DefaultMaxRecord is the largest record Put takes unless
+// VaultOptions.MaxRecord says otherwise: a record is read, sealed and
+// stored whole, in memory.
+const DefaultMaxRecord = 16 << 20
+
+// MaxRecord is the largest value Put takes, in bytes.
+func (vt *Vault) MaxRecord() int64 { return vt.maxRecord }
+
+// maxRecordName bounds a record name, in bytes.
+const maxRecordName = 1024
+
+// CheckRecordName refuses a record name that is empty, longer than 1024
+// bytes, not UTF-8, or holds a control character or a bidirectional
+// override: names are printed to terminals and logs, where those would
+// act instead of show.
+func CheckRecordName(name string) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("%w: the name is empty", ErrRecordName)
+	case len(name) > maxRecordName:
+		return fmt.Errorf("%w: the name is %d bytes, over %d", ErrRecordName, len(name), maxRecordName)
+	case !utf8.ValidString(name):
+		return fmt.Errorf("%w: the name is not valid UTF-8", ErrRecordName)
+	}
+	for _, r := range name {
+		if unicode.IsControl(r) || (r >= 0x202A && r <= 0x202E) || (r >= 0x2066 && r <= 0x2069) {
+			return fmt.Errorf("%w: the name holds the control character %U", ErrRecordName, r)
+		}
+	}
+	return nil
+}
+
+// Put encrypts value in the device under the active master key and stores
+// it as name, in one transaction with the encryption count and the audit
+// entry: the old value stays readable until the new one is committed.
+func (vt *Vault) Put(ctx context.Context, name string, value []byte) error {
+	if err := CheckRecordName(name); err != nil {
+		return err
+	}
+	if max := vt.MaxRecord(); int64(len(value)) > max {
+		return fmt.Errorf("%w: %d bytes, over the limit of %d", ErrTooLarge, len(value), max)
+	}
+	v, k, err := vt.activeMaster()
+	if err != nil {
+		return err
+	}
+	blob, err := sealRecord(ctx, k.key, Header{Kind: KindRecord, KeyVersion: v, KCV: k.kcv}, name, value)
+	if err != nil {
+		return err
+	}
+	return vt.store.putWithCount(ctx, name, v, blob)
+}
+
+// Get decrypts record name. A tampered record, a record moved under another
+// name, or a key mismatch is an error naming the key version and KCV.
+func (vt *Vault) Get(ctx context.Context, name string) ([]byte, error) {
+	_, blob, err := vt.store.getRecord(ctx, name)
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil, fmt.Errorf("%w: %q", ErrNotFound, name)
+		}
+		return nil, err
+	}
+	return vt.openBlob(ctx, name, blob)
+}
+
+func (vt *Vault) openBlob(ctx context.Context, name string, blob []byte) ([]byte, error) {
+	h, err := ParseHeader(blob)
+	if err != nil {
+		return nil, fmt.Errorf("record %q: %w", name, err)
+	}
+	if h.Kind != KindRecord {
+		return nil, fmt.Errorf("record %q: %w: a stream, not a record", name, ErrFormat)
+	}
+	k, err := vt.masterFor(h)
+	if err != nil {
+		return nil, fmt.Errorf("record %q: %w", name, err)
+	}
+	pt, err := openRecord(ctx, k.key, blob, name)
+	if err != nil {
+		return nil, fmt.Errorf("record %q (master key v%d, KCV %s): %w: tampered, or stored under another name", name, h.KeyVersion, h.KCV, err)
+	}
+	return pt, nil
+}
+
+// Delete removes record name.
+func (vt *Vault) Delete(ctx context.Context, name string) error {
+	if err := vt.store.deleteRecord(ctx, name); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("%w: %q", ErrNotFound, name)
+		}
+		return err
+	}
+	return vt.store.Audit(ctx, "store.delete", name, "")
+}
+
+// Records lists the records' metadata by name (never their values).
+func (vt *Vault) Records(ctx context.Context) ([]Record, error) { return vt.store.Records(ctx) }
