@@ -15,9 +15,8 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/keyward/keyward/ceremony"
 	"github.com/keyward/keyward/keyring"
-	"github.com/keyward/keyward/keystore"
+	"github.com/keyward/keyward/node"
 	"github.com/keyward/keyward/safefile"
 	"github.com/keyward/keyward/tokens"
 )
@@ -34,7 +33,7 @@ func keyFile(home, name string) string { return filepath.Join(keysDir(home), nam
 // ImportKeys imports bootstrap/keys/master.key and join.key (hex) when
 // present, removing each only once it is in the device with a matching
 // KCV. report is told what happened.
-func ImportKeys(ctx context.Context, node *keystore.Node, home string, report func(string)) error {
+func ImportKeys(ctx context.Context, n *node.Node, home string, report func(string)) error {
 	for _, k := range []struct {
 		role keyring.Role
 		file string
@@ -43,7 +42,7 @@ func ImportKeys(ctx context.Context, node *keystore.Node, home string, report fu
 		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 			continue
 		}
-		e, err := ceremony.ImportHexFile(ctx, node, k.role, path, nil, "", true)
+		e, err := n.ImportHexFile(ctx, k.role, path, nil, "", true)
 		if err != nil {
 			return fmt.Errorf("bootstrap %s: %w", path, err)
 		}

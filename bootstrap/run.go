@@ -6,8 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/keyward/keyward/keystore"
-	"github.com/keyward/keyward/tokens"
+	"github.com/keyward/keyward/node"
 )
 
 // Options tune Run.
@@ -23,7 +22,7 @@ type Options struct {
 // again after DeleteAfter, or at once when ctx ends). With Watch it keeps
 // doing so until ctx is done; errors of later passes are reported, not
 // returned. It returns once every pending deletion is done.
-func Run(ctx context.Context, keys *keystore.Node, svc *tokens.Service, o Options) error {
+func Run(ctx context.Context, n *node.Node, o Options) error {
 	report := o.Report
 	if report == nil {
 		report = func(string) {}
@@ -31,19 +30,16 @@ func Run(ctx context.Context, keys *keystore.Node, svc *tokens.Service, o Option
 	var deletions sync.WaitGroup
 	defer deletions.Wait()
 	pass := func() error {
-		if err := ImportKeys(ctx, keys, o.Home, report); err != nil {
+		if err := ImportKeys(ctx, n, o.Home, report); err != nil {
 			return err
 		}
 		if !Pending(o.Home) {
 			return nil
 		}
-		if err := keys.Reconcile(ctx); err != nil {
+		if err := n.Reconcile(ctx); err != nil {
 			return err
 		}
-		if err := keys.CheckComplete(); err != nil {
-			return err
-		}
-		tf, err := IssueToken(ctx, svc, o.Home)
+		tf, err := IssueToken(ctx, n.Tokens(), o.Home)
 		if err != nil {
 			return err
 		}

@@ -8,11 +8,13 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/keyward/keyward/ceremony/shamir"
+	"github.com/keyward/keyward/hsm"
 	"github.com/keyward/keyward/safefile"
 )
 
@@ -171,10 +173,59 @@ func CombineShares(shares []ShareInfo, kcvOf func([]byte) (string, error)) ([]by
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrShares, err)
 	}
-	kcv, err := kcvOf(key)
+	kcv, err := hsm.ComputeKCV(key)
 	if err != nil || kcv != first.KeyKCV {
 		clear(key)
 		return nil, fmt.Errorf("%w: the rebuilt key has KCV %s, the shares expect %s", ErrShares, kcv, first.KeyKCV)
 	}
 	return key, nil
+}
+
+// Split is what SplitToFiles made: the key's KCV and the share files.
+type Split struct {
+	KCV       string         `json:"kcv"`
+	Bits      int            `json:"bits"`
+	Threshold int            `json:"threshold"`
+	SplitID   string         `json:"split_id"`
+	Shares    []WrittenShare `json:"shares"`
+}
+
+// WrittenShare is one share file of a split.
+type WrittenShare struct {
+	Index       int    `json:"index"`
+	File        string `json:"file"`
+	Fingerprint string `json:"fingerprint"`
+}
+
+// SplitToFiles makes a random AES key of bits in memory, splits it into n
+// Shamir shares any m of which rebuild it, and writes each to its own file
+// in dir (created 0700; each file whole or not at all, never over another).
+// The key is not imported anywhere and is cleared before it returns.
+func SplitToFiles(dir string, bits, m, n int) (Split, error) {
+	key, err := NewRandomKey(bits)
+	if err != nil {
+		return Split{}, err
+	}
+	defer clear(key)
+	kcv, err := hsm.ComputeKCV(key)
+	if err != nil {
+		return Split{}, err
+	}
+	lines, infos, err := SplitKey(key, kcv, m, n)
+	if err != nil {
+		return Split{}, fmt.Errorf("%w: %w", ErrShares, err)
+	}
+	defer clear(lines)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return Split{}, err
+	}
+	out := Split{KCV: kcv, Bits: bits, Threshold: m, SplitID: infos[0].SplitID}
+	for i, line := range lines {
+		path, err := WriteShareFile(dir, line, infos[i])
+		if err != nil {
+			return Split{}, fmt.Errorf("write share %d: %w (remove the share files already written and start again)", i+1, err)
+		}
+		out.Shares = append(out.Shares, WrittenShare{infos[i].Index, path, infos[i].Fingerprint})
+	}
+	return out, nil
 }

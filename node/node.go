@@ -1,11 +1,3 @@
-// Package node opens one keyward node — its PKCS#11 device, the shared
-// database, the reconciliation of the two, the key ring and the token
-// service — for the CLI and the server alike, so that both open a node the
-// same way and explain a failure the same way.
-//
-// A *Node is safe for concurrent use (each part is). Close it once, after
-// every caller is done: it stops the token group-commit writer (flushing
-// what is queued), closes the database, then the device's sessions.
 package node
 
 import (
@@ -24,25 +16,29 @@ import (
 )
 
 // Config says which device, which database and which home directory make
-// the node. It holds no secret (the PIN is read from Device.PIN at Open).
+// the node, and tunes its parts. It holds no secret (the PIN is read from
+// Device.PIN at Open). Zero values take the library's defaults.
 type Config struct {
 	Device hsm.Config // ModulePath empty: SoftHSM2, when installed
 	DB     string     // a SQLite path, sqlite: URL or postgres:// URL; empty: Home/keyward.db
 	Home   string     // keyward's directory; empty: ~/.keyward
 	// Joining opens a node that is being loaded: registered keys may still
-	// be missing from its device (Keys.Missing lists them). A different key
+	// be missing from its device (MissingKeys lists them). A different key
 	// under a registered label is refused all the same.
 	Joining bool
-	Tokens  tokens.Options
+	// MaxRecord is the largest record or transit plaintext the node
+	// seals, in bytes; default keystore.DefaultMaxRecord.
+	MaxRecord int64
+	Tokens    tokens.Options
 }
 
-// Node is an opened node.
+// Node is an opened node. Its parts are its own: callers use its methods.
 type Node struct {
-	Device *hsm.Token
-	Ring   *keyring.Ring
-	Store  *keystore.Store
-	Keys   *keystore.Node // the registry-reconciled keys: records, files, rotation
-	Tokens *tokens.Service
+	device *hsm.Token
+	ring   *keyring.Ring
+	store  *keystore.Store
+	vault  *keystore.Vault // the registry-reconciled keys: records, files, rotation
+	tokens *tokens.Service
 	home   string
 }
 
@@ -53,6 +49,10 @@ func DefaultHome() string {
 	}
 	return ".keyward"
 }
+
+// ErrNoModule is a node without a PKCS#11 module to load: none was named
+// and SoftHSM2 is not installed.
+var ErrNoModule = fmt.Errorf("%w: no PKCS#11 module", hsm.ErrConfig)
 
 // Resolve fills in the defaults of cfg: home, database and module.
 func (cfg *Config) Resolve() error {
@@ -65,25 +65,25 @@ func (cfg *Config) Resolve() error {
 	if cfg.Device.ModulePath == "" {
 		p, err := softhsm.ModulePath()
 		if err != nil {
-			return fmt.Errorf("%w: no PKCS#11 module: set --module or KEYWARD_PKCS11_MODULE to the library's absolute path (%v)", hsm.ErrConfig, err)
+			return fmt.Errorf("%w: name the library's absolute path (%v)", ErrNoModule, err)
 		}
 		cfg.Device.ModulePath = p
 	}
 	return nil
 }
 
-// OpenDevice opens the device of cfg (after Resolve) alone, for the verbs
-// that need no database; its errors say what to do.
-func OpenDevice(ctx context.Context, cfg hsm.Config) (*hsm.Token, error) {
+// openDevice opens the device of cfg (after Resolve); its errors say what
+// to do.
+func openDevice(ctx context.Context, cfg hsm.Config) (*hsm.Token, error) {
 	tok, err := hsm.Open(ctx, cfg)
 	if err != nil {
-		return nil, ExplainOpen(cfg, err)
+		return nil, explainOpen(cfg, err)
 	}
 	return tok, nil
 }
 
-// ExplainOpen adds what to do to an error from hsm.Open.
-func ExplainOpen(cfg hsm.Config, err error) error {
+// explainOpen adds what to do to an error from hsm.Open.
+func explainOpen(cfg hsm.Config, err error) error {
 	switch {
 	case errors.Is(err, hsm.ErrPINIncorrect):
 		return fmt.Errorf("%w; check the PIN source (%s)", err, cfg.PIN)
@@ -102,24 +102,20 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if err := cfg.Resolve(); err != nil {
 		return nil, err
 	}
-	tok, err := OpenDevice(ctx, cfg.Device)
+	tok, err := openDevice(ctx, cfg.Device)
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{Device: tok, Ring: keyring.New(tok), home: cfg.Home}
-	if n.Store, err = keystore.Open(ctx, cfg.DB); err != nil {
+	n := &Node{device: tok, ring: keyring.New(tok), home: cfg.Home}
+	if n.store, err = keystore.Open(ctx, cfg.DB); err != nil {
 		n.Close()
 		return nil, err
 	}
-	reconcile := keystore.NewNode
-	if cfg.Joining {
-		reconcile = keystore.NewJoiningNode
-	}
-	if n.Keys, err = reconcile(ctx, n.Store, n.Ring); err != nil {
+	if n.vault, err = keystore.NewVault(ctx, n.store, n.ring, keystore.VaultOptions{Joining: cfg.Joining, MaxRecord: cfg.MaxRecord}); err != nil {
 		n.Close()
 		return nil, err
 	}
-	if n.Tokens, err = tokens.New(ctx, n.Keys, cfg.Tokens); err != nil {
+	if n.tokens, err = tokens.New(ctx, n.vault, cfg.Tokens); err != nil {
 		n.Close()
 		return nil, err
 	}
@@ -129,25 +125,25 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 // Warnings are what opening the node found worth saying that did not stop
 // it: a PIN file or database file others can read.
 func (n *Node) Warnings() []string {
-	return append(append([]string(nil), n.Device.Warnings()...), n.Store.Warnings()...)
+	return append(append([]string(nil), n.device.Warnings()...), n.store.Warnings()...)
 }
 
 // Home is the node's keyward directory.
 func (n *Node) Home() string { return n.home }
 
-// SoftwareToken says the device is a software token (SoftHSM2, NSS
-// softokn), whose keys are files on this machine's disk, not an HSM.
-func (n *Node) SoftwareToken() bool { return n.Device.Software() != "" }
+// Tokens is the node's token service: issuing, verifying, refreshing and
+// revoking tokens signed in its device.
+func (n *Node) Tokens() *tokens.Service { return n.tokens }
 
 // Close flushes and stops the token writer, then closes the database and
 // the device.
 func (n *Node) Close() error {
 	var err error
-	if n.Store != nil {
-		err = n.Store.Close()
+	if n.store != nil {
+		err = n.store.Close()
 	}
-	if n.Device != nil {
-		err = errors.Join(err, n.Device.Close())
+	if n.device != nil {
+		err = errors.Join(err, n.device.Close())
 	}
 	return err
 }

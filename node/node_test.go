@@ -34,10 +34,10 @@ func TestOpenDefaultsAndClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n.Store.Where() != filepath.Join(home, "keyward.db") || n.Home() != home || !n.SoftwareToken() {
-		t.Fatalf("opened %s in %s (software %v)", n.Store.Where(), n.Home(), n.SoftwareToken())
+	if _, err := os.Stat(filepath.Join(home, "keyward.db")); err != nil || n.Home() != home || n.Device().Software == "" {
+		t.Fatalf("opened in %s (device %+v): %v", n.Home(), n.Device(), err)
 	}
-	if _, err := n.Keys.Generate(bg, keyring.Join, 256); err != nil {
+	if _, err := n.GenerateKey(bg, keyring.Join, node.KeySpec{}); err != nil {
 		t.Fatal(err)
 	}
 	// Close commits the tokens queued for the group commit before it
@@ -46,7 +46,7 @@ func TestOpenDefaultsAndClose(t *testing.T) {
 	ids := make(chan string, 64)
 	for range 64 {
 		wg.Go(func() {
-			iss, err := n.Tokens.Create(bg, tokens.Request{Subject: "close"})
+			iss, err := n.Tokens().Create(bg, tokens.Request{Subject: "close"})
 			if err == nil {
 				ids <- iss.TokenID
 			}
@@ -57,7 +57,7 @@ func TestOpenDefaultsAndClose(t *testing.T) {
 	if err := n.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n.Tokens.Create(bg, tokens.Request{Subject: "late"}); err == nil {
+	if _, err := n.Tokens().Create(bg, tokens.Request{Subject: "late"}); err == nil {
 		t.Fatalf("create after Close: %v", err)
 	}
 	n2, err := node.Open(bg, node.Config{Device: tok.Config(), Home: home})
@@ -65,7 +65,7 @@ func TestOpenDefaultsAndClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer n2.Close()
-	list, _ := n2.Tokens.List(bg, "close", true)
+	list, _ := n2.Tokens().List(bg, "close", true)
 	if len(list) != 64 {
 		t.Fatalf("%d of 64 tokens recorded", len(list))
 	}
@@ -78,7 +78,7 @@ func TestOpenReconciles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := na.Keys.Generate(bg, keyring.Master, 256); err != nil {
+	if _, err := na.GenerateKey(bg, keyring.Master, node.KeySpec{}); err != nil {
 		t.Fatal(err)
 	}
 	na.Close()
@@ -92,7 +92,7 @@ func TestOpenReconciles(t *testing.T) {
 		t.Fatalf("joining: %v", err)
 	}
 	defer nb.Close()
-	if m := nb.Keys.Missing(); len(m) != 1 || m[0].Role != "master" {
+	if m := nb.MissingKeys(); len(m) != 1 || m[0].Role != "master" {
 		t.Fatalf("missing: %v", m)
 	}
 }

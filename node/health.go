@@ -1,0 +1,71 @@
+package node
+
+import (
+	"context"
+	"errors"
+)
+
+// DeviceInfo names the node's device.
+type DeviceInfo struct {
+	Label        string
+	Manufacturer string
+	Model        string
+	// Software names the software token the device is ("SoftHSM2", "NSS
+	// softokn"), whose keys are files on this machine's disk; "" for an
+	// HSM.
+	Software string
+}
+
+// Device names the node's device.
+func (n *Node) Device() DeviceInfo {
+	return DeviceInfo{Label: n.device.Label(), Manufacturer: n.device.Manufacturer(), Model: n.device.Model(), Software: n.device.Software()}
+}
+
+// SoftwareTokenWarning is what to say of a software token such as
+// SoftHSM2: at start and in a readiness report.
+func (d DeviceInfo) SoftwareTokenWarning() string {
+	if d.Software == "" {
+		return ""
+	}
+	return "the device is " + d.Software + ", a software token: its keys are files on this machine's disk, not inside an HSM"
+}
+
+// SessionsInUse is the number of device sessions in use now, and the
+// pool's bound.
+func (n *Node) SessionsInUse() (inUse, max int) { return n.device.SessionsInUse() }
+
+// Reconcile checks the device against the key registry now (a rotation on
+// another node, a key destroyed here), takes up the registry's active
+// master key, and fails when the device lacks a registered key.
+func (n *Node) Reconcile(ctx context.Context) error {
+	if err := n.vault.Reconcile(ctx); err != nil {
+		return err
+	}
+	return n.vault.CheckComplete()
+}
+
+// ErrNotChecked is a readiness check that could not run: the keys are
+// checked against the registry, which is in the database.
+var ErrNotChecked = errors.New("not checked: the database cannot be reached")
+
+// Readiness is what a readiness probe asks of a node; nil is a pass.
+type Readiness struct {
+	Device   error // logged in and answering
+	Database error // answering
+	Keys     error // the device holds every registered key (ErrNotChecked without the database)
+}
+
+// Ready says every check passed.
+func (r Readiness) Ready() bool { return r.Device == nil && r.Database == nil && r.Keys == nil }
+
+// Readiness checks the device, the database and, afresh, the keys against
+// the registry (a probe after an outage must not report the old state).
+func (n *Node) Readiness(ctx context.Context) Readiness {
+	r := Readiness{Device: n.device.Ping(ctx), Database: n.store.Ping(ctx)}
+	if r.Database != nil {
+		r.Keys = ErrNotChecked
+	} else {
+		r.Keys = n.Reconcile(ctx)
+	}
+	return r
+}
