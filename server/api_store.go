@@ -22,7 +22,7 @@ func (s *Server) listRecords(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.authorize(r, ScopeStoreRead); err != nil {
 		return err
 	}
-	recs, err := s.node.Store.Records(r.Context())
+	recs, err := s.node.Records(r.Context())
 	if err != nil {
 		return err
 	}
@@ -43,15 +43,15 @@ func (s *Server) putRecord(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if r.ContentLength > s.cfg.MaxRecord {
-		return &http.MaxBytesError{Limit: s.cfg.MaxRecord}
+	if r.ContentLength > s.node.MaxRecord() {
+		return &http.MaxBytesError{Limit: s.node.MaxRecord()}
 	}
-	value, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxRecord))
+	value, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.node.MaxRecord()))
 	if err != nil {
 		return err
 	}
 	defer clear(value)
-	if err := s.node.Keys.Put(r.Context(), name, value); err != nil {
+	if err := s.node.Put(r.Context(), name, value); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"name": name, "size": len(value)})
@@ -66,7 +66,7 @@ func (s *Server) getRecord(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	value, err := s.node.Keys.Get(r.Context(), name)
+	value, err := s.node.Get(r.Context(), name)
 	if err != nil {
 		return err
 	}
@@ -87,7 +87,7 @@ func (s *Server) deleteRecord(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := s.node.Keys.Delete(r.Context(), name); err != nil {
+	if err := s.node.Delete(r.Context(), name); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"name": name, "deleted": true})
@@ -96,7 +96,7 @@ func (s *Server) deleteRecord(w http.ResponseWriter, r *http.Request) error {
 
 // transitBody bounds a transit request: base64 of MaxRecord bytes and
 // room for the context.
-func (s *Server) transitBody() int64 { return (s.cfg.MaxRecord+64)/3*4 + 8<<10 }
+func (s *Server) transitBody() int64 { return (s.node.MaxRecord()+64)/3*4 + 8<<10 }
 
 // transitField reads a base64 field of a transit request; more than
 // MaxRecord bytes is a 413.
@@ -109,8 +109,8 @@ func (s *Server) transitField(p params, field string) ([]byte, error) {
 	if err != nil {
 		return nil, errorf(http.StatusBadRequest, "BAD_REQUEST", "%s must be standard base64", field)
 	}
-	if int64(len(b)) > s.cfg.MaxRecord+keystore.HeaderSize+28 {
-		return nil, &http.MaxBytesError{Limit: s.cfg.MaxRecord}
+	if int64(len(b)) > keystore.SealedSize(s.node.MaxRecord()) {
+		return nil, &http.MaxBytesError{Limit: s.node.MaxRecord()}
 	}
 	return b, nil
 }
@@ -126,14 +126,14 @@ func (s *Server) encrypt(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	pt, err := s.transitField(p, "plaintext")
-	if err == nil && int64(len(pt)) > s.cfg.MaxRecord {
-		err = &http.MaxBytesError{Limit: s.cfg.MaxRecord}
+	if err == nil && int64(len(pt)) > s.node.MaxRecord() {
+		err = &http.MaxBytesError{Limit: s.node.MaxRecord()}
 	}
 	if err != nil {
 		return err
 	}
 	defer clear(pt)
-	ct, err := s.node.Keys.Seal(r.Context(), pt, p["context"])
+	ct, err := s.node.Seal(r.Context(), pt, p["context"])
 	if err != nil {
 		return err
 	}
@@ -155,7 +155,7 @@ func (s *Server) decrypt(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	pt, err := s.node.Keys.Unseal(r.Context(), ct, p["context"])
+	pt, err := s.node.Unseal(r.Context(), ct, p["context"])
 	if err != nil {
 		return err
 	}

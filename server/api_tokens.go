@@ -33,7 +33,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	iss, err := s.node.Tokens.Create(r.Context(), req)
+	iss, err := s.node.Tokens().Create(r.Context(), req)
 	if err != nil {
 		return err
 	}
@@ -73,7 +73,7 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request, p params) error
 	if v, ok := p["scope"]; ok {
 		scope = strings.Fields(v)
 	}
-	iss, err := s.node.Tokens.Refresh(r.Context(), rt, scope)
+	iss, err := s.node.Tokens().Refresh(r.Context(), rt, scope)
 	if err != nil {
 		return err
 	}
@@ -89,7 +89,7 @@ func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	q := r.URL.Query()
-	list, err := s.node.Tokens.List(r.Context(), q.Get("subject"), q.Get("all") == "true")
+	list, err := s.node.Tokens().List(r.Context(), q.Get("subject"), q.Get("all") == "true")
 	if err != nil {
 		return err
 	}
@@ -107,7 +107,7 @@ func (s *Server) myToken(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	rec, err := s.node.Store.Token(r.Context(), c.claims.ID)
+	rec, err := s.node.TokenRecord(r.Context(), c.claims.ID)
 	if err != nil {
 		return err
 	}
@@ -126,7 +126,7 @@ func (s *Server) revokeTokenByID(w http.ResponseWriter, r *http.Request) error {
 	if !c.admin() && c.claims.ID != id {
 		return errorf(http.StatusForbidden, "FORBIDDEN", "only an admin, or the token's own holder, may revoke a token")
 	}
-	if err := s.node.Tokens.Revoke(r.Context(), id); err != nil {
+	if err := s.node.Tokens().Revoke(r.Context(), id); err != nil {
 		if errors.Is(err, keystore.ErrTokenUnknown) {
 			err = errorf(http.StatusNotFound, "NOT_FOUND", "no token with id %q", id)
 		}
@@ -156,9 +156,9 @@ func (s *Server) revokeTokenByValue(w http.ResponseWriter, r *http.Request) erro
 func (s *Server) revokeValue(r *http.Request, tok string) error {
 	var err error
 	if tokens.IsRefreshToken(tok) {
-		err = s.node.Tokens.RevokeRefreshToken(r.Context(), tok)
+		err = s.node.Tokens().RevokeRefreshToken(r.Context(), tok)
 	} else {
-		err = s.node.Tokens.RevokeToken(r.Context(), tok)
+		err = s.node.Tokens().RevokeToken(r.Context(), tok)
 	}
 	if err == nil {
 		s.metrics.tokensRevoked.Inc()
@@ -192,7 +192,7 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	o := tokens.VerifyOptions{Audience: p["audience"], AnyAudience: p["audience"] == ""}
-	out, err := s.node.Tokens.Introspect(r.Context(), tok, o)
+	out, err := s.node.Tokens().Introspect(r.Context(), tok, o)
 	if err != nil {
 		return err
 	}
@@ -201,7 +201,7 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) jwks(w http.ResponseWriter, r *http.Request) error {
-	set, err := s.node.Tokens.JWKS(r.Context())
+	set, err := s.node.Tokens().JWKS(r.Context())
 	if err != nil {
 		return err
 	}
@@ -224,7 +224,7 @@ func baseURL(r *http.Request) string {
 func (s *Server) metadata(w http.ResponseWriter, r *http.Request) error {
 	base := baseURL(r)
 	writeJSON(w, http.StatusOK, map[string]any{
-		"issuer":                 s.node.Tokens.Issuer(),
+		"issuer":                 s.node.Tokens().Issuer(),
 		"jwks_uri":               base + "/.well-known/jwks.json",
 		"token_endpoint":         base + "/access/api/v1/tokens",
 		"introspection_endpoint": base + "/oauth2/introspect",
@@ -260,7 +260,7 @@ func (s *Server) createPairing(w http.ResponseWriter, r *http.Request) error {
 	if exchange == "" {
 		exchange = strings.TrimSuffix(base, "/") + "/access/api/v1/pairing/redeem"
 	}
-	iss, err := s.node.Tokens.CreatePairing(r.Context(), tokens.PairingRequest{Subject: p["subject"], BaseURL: base, ExchangeURL: exchange,
+	iss, err := s.node.Tokens().CreatePairing(r.Context(), tokens.PairingRequest{Subject: p["subject"], BaseURL: base, ExchangeURL: exchange,
 		PairingURL: p["pairing_url"], ExpiresIn: ttl, Description: p["description"]})
 	if err != nil {
 		return err
@@ -281,7 +281,7 @@ func (s *Server) redeemPairing(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	iss, err := s.node.Tokens.RedeemPairing(r.Context(), tok, ttl)
+	iss, err := s.node.Tokens().RedeemPairing(r.Context(), tok, ttl)
 	if err != nil {
 		if errors.Is(err, tokens.ErrRevoked) && errors.Is(err, keystore.ErrTokenUsed) {
 			return errorf(http.StatusConflict, "ALREADY_USED", "this pairing token was redeemed before")

@@ -55,7 +55,7 @@ func (s *Server) authenticate(r *http.Request) (caller, error) {
 	if err != nil {
 		return caller{}, err
 	}
-	c, err := s.node.Tokens.Verify(r.Context(), tok, tokens.VerifyOptions{})
+	c, err := s.node.Tokens().Verify(r.Context(), tok, tokens.VerifyOptions{})
 	if err != nil {
 		return caller{}, err
 	}

@@ -102,7 +102,7 @@ func newBenchEnv(b *testing.B) *benchEnv {
 	b.Cleanup(func() { n.Close() }) // runs after the server has stopped
 	e.n = n
 	for _, role := range []keyring.Role{keyring.Master, keyring.Join} {
-		if _, err := n.Keys.Generate(bg, role, 256); err != nil {
+		if _, err := n.GenerateKey(bg, role, node.KeySpec{}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -170,7 +170,7 @@ func newBenchEnv(b *testing.B) *benchEnv {
 
 // token creates an access token with scope for this node.
 func (e *benchEnv) token(b *testing.B, scope string) string {
-	iss, err := e.n.Tokens.Create(bg, tokens.Request{Subject: "bench-" + scope, Scope: []string{scope}})
+	iss, err := e.n.Tokens().Create(bg, tokens.Request{Subject: "bench-" + scope, Scope: []string{scope}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -186,7 +186,7 @@ func (e *benchEnv) tokens(b *testing.B, n int) []string {
 	for range 16 {
 		wg.Go(func() {
 			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
-				iss, err := e.n.Tokens.Create(bg, tokens.Request{Subject: "svc", Scope: []string{"read"}})
+				iss, err := e.n.Tokens().Create(bg, tokens.Request{Subject: "svc", Scope: []string{"read"}})
 				if err != nil {
 					errs <- err
 					return
@@ -218,10 +218,10 @@ func prepareCreate(e *benchEnv, b *testing.B, n int) benchOp {
 	return benchOp{path: "/access/api/v1/tokens", contentType: "application/json", bearer: e.admin,
 		body: func(int) string { return body }, want: []byte(`"access_token":"`),
 		inproc: func(int) error {
-			if _, err := e.n.Tokens.Verify(bg, e.admin, tokens.VerifyOptions{}); err != nil {
+			if _, err := e.n.Tokens().Verify(bg, e.admin, tokens.VerifyOptions{}); err != nil {
 				return err
 			}
-			_, err := e.n.Tokens.Create(bg, tokens.Request{Subject: "bench", Scope: strings.Fields("read")})
+			_, err := e.n.Tokens().Create(bg, tokens.Request{Subject: "bench", Scope: strings.Fields("read")})
 			return err
 		}}
 }
@@ -231,10 +231,10 @@ func introspectOp(e *benchEnv, server, inproc []string) benchOp {
 	return benchOp{path: "/oauth2/introspect", contentType: "application/x-www-form-urlencoded", bearer: e.introspect,
 		body: func(i int) string { return "token=" + server[i] }, want: []byte(`"active":true`),
 		inproc: func(i int) error {
-			if _, err := e.n.Tokens.Verify(bg, e.introspect, tokens.VerifyOptions{}); err != nil {
+			if _, err := e.n.Tokens().Verify(bg, e.introspect, tokens.VerifyOptions{}); err != nil {
 				return err
 			}
-			out, err := e.n.Tokens.Introspect(bg, inproc[i], tokens.VerifyOptions{AnyAudience: true})
+			out, err := e.n.Tokens().Introspect(bg, inproc[i], tokens.VerifyOptions{AnyAudience: true})
 			if err != nil {
 				return err
 			}
@@ -256,7 +256,7 @@ func prepareIntrospectFirst(e *benchEnv, b *testing.B, n int) benchOp {
 // verified before.
 func prepareIntrospectCached(e *benchEnv, b *testing.B, n int) benchOp {
 	tok := e.tokens(b, 1)[0]
-	if _, err := e.n.Tokens.Introspect(bg, tok, tokens.VerifyOptions{AnyAudience: true}); err != nil {
+	if _, err := e.n.Tokens().Introspect(bg, tok, tokens.VerifyOptions{AnyAudience: true}); err != nil {
 		b.Fatal(err)
 	}
 	same := make([]string, n)

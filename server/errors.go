@@ -2,7 +2,6 @@ package server
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,10 +9,7 @@ import (
 	"strconv"
 	"sync"
 
-	"github.com/keyward/keyward/hsm"
-	"github.com/keyward/keyward/keyring"
-	"github.com/keyward/keyward/keystore"
-	"github.com/keyward/keyward/tokens"
+	"github.com/keyward/keyward/node"
 )
 
 // apiError is an error with the HTTP status and code the API answers.
@@ -37,7 +33,32 @@ var (
 	}
 )
 
-// classify maps an error from the library packages to the API's answer.
+// answers maps node's error kinds to the API's status and code; msg, when
+// set, replaces the error's own message (which may name a database or
+// device detail the caller has no use for).
+var answers = map[node.Kind]struct {
+	status    int
+	code, msg string
+}{
+	node.KindUsage:               {http.StatusBadRequest, "BAD_REQUEST", ""},
+	node.KindInvalid:             {http.StatusBadRequest, "BAD_REQUEST", ""},
+	node.KindTooLarge:            {http.StatusRequestEntityTooLarge, "TOO_LARGE", ""},
+	node.KindNotFound:            {http.StatusNotFound, "NOT_FOUND", ""},
+	node.KindNotSupported:        {http.StatusBadRequest, "NOT_SUPPORTED", ""},
+	node.KindKeyState:            {http.StatusConflict, "KEY_STATE", ""},
+	node.KindKeyMismatch:         {http.StatusConflict, "KEY_STATE", ""},
+	node.KindBadCiphertext:       {http.StatusBadRequest, "BAD_CIPHERTEXT", ""},
+	node.KindInvalidToken:        {http.StatusUnauthorized, "INVALID_TOKEN", ""},
+	node.KindAlreadyUsed:         {http.StatusConflict, "ALREADY_USED", ""},
+	node.KindDatabaseUnavailable: {http.StatusServiceUnavailable, "DATABASE_UNAVAILABLE", "the database cannot be reached; try again later"},
+	node.KindDeviceUnavailable:   {http.StatusServiceUnavailable, "DEVICE_UNAVAILABLE", "the PKCS#11 device cannot be used; try again later"},
+	node.KindTimeout:             {http.StatusServiceUnavailable, "UNAVAILABLE", "the request timed out; try again later"},
+	node.KindInternal:            {http.StatusInternalServerError, "INTERNAL", "internal error"},
+}
+
+// classify maps an error to the API's answer: the server's own errors
+// as they are, a body over its limit as 413, and the library's by
+// node.KindOf.
 func classify(err error) *apiError {
 	var ae *apiError
 	var mbe *http.MaxBytesError
@@ -46,30 +67,13 @@ func classify(err error) *apiError {
 		return ae
 	case errors.As(err, &mbe):
 		return errorf(http.StatusRequestEntityTooLarge, "TOO_LARGE", "the request body is larger than the %d bytes allowed", mbe.Limit)
-	case errors.Is(err, keystore.ErrTooLarge):
-		return errorf(http.StatusRequestEntityTooLarge, "TOO_LARGE", "%v", err)
-	case errors.Is(err, keystore.ErrRecordName):
-		return errorf(http.StatusBadRequest, "BAD_REQUEST", "%v", err)
-	case errors.Is(err, keystore.ErrTokenUsed):
-		return errorf(http.StatusConflict, "ALREADY_USED", "%v", err)
-	case errors.Is(err, tokens.ErrInvalid), errors.Is(err, tokens.ErrRevoked), errors.Is(err, tokens.ErrExpired):
-		return errorf(http.StatusUnauthorized, "INVALID_TOKEN", "%v", err)
-	case errors.Is(err, tokens.ErrRequest), errors.Is(err, tokens.ErrAlgorithm), errors.Is(err, tokens.ErrScopeWidened):
-		return errorf(http.StatusBadRequest, "BAD_REQUEST", "%v", err)
-	case errors.Is(err, keystore.ErrNotFound), errors.Is(err, keystore.ErrTokenUnknown):
-		return errorf(http.StatusNotFound, "NOT_FOUND", "%v", err)
-	case errors.Is(err, hsm.ErrAuthentication), errors.Is(err, keystore.ErrFormat):
-		return errorf(http.StatusBadRequest, "BAD_CIPHERTEXT", "%v", err)
-	case errors.Is(err, keystore.ErrKeyMissing), errors.Is(err, keystore.ErrKeyRetired), errors.Is(err, keystore.ErrKeyMismatch), errors.Is(err, keystore.ErrKeyState), errors.Is(err, keyring.ErrNoKey):
-		return errorf(http.StatusConflict, "KEY_STATE", "%v", err)
-	case errors.Is(err, keystore.ErrDatabase):
-		return errorf(http.StatusServiceUnavailable, "DATABASE_UNAVAILABLE", "the database cannot be reached; try again later")
-	case errors.Is(err, hsm.ErrDevice), errors.Is(err, hsm.ErrClosed), errors.Is(err, hsm.ErrPINIncorrect), errors.Is(err, hsm.ErrPINLocked):
-		return errorf(http.StatusServiceUnavailable, "DEVICE_UNAVAILABLE", "the PKCS#11 device cannot be used; try again later")
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		return errorf(http.StatusServiceUnavailable, "UNAVAILABLE", "the request timed out; try again later")
 	}
-	return errorf(http.StatusInternalServerError, "INTERNAL", "internal error")
+	a := answers[node.KindOf(err)]
+	msg := a.msg
+	if msg == "" {
+		msg = err.Error()
+	}
+	return &apiError{status: a.status, code: a.code, msg: msg}
 }
 
 type errorBody struct {

@@ -90,13 +90,13 @@ func newMetrics(m *Metrics, n *node.Node) *metrics {
 	}
 	m.reg.MustRegister(sm.authFailures, sm.tokensIssued, sm.tokensRefreshed, sm.tokensRevoked,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "keyward_device_sessions_in_use", Help: "PKCS#11 sessions taken from the pool now."},
-			func() float64 { in, _ := n.Device.SessionsInUse(); return float64(in) }),
+			func() float64 { in, _ := n.SessionsInUse(); return float64(in) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "keyward_device_sessions_max", Help: "The session pool's bound."},
-			func() float64 { _, max := n.Device.SessionsInUse(); return float64(max) }),
+			func() float64 { _, max := n.SessionsInUse(); return float64(max) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keyward_token_verify_cache_hits_total", Help: "Token verifications answered from the verified cache."},
-			func() float64 { h, _ := n.Tokens.CacheStats(); return float64(h) }),
+			func() float64 { h, _ := n.Tokens().CacheStats(); return float64(h) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keyward_token_verify_cache_misses_total", Help: "Token verifications that went to the device."},
-			func() float64 { _, m := n.Tokens.CacheStats(); return float64(m) }),
+			func() float64 { _, m := n.Tokens().CacheStats(); return float64(m) }),
 	)
 	sm.issued, sm.routes = map[string]prometheus.Counter{}, map[string]routeMetrics{}
 	for _, k := range []string{tokens.KindAccess, tokens.KindPairing, tokens.KindMaster} {

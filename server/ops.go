@@ -2,9 +2,12 @@ package server
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/keyward/keyward/node"
 )
 
 // healthz says the process is up and serving.
@@ -31,36 +34,26 @@ func checkOf(err error) check {
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
-	dev := checkOf(s.node.Device.Ping(ctx))
-	db := checkOf(s.node.Store.Ping(ctx))
-	var keys check
-	if db.OK {
-		// A fresh look: a probe after an outage must not report the old.
-		keys = checkOf(s.Reconcile(ctx))
-	} else {
-		keys = check{Error: "not checked: the database cannot be reached"}
-	}
-	ready := dev.OK && db.OK && keys.OK
-	device := map[string]any{"ok": dev.OK, "label": s.node.Device.Label(), "manufacturer": s.node.Device.Manufacturer(),
-		"model": s.node.Device.Model(), "software_token": s.node.SoftwareToken()}
+	rd := s.node.Readiness(ctx)
+	dev, info := checkOf(rd.Device), s.node.Device()
+	device := map[string]any{"ok": dev.OK, "label": info.Label, "manufacturer": info.Manufacturer,
+		"model": info.Model, "software_token": info.Software != ""}
 	if dev.Error != "" {
 		device["error"] = dev.Error
 	}
-	body := map[string]any{"ready": ready, "device": device, "database": db, "keys": keys}
-	if s.node.SoftwareToken() {
-		body["warnings"] = []string{SoftwareTokenWarning(s.node.Device.Software())}
+	keys := checkOf(rd.Keys)
+	if errors.Is(rd.Keys, node.ErrNotChecked) {
+		keys.Error = rd.Keys.Error()
+	}
+	body := map[string]any{"ready": rd.Ready(), "device": device, "database": checkOf(rd.Database), "keys": keys}
+	if warning := info.SoftwareTokenWarning(); warning != "" {
+		body["warnings"] = []string{warning}
 	}
 	status := http.StatusOK
-	if !ready {
+	if !rd.Ready() {
 		status = http.StatusServiceUnavailable
 		w.Header().Set("Retry-After", strconv.Itoa(int(s.cfg.RetryAfter.Seconds())))
 	}
 	writeJSON(w, status, body)
 	return nil
-}
-
-// SoftwareTokenWarning is said at start and by /readyz on a software
-// token such as SoftHSM2.
-func SoftwareTokenWarning(name string) string {
-	return "the device is " + name + ", a software token: its keys are files on this machine's disk, not inside an HSM"
 }

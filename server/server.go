@@ -13,7 +13,6 @@ import (
 
 // Config tunes a Server; zero values take the defaults.
 type Config struct {
-	MaxRecord  int64         // largest stored record or transit payload, default 1 MiB
 	MaxBody    int64         // largest JSON or form body, default 64 KiB
 	RetryAfter time.Duration // told to callers with a 503, default 5 s
 	// ReconcileEvery is how often the node checks its device against the
@@ -38,14 +37,15 @@ type Server struct {
 	metrics *metrics
 }
 
+// DefaultMaxRecord is the largest record or transit payload keyward serve
+// takes unless told otherwise (node.Config.MaxRecord): a request body is
+// held in memory whole.
+const DefaultMaxRecord = 1 << 20
+
 // New makes the server of an opened node. The node stays the caller's:
-// close it after Run returns.
+// close it after Run returns. The largest record or transit payload is
+// the node's (node.Config.MaxRecord).
 func New(n *node.Node, cfg Config) *Server {
-	if cfg.MaxRecord == 0 {
-		cfg.MaxRecord = 1 << 20
-	}
-	// The node takes what the API lets through, even above its default.
-	n.Keys.SetMaxRecord(cfg.MaxRecord)
 	if cfg.MaxBody == 0 {
 		cfg.MaxBody = 64 << 10
 	}
@@ -186,16 +186,6 @@ func (w *statusRecorder) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
-// Reconcile checks the device against the key registry now (a rotation
-// on another node, a key destroyed here) and takes up the registry's
-// active master key.
-func (s *Server) Reconcile(ctx context.Context) error {
-	if err := s.node.Keys.Reconcile(ctx); err != nil {
-		return err
-	}
-	return s.node.Keys.CheckComplete()
-}
-
 // reconcileLoop reconciles every ReconcileEvery until ctx ends.
 func (s *Server) reconcileLoop(ctx context.Context) {
 	t := time.NewTicker(s.cfg.ReconcileEvery)
@@ -205,7 +195,7 @@ func (s *Server) reconcileLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := s.Reconcile(ctx); err != nil && ctx.Err() == nil {
+			if err := s.node.Reconcile(ctx); err != nil && ctx.Err() == nil {
 				s.log.Warn("reconcile", "error", err.Error())
 			}
 		}

@@ -203,7 +203,7 @@ func TestCheckAndDestroy(t *testing.T) {
 	if out := c.ok("key", "check", "--role", "join", "--expect-kcv", kcv); !strings.Contains(out, "matches") {
 		t.Fatal(out)
 	}
-	r := c.fails(3, "KCV mismatch", "key", "check", "--role", "join", "--expect-kcv", "ABCDEF")
+	r := c.fails(3, "key check value mismatch", "key", "check", "--role", "join", "--expect-kcv", "ABCDEF")
 	if !strings.Contains(r.stderr, kcv) || !strings.Contains(r.stderr, "ABCDEF") {
 		t.Fatalf("mismatch must show both values: %s", r)
 	}

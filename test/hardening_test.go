@@ -150,10 +150,10 @@ func TestRetireWarnsAndDecryptSaysRetired(t *testing.T) {
 	c.ok("encrypt", "--in", writeTemp(t, "backup"), "--out", enc)
 	c.ok("key", "rotate", "--role", "master")
 	r := c.run("", nil, "key", "retire", "--role", "master", "--version", "1")
-	if r.code != 0 || !strings.Contains(r.stderr, "keyward: warning: files that keyward encrypt wrote under master key v1 cannot be decrypted any more") {
+	if r.code != 0 || !strings.Contains(r.stderr, "keyward: warning: files encrypted under master key v1 cannot be decrypted any more") {
 		t.Fatalf("key retire: %s", r)
 	}
-	r = c.fails(3, "which was retired (keyward key retire)", "decrypt", "--in", enc, "--out", filepath.Join(c.dir, "out"))
+	r = c.fails(3, "which was retired: nothing encrypted under it can be decrypted", "decrypt", "--in", enc, "--out", filepath.Join(c.dir, "out"))
 	if strings.Contains(r.stderr, "missing from the device") {
 		t.Fatalf("decrypt under a retired key: %s", r)
 	}

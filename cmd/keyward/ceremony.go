@@ -2,10 +2,8 @@ package main
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/keyward/keyward/ceremony"
-	"github.com/keyward/keyward/hsm"
 	"github.com/urfave/cli/v2"
 )
 
@@ -41,52 +39,29 @@ func ceremonyCommand() *cli.Command {
 }
 
 func ceremonySplit(c *cli.Context) error {
-	m, n, dir := c.Int("threshold"), c.Int("shares"), c.String("out-dir")
+	m, n, dir, bits := c.Int("threshold"), c.Int("shares"), c.String("out-dir"), c.Int("bits")
 	if m < 2 || n < m || n > 255 {
 		return usagef("need 2 ≤ --threshold ≤ --shares ≤ 255 (got %d of %d)", m, n)
 	}
 	if dir == "" {
 		return usagef("--out-dir is required")
 	}
-	key, err := ceremony.NewRandomKey(c.Int("bits"))
-	if err != nil {
-		return usageError{err, nil}
+	if bits != 128 && bits != 192 && bits != 256 {
+		return usagef("--bits must be 128, 192 or 256, got %d", bits)
 	}
-	defer clear(key)
-	kcv, err := hsm.ComputeKCV(key)
+	split, err := ceremony.SplitToFiles(dir, bits, m, n)
 	if err != nil {
 		return err
-	}
-	lines, infos, err := ceremony.SplitKey(key, kcv, m, n)
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	type shareOut struct {
-		Index       int    `json:"index"`
-		File        string `json:"file"`
-		Fingerprint string `json:"fingerprint"`
-	}
-	var out []shareOut
-	for i, line := range lines {
-		path, err := ceremony.WriteShareFile(dir, line, infos[i])
-		lines[i] = ""
-		if err != nil {
-			return fmt.Errorf("write share %d: %w (remove the share files already written and start again)", i+1, err)
-		}
-		out = append(out, shareOut{infos[i].Index, path, infos[i].Fingerprint})
 	}
 	if c.Bool("json") {
-		return printJSON(c.App.Writer, map[string]any{"kcv": kcv, "threshold": m, "shares": out, "split_id": infos[0].SplitID, "bits": c.Int("bits")})
+		return printJSON(c.App.Writer, split)
 	}
-	rows := make([][]string, len(out))
-	for i, s := range out {
+	rows := make([][]string, len(split.Shares))
+	for i, s := range split.Shares {
 		rows[i] = []string{fmt.Sprint(s.Index), s.Fingerprint, s.File}
 	}
 	printTable(c.App.Writer, []string{"SHARE", "FINGERPRINT", "FILE"}, rows)
-	fmt.Fprintf(c.App.Writer, "key KCV %s (AES-%d); any %d of %d shares rebuild it. The key was not imported and is gone from memory.\n", kcv, c.Int("bits"), m, n)
+	fmt.Fprintf(c.App.Writer, "key KCV %s (AES-%d); any %d of %d shares rebuild it. The key was not imported and is gone from memory.\n", split.KCV, bits, m, n)
 	return nil
 }
 
@@ -133,14 +108,14 @@ func ceremonyCombine(c *cli.Context) error {
 			shares = append(shares, s)
 		}
 	}
-	node, done, err := openJoiningNode(c)
+	nd, err := openNode(c, true)
 	if err != nil {
 		return err
 	}
-	defer done()
-	e, err := ceremony.CombineAndImport(c.Context, node, role, shares, expect)
+	defer nd.Close()
+	e, err := nd.CombineShares(c.Context, role, shares, expect)
 	if err != nil {
-		return fmt.Errorf("%w; nothing was imported", err)
+		return err
 	}
 	return printEntry(c, e)
 }

@@ -1,15 +1,12 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/keyward/keyward/hsm"
-	"github.com/keyward/keyward/keyring"
-	"github.com/keyward/keyward/keystore"
 	"github.com/keyward/keyward/node"
 	"github.com/keyward/keyward/tokens"
 	"github.com/urfave/cli/v2"
@@ -45,13 +42,6 @@ func home(c *cli.Context) string {
 	return node.DefaultHome()
 }
 
-// deviceConfig builds the hsm.Config from the global flags (the module
-// defaults to SoftHSM2 when installed).
-func deviceConfig(c *cli.Context) (hsm.Config, error) {
-	cfg, err := nodeConfig(c)
-	return cfg.Device, err
-}
-
 // nodeConfig builds the node.Config from the global flags, defaults
 // resolved.
 func nodeConfig(c *cli.Context) (node.Config, error) {
@@ -78,7 +68,7 @@ func nodeConfig(c *cli.Context) (node.Config, error) {
 		return nc, usagef("no token: set --token or KEYWARD_TOKEN to a token label or a pkcs11: URI")
 	}
 	if err := nc.Resolve(); err != nil {
-		return nc, usageError{err, nil}
+		return nc, err
 	}
 	if cfg.PIN == nil {
 		src, err := pinSource(c)
@@ -108,48 +98,12 @@ func pinSource(c *cli.Context) (hsm.PINSource, error) {
 	return nil, usagef("no PIN: set KEYWARD_PIN_SOURCE to env:VAR or file:PATH (or KEYWARD_PIN in CI)")
 }
 
-// usageIfConfig makes a configuration mistake a usage error (exit 2);
-// node.Open and node.OpenDevice have already said what to do.
-func usageIfConfig(err error) error {
-	if errors.Is(err, hsm.ErrConfig) {
-		return usageError{err, nil}
-	}
-	return err
-}
-
-// openToken opens the device named by the global flags.
-func openToken(c *cli.Context) (*hsm.Token, error) {
-	cfg, err := deviceConfig(c)
-	if err != nil {
-		return nil, err
-	}
-	tok, err := node.OpenDevice(c.Context, cfg)
-	if err != nil {
-		return nil, usageIfConfig(err)
-	}
-	warn(c, tok.Warnings())
-	return tok, nil
-}
-
-// openRing opens the device and its keyward keys; close the token after.
-func openRing(c *cli.Context) (*keyring.Ring, func(), error) {
-	tok, err := openToken(c)
-	if err != nil {
-		return nil, nil, err
-	}
-	return keyring.New(tok), func() { tok.Close() }, nil
-}
-
-// isCheckFailure says err is a check that said no (exit 3).
-func isCheckFailure(err error) bool {
-	return errors.Is(err, hsm.ErrKCVMismatch) || errors.Is(err, hsm.ErrAuthentication) ||
-		errors.Is(err, keystore.ErrKeyMismatch) || errors.Is(err, keystore.ErrKeyMissing) ||
-		errors.Is(err, keystore.ErrKeyRetired)
-}
-
-// openFullNode opens the node the global flags name (node.Open): device,
-// database, reconciliation, token service.
-func openFullNode(c *cli.Context, joining bool) (*node.Node, error) {
+// openNode opens the node the global flags name (node.Open): device,
+// database, reconciliation, token service. A node whose keys differ from
+// the registry, or lack one unless joining, stops here (exit 3). A joining
+// node is one being loaded: a registered key may be missing (it is about
+// to be imported), a different one is still refused.
+func openNode(c *cli.Context, joining bool) (*node.Node, error) {
 	cfg, err := nodeConfig(c)
 	if err != nil {
 		return nil, err
@@ -158,14 +112,28 @@ func openFullNode(c *cli.Context, joining bool) (*node.Node, error) {
 	return openConfigured(c, cfg)
 }
 
-// openConfigured is node.Open with its errors explained.
+// openConfigured is node.Open with its warnings printed.
 func openConfigured(c *cli.Context, cfg node.Config) (*node.Node, error) {
 	n, err := node.Open(c.Context, cfg)
 	if err != nil {
-		return nil, usageIfConfig(err)
+		return nil, err
 	}
 	warn(c, n.Warnings())
 	return n, nil
+}
+
+// openDevice opens the device the global flags name, alone.
+func openDevice(c *cli.Context) (*node.Device, error) {
+	cfg, err := nodeConfig(c)
+	if err != nil {
+		return nil, err
+	}
+	d, err := node.OpenDevice(c.Context, cfg)
+	if err != nil {
+		return nil, err
+	}
+	warn(c, d.Warnings())
+	return d, nil
 }
 
 // warn prints each warning on standard error.
@@ -173,25 +141,4 @@ func warn(c *cli.Context, warnings []string) {
 	for _, w := range warnings {
 		fmt.Fprintln(c.App.ErrWriter, "keyward: warning: "+w)
 	}
-}
-
-// openNode opens the node and hands out its reconciled keys: a node whose
-// keys differ from the registry, or lack one, stops here (exit 3).
-func openNode(c *cli.Context) (*keystore.Node, func(), error) {
-	n, err := openFullNode(c, false)
-	if err != nil {
-		return nil, nil, err
-	}
-	return n.Keys, func() { n.Close() }, nil
-}
-
-// openJoiningNode is openNode for commands that load keys into a node: a
-// registered key may be missing (it is about to be imported), a different
-// one is still refused.
-func openJoiningNode(c *cli.Context) (*keystore.Node, func(), error) {
-	n, err := openFullNode(c, true)
-	if err != nil {
-		return nil, nil, err
-	}
-	return n.Keys, func() { n.Close() }, nil
 }

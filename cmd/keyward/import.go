@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 
-	"github.com/keyward/keyward/ceremony"
 	"github.com/keyward/keyward/keyring"
 	"github.com/urfave/cli/v2"
 )
@@ -70,15 +69,15 @@ func keyImport(c *cli.Context) error {
 		}
 		roles = []keyring.Role{role}
 	}
-	node, done, err := openJoiningNode(c)
+	n, err := openNode(c, true)
 	if err != nil {
 		return err
 	}
-	defer done()
+	defer n.Close()
 
 	switch {
 	case c.IsSet("from"):
-		e, err := ceremony.ImportHexFile(c.Context, node, roles[0], c.String("from"), c.App.Reader, expect, c.Bool("remove-source"))
+		e, err := n.ImportHexFile(c.Context, roles[0], c.String("from"), c.App.Reader, expect, c.Bool("remove-source"))
 		if err != nil {
 			return err
 		}
@@ -91,7 +90,7 @@ func keyImport(c *cli.Context) error {
 		return nil
 	case c.IsSet("from-system-yaml"):
 		path := c.String("from-system-yaml")
-		entries, err := ceremony.ImportSystemYAML(c.Context, node, roles, path, c.Bool("scrub"))
+		entries, err := n.ImportSystemYAML(c.Context, roles, path, c.Bool("scrub"))
 		for _, e := range entries {
 			if perr := printEntry(c, e); perr != nil {
 				return perr
@@ -102,7 +101,7 @@ func keyImport(c *cli.Context) error {
 		}
 		return err
 	default:
-		e, err := ceremony.ImportComponents(c.Context, node, roles[0], c.StringSlice("component"), expect, c.Bool("remove-source"),
+		e, err := n.ImportComponents(c.Context, roles[0], c.StringSlice("component"), expect, c.Bool("remove-source"),
 			func(i int, path, kcv string) {
 				fmt.Fprintf(c.App.ErrWriter, "component %d (%s): KCV %s\n", i, path, kcv)
 			})

@@ -3,11 +3,14 @@ package main
 import (
 	"bufio"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
 
 	"github.com/keyward/keyward/hsm"
+	"github.com/keyward/keyward/keystore"
+	"github.com/keyward/keyward/node"
 
 	"github.com/keyward/keyward/keyring"
 	"github.com/urfave/cli/v2"
@@ -32,17 +35,12 @@ func keyCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					node, done, err := openJoiningNode(c)
+					n, err := openNode(c, true)
 					if err != nil {
 						return err
 					}
-					defer done()
-					var e keyring.Entry
-					if role == keyring.Signing {
-						e, err = node.Ring().GenerateSigning(c.Context, hsm.KeyPairType(c.String("type")))
-					} else {
-						e, err = node.Generate(c.Context, role, c.Int("bits"))
-					}
+					defer n.Close()
+					e, err := n.GenerateKey(c.Context, role, node.KeySpec{Bits: c.Int("bits"), Type: hsm.KeyPairType(c.String("type"))})
 					if err != nil {
 						return err
 					}
@@ -58,22 +56,17 @@ func keyCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					ring, done, err := openRing(c)
+					dev, err := openDevice(c)
 					if err != nil {
 						return err
 					}
-					defer done()
-					k, e, err := ring.Get(c.Context, role, c.Int("version"))
-					if err != nil {
+					defer dev.Close()
+					e, err := dev.KCV(c.Context, role, c.Int("version"))
+					if e.Label == "" {
 						return err
-					}
-					// ring.Get read the KCV; asked again only for why it is missing.
-					kcv := e.KCV
-					if kcv == "" {
-						_, err = k.KCV(c.Context)
 					}
 					if c.Bool("json") {
-						out := map[string]any{"label": e.Label, "role": e.Role, "version": e.Version, "kcv": kcv}
+						out := map[string]any{"label": e.Label, "role": e.Role, "version": e.Version, "kcv": e.KCV}
 						if err != nil {
 							out["kcv"], out["error"] = nil, err.Error()
 						}
@@ -83,7 +76,7 @@ func keyCommand() *cli.Command {
 					} else if err != nil {
 						fmt.Fprintln(c.App.Writer, "unavailable")
 					} else {
-						fmt.Fprintln(c.App.Writer, kcv)
+						fmt.Fprintln(c.App.Writer, e.KCV)
 					}
 					return err
 				},
@@ -98,12 +91,12 @@ func keyCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					node, done, err := openNode(c)
+					n, err := openNode(c, false)
 					if err != nil {
 						return err
 					}
-					defer done()
-					e, err := node.Rotate(c.Context, role, c.Int("bits"))
+					defer n.Close()
+					e, err := n.RotateKey(c.Context, role, c.Int("bits"))
 					if err != nil {
 						return err
 					}
@@ -128,15 +121,18 @@ func keyCommand() *cli.Command {
 					if c.Int("version") < 1 {
 						return usagef("--version is required")
 					}
-					node, done, err := openNode(c)
+					n, err := openNode(c, false)
 					if err != nil {
 						return err
 					}
-					defer done()
-					if err := node.Retire(c.Context, role, c.Int("version")); err != nil {
+					defer n.Close()
+					if err := n.RetireKey(c.Context, role, c.Int("version")); err != nil {
+						if errors.Is(err, keystore.ErrKeyInUse) && role == keyring.Master {
+							return fmt.Errorf("%w (keyward store rewrap moves records onto the active version)", err)
+						}
 						return err
 					}
-					fmt.Fprintf(c.App.ErrWriter, "keyward: warning: %s\n", retireWarning(role, c.Int("version")))
+					fmt.Fprintf(c.App.ErrWriter, "keyward: warning: %s\n", node.RetireEffect(role, c.Int("version")))
 					fmt.Fprintf(c.App.Writer, "%s retired\n", keyring.Label(role, c.Int("version")))
 					return nil
 				},
@@ -157,21 +153,14 @@ func keyCommand() *cli.Command {
 					if want == "" {
 						return usagef("--expect-kcv is required")
 					}
-					ring, done, err := openRing(c)
+					dev, err := openDevice(c)
 					if err != nil {
 						return err
 					}
-					defer done()
-					k, e, err := ring.Get(c.Context, role, c.Int("version"))
+					defer dev.Close()
+					e, err := dev.CheckKCV(c.Context, role, c.Int("version"), want)
 					if err != nil {
 						return err
-					}
-					if e.KCV == "" {
-						_, err := k.KCV(c.Context)
-						return fmt.Errorf("%s cannot be checked: %w", e.Label, err)
-					}
-					if e.KCV != want {
-						return checkFailed{fmt.Errorf("KCV mismatch: %s in token %q has KCV %s, expected %s", e.Label, ring.Token().Label(), orDash(e.KCV), want)}
 					}
 					fmt.Fprintf(c.App.Writer, "%s: KCV %s matches\n", e.Label, e.KCV)
 					return nil
@@ -190,17 +179,16 @@ func keyCommand() *cli.Command {
 					if v < 1 {
 						return usagef("--version is required: destroying a key names it exactly")
 					}
-					node, done, err := openNode(c)
+					n, err := openNode(c, false)
 					if err != nil {
 						return err
 					}
-					defer done()
-					ring := node.Ring()
-					_, e, err := ring.Get(c.Context, role, v)
+					defer n.Close()
+					e, err := n.CheckDestroy(c.Context, role, v)
 					if err != nil {
-						return err
-					}
-					if err := node.CheckDestroy(c.Context, role, v); err != nil {
+						if errors.Is(err, keystore.ErrKeyInUse) {
+							return fmt.Errorf("%w: keyward key retire --role %s --version %d", err, role, v)
+						}
 						return err
 					}
 					if !c.Bool("yes") {
@@ -208,10 +196,10 @@ func keyCommand() *cli.Command {
 							return err
 						}
 					}
-					if err := ring.Destroy(c.Context, role, v); err != nil {
+					if e, err = n.DestroyKey(c.Context, role, v); err != nil {
 						return err
 					}
-					fmt.Fprintf(c.App.Writer, "%s (KCV %s) destroyed\n", e.Label, kcvText(e))
+					fmt.Fprintf(c.App.Writer, "%s (KCV %s) destroyed\n", e.Label, e.DisplayKCV())
 					return nil
 				},
 			},
@@ -219,12 +207,12 @@ func keyCommand() *cli.Command {
 				Name:  "list",
 				Usage: "list keyward's keys in the device",
 				Action: func(c *cli.Context) error {
-					node, done, err := openJoiningNode(c)
+					n, err := openNode(c, true)
 					if err != nil {
 						return err
 					}
-					defer done()
-					return keyList(c, node)
+					defer n.Close()
+					return keyList(c, n)
 				},
 			},
 		},
@@ -273,17 +261,8 @@ func printEntry(c *cli.Context, e keyring.Entry) error {
 	if c.Bool("json") {
 		return printJSON(c.App.Writer, e)
 	}
-	fmt.Fprintf(c.App.Writer, "%s  KCV %s  (%s-%d, %s)\n", e.Label, kcvText(e), e.Type, e.Bits, e.Origin)
+	fmt.Fprintf(c.App.Writer, "%s  KCV %s  (%s-%d, %s)\n", e.Label, e.DisplayKCV(), e.Type, e.Bits, e.Origin)
 	return nil
-}
-
-// kcvText is an entry's KCV for people: "unavailable" for an AES key
-// whose KCV neither keyward nor the device can tell, "-" for a key pair.
-func kcvText(e keyring.Entry) string {
-	if e.KCV == "" && e.Type == hsm.TypeAES.String() {
-		return "unavailable"
-	}
-	return orDash(e.KCV)
 }
 
 func orDash(s string) string {
@@ -298,14 +277,4 @@ func yesNo(b bool) string {
 		return "yes"
 	}
 	return "no"
-}
-
-// retireWarning says what stops working when version v of role is retired:
-// the database's records were checked, files and tokens outside it cannot
-// be.
-func retireWarning(role keyring.Role, v int) string {
-	if role == keyring.Master {
-		return fmt.Sprintf("files that keyward encrypt wrote under master key v%d cannot be decrypted any more (keyward decrypt says \"retired\"); the database's records were checked, files outside it cannot be", v)
-	}
-	return fmt.Sprintf("tokens signed with %s key v%d no longer verify", role, v)
 }

@@ -8,18 +8,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 
-	"github.com/keyward/keyward/keystore"
 	"github.com/urfave/cli/v2"
-)
-
-// Exit codes. Never renumber them: scripts depend on them.
-const (
-	exitOK          = 0
-	exitError       = 1
-	exitUsage       = 2
-	exitCheckFailed = 3
 )
 
 func main() {
@@ -100,65 +90,19 @@ func run(args []string, stdin *os.File, stdout, stderr *os.File) int {
 	code := -1
 	cli.OsExiter = func(c int) { code = c }
 	app.ExitErrHandler = func(*cli.Context, error) {}
-	err := app.Run(hoistFlags(args))
+	err := app.Run(flagsFirst(app, args))
 	if code >= 0 {
 		return code
 	}
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "keyward: %v\n", err)
+	fmt.Fprintf(stderr, "keyward: %v\n", withHints(err))
 	var u usageError
 	if errors.As(err, &u) && u.cmd != nil {
 		showUsage(stderr, u.cmd)
 	}
 	return exitCode(err)
-}
-
-// valueFlags are the flags of NAME-taking verbs that take a value.
-var valueFlags = map[string]bool{"--from": true, "--out": true, "--max-record": true}
-
-// hoistFlags lets `keyward store put NAME --from F` work: urfave/cli stops
-// parsing flags at the first argument, so for the store verbs the flags
-// after NAME are moved in front of it.
-func hoistFlags(args []string) []string {
-	for i := 0; i+1 < len(args); i++ {
-		if args[i] != "store" {
-			continue
-		}
-		switch args[i+1] {
-		case "put", "get", "delete":
-		default:
-			return args
-		}
-		head := append([]string(nil), args[:i+2]...)
-		var flags, names []string
-		rest := args[i+2:]
-		for j := 0; j < len(rest); j++ {
-			a := rest[j]
-			switch {
-			case a == "--":
-				names = append(names, rest[j+1:]...)
-				j = len(rest)
-			case strings.HasPrefix(a, "-") && a != "-":
-				flags = append(flags, a)
-				if valueFlags[a] && j+1 < len(rest) {
-					flags = append(flags, rest[j+1])
-					j++
-				}
-			default:
-				names = append(names, a)
-			}
-		}
-		for _, n := range names {
-			if strings.HasPrefix(n, "-") {
-				names = append([]string{"--"}, names...)
-				break
-			}
-		}
-		return append(append(head, flags...), names...)
-	}
-	return args
 }
 
 // usageError is a mistake in the command line; cmd, when known, is the
@@ -170,22 +114,4 @@ type usageError struct {
 
 func (e usageError) Unwrap() error { return e.error }
 
-// checkFailed is a check that ran and said no: KCV mismatch, invalid
-// token, authentication failure.
-type checkFailed struct{ error }
-
-func (e checkFailed) Unwrap() error { return e.error }
-
 func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...), nil} }
-
-func exitCode(err error) int {
-	var u usageError
-	var c checkFailed
-	switch {
-	case errors.As(err, &u), errors.Is(err, keystore.ErrDSN):
-		return exitUsage
-	case errors.As(err, &c) || isCheckFailure(err):
-		return exitCheckFailed
-	}
-	return exitError
-}

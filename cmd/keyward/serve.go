@@ -25,7 +25,7 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "client-ca", EnvVars: []string{"KEYWARD_CLIENT_CA"}, Usage: "PEM CA certificates: clients must present a certificate from them (mTLS)"},
 			&cli.DurationFlag{Name: "shutdown-timeout", EnvVars: []string{"KEYWARD_SHUTDOWN_TIMEOUT"}, Value: 10 * time.Second, Usage: "how long requests in flight may finish after SIGTERM or SIGINT"},
 			&cli.DurationFlag{Name: "request-timeout", EnvVars: []string{"KEYWARD_REQUEST_TIMEOUT"}, Value: 10 * time.Second, Usage: "longest a request may take; a database or device that hangs answers 503 after it"},
-			&cli.Int64Flag{Name: "max-record", EnvVars: []string{"KEYWARD_MAX_RECORD"}, Value: 1 << 20, Usage: "largest stored record or transit payload, in bytes"},
+			&cli.Int64Flag{Name: "max-record", EnvVars: []string{"KEYWARD_MAX_RECORD"}, Value: server.DefaultMaxRecord, Usage: "largest stored record or transit payload, in bytes"},
 			&cli.BoolFlag{Name: "quiet", EnvVars: []string{"KEYWARD_QUIET"}, Usage: "no access log (one JSON line per request on standard error)"},
 		},
 		Action: runServe,
@@ -63,8 +63,7 @@ func runServe(c *cli.Context) error {
 		return err
 	}
 	cfg.Device.Observe = metrics.ObserveDevice
-	// Revocations on other servers reach this one within a quarter second.
-	cfg.Tokens.RevocationRefresh = 250 * time.Millisecond
+	cfg.MaxRecord = c.Int64("max-record")
 	n, err := openConfigured(c, cfg)
 	if err != nil {
 		return err
@@ -78,9 +77,9 @@ func runServe(c *cli.Context) error {
 	// request cost as much as a cached introspection's Go work.
 	logw := server.NewLogWriter(logOut)
 	defer logw.Close() // after Run: the last lines
-	srv := server.New(n, server.Config{MaxRecord: c.Int64("max-record"), RequestTimeout: c.Duration("request-timeout"), Metrics: metrics, Log: newLogger(logw)})
-	if n.SoftwareToken() {
-		fmt.Fprintln(c.App.ErrWriter, "keyward: warning: "+server.SoftwareTokenWarning(n.Device.Software()))
+	srv := server.New(n, server.Config{RequestTimeout: c.Duration("request-timeout"), Metrics: metrics, Log: newLogger(logw)})
+	if w := n.Device().SoftwareTokenWarning(); w != "" {
+		fmt.Fprintln(c.App.ErrWriter, "keyward: warning: "+w)
 	}
 	err = srv.Run(ctx, server.Listen{Addr: c.String("listen"), TLSCert: c.String("tls-cert"), TLSKey: c.String("tls-key"),
 		ClientCA: c.String("client-ca"), ShutdownTimeout: c.Duration("shutdown-timeout")}, reload,

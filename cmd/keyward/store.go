@@ -52,13 +52,17 @@ func storeCommand() *cli.Command {
 						return err
 					}
 					defer clear(value)
-					node, done, err := openNode(c)
+					cfg, err := nodeConfig(c)
 					if err != nil {
 						return err
 					}
-					defer done()
-					node.SetMaxRecord(max)
-					if err := node.Put(c.Context, n, value); err != nil {
+					cfg.MaxRecord = max
+					nd, err := openConfigured(c, cfg)
+					if err != nil {
+						return err
+					}
+					defer nd.Close()
+					if err := nd.Put(c.Context, n, value); err != nil {
 						return err
 					}
 					fmt.Fprintf(c.App.ErrWriter, "keyward: %s stored (%d bytes)\n", n, len(value))
@@ -73,12 +77,12 @@ func storeCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					node, done, err := openNode(c)
+					nd, err := openNode(c, false)
 					if err != nil {
 						return err
 					}
-					defer done()
-					value, err := node.Get(c.Context, n)
+					defer nd.Close()
+					value, err := nd.Get(c.Context, n)
 					if err != nil {
 						return err
 					}
@@ -89,12 +93,12 @@ func storeCommand() *cli.Command {
 			{
 				Name: "list", Usage: "list records (names, key versions, sizes; never values)",
 				Action: func(c *cli.Context) error {
-					node, done, err := openNode(c)
+					nd, err := openNode(c, false)
 					if err != nil {
 						return err
 					}
-					defer done()
-					recs, err := node.Store().Records(c.Context)
+					defer nd.Close()
+					recs, err := nd.Records(c.Context)
 					if err != nil {
 						return err
 					}
@@ -119,12 +123,12 @@ func storeCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					node, done, err := openNode(c)
+					nd, err := openNode(c, false)
 					if err != nil {
 						return err
 					}
-					defer done()
-					return node.Delete(c.Context, n)
+					defer nd.Close()
+					return nd.Delete(c.Context, n)
 				},
 			},
 			{
@@ -132,11 +136,11 @@ func storeCommand() *cli.Command {
 				Usage: "re-encrypt records under older master versions with the active one (resumable, safe on several nodes at once)",
 				Flags: []cli.Flag{&cli.IntFlag{Name: "batch", Value: 1000, Usage: "records per transaction"}},
 				Action: func(c *cli.Context) error {
-					node, done, err := openNode(c)
+					nd, err := openNode(c, false)
 					if err != nil {
 						return err
 					}
-					defer done()
+					defer nd.Close()
 					var progress func(int, int)
 					if f, ok := c.App.ErrWriter.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 						progress = func(d, total int) {
@@ -146,7 +150,7 @@ func storeCommand() *cli.Command {
 						}
 					}
 					start := time.Now()
-					n, err := node.Rewrap(c.Context, c.Int("batch"), progress)
+					n, err := nd.Rewrap(c.Context, c.Int("batch"), progress)
 					if progress != nil {
 						fmt.Fprintln(c.App.ErrWriter)
 					}
@@ -171,52 +175,44 @@ func cryptCommands() []*cli.Command {
 		{
 			Name: "encrypt", Usage: "encrypt a file of any size with the active master key, in the device", Flags: flags,
 			Action: func(c *cli.Context) error {
-				node, done, err := openNode(c)
+				nd, err := openNode(c, false)
 				if err != nil {
 					return err
 				}
-				defer done()
+				defer nd.Close()
 				in, closeIn, err := openInput(c, c.String("in"))
 				if err != nil {
 					return err
 				}
 				defer closeIn()
 				return writeOutput(c, c.String("out"), func(w io.Writer) error {
-					return node.EncryptStream(c.Context, in, w, c.String("context"))
+					return nd.EncryptStream(c.Context, in, w, c.String("context"))
 				})
 			},
 		},
 		{
 			Name: "decrypt", Usage: "decrypt what keyward encrypt wrote; nothing is written unless all of it authenticates", Flags: flags,
 			Action: func(c *cli.Context) error {
-				node, done, err := openNode(c)
+				nd, err := openNode(c, false)
 				if err != nil {
 					return err
 				}
-				defer done()
+				defer nd.Close()
 				in, closeIn, err := openInput(c, c.String("in"))
 				if err != nil {
 					return err
 				}
 				defer closeIn()
 				return writeOutput(c, c.String("out"), func(w io.Writer) error {
-					return node.DecryptStream(c.Context, in, w, c.String("context"))
+					return nd.DecryptStream(c.Context, in, w, c.String("context"))
 				})
 			},
 		},
 	}
 }
 
-// readInput reads a whole (small) value from a file or stdin.
-func readInput(c *cli.Context, path string) ([]byte, error) {
-	if path == "-" {
-		return io.ReadAll(c.App.Reader)
-	}
-	return os.ReadFile(path)
-}
-
-// readInputLimited is readInput that stops, before reading it all, at a
-// value over max bytes.
+// readInputLimited reads a whole value from a file or stdin, stopping,
+// before reading it all, at a value over max bytes.
 func readInputLimited(c *cli.Context, path string, max int64) ([]byte, error) {
 	in, closeIn, err := openInput(c, path)
 	if err != nil {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -18,11 +17,11 @@ import (
 
 // openTokens opens the node and hands out its token service.
 func openTokens(c *cli.Context) (*tokens.Service, func(), error) {
-	n, err := openFullNode(c, false)
+	n, err := openNode(c, false)
 	if err != nil {
 		return nil, nil, err
 	}
-	return n.Tokens, func() { n.Close() }, nil
+	return n.Tokens(), func() { n.Close() }, nil
 }
 
 // readSecretInput reads a token from a file or standard input ("-"):
@@ -50,17 +49,6 @@ func displayInput(p string) string {
 		return "standard input"
 	}
 	return p
-}
-
-// tokenErr marks an invalid token as a failed check (exit 3).
-func tokenErr(err error) error {
-	if errors.Is(err, tokens.ErrInvalid) || errors.Is(err, tokens.ErrRevoked) || errors.Is(err, tokens.ErrExpired) {
-		return checkFailed{err}
-	}
-	if errors.Is(err, tokens.ErrRequest) || errors.Is(err, tokens.ErrAlgorithm) || errors.Is(err, tokens.ErrScopeWidened) {
-		return usageError{err, nil}
-	}
-	return err
 }
 
 func tokenCommand() *cli.Command {
@@ -104,7 +92,7 @@ func tokenCommand() *cli.Command {
 						RefreshTTL: refreshTTL,
 						Alg:        c.String("alg"), Description: c.String("description")})
 					if err != nil {
-						return tokenErr(err)
+						return err
 					}
 					return printJSON(c.App.Writer, iss)
 				},
@@ -128,7 +116,7 @@ func tokenCommand() *cli.Command {
 					defer done()
 					claims, err := svc.Verify(c.Context, tok, tokens.VerifyOptions{Audience: c.String("audience"), Algorithms: c.StringSlice("alg")})
 					if err != nil {
-						return tokenErr(err)
+						return err
 					}
 					return printJSON(c.App.Writer, claims)
 				},
@@ -156,7 +144,7 @@ func tokenCommand() *cli.Command {
 					}
 					iss, err := svc.Refresh(c.Context, rt, scope)
 					if err != nil {
-						return tokenErr(err)
+						return err
 					}
 					return printJSON(c.App.Writer, iss)
 				},
@@ -187,7 +175,7 @@ func tokenCommand() *cli.Command {
 						err = svc.Revoke(c.Context, c.String("id"))
 					}
 					if err != nil {
-						return tokenErr(err)
+						return err
 					}
 					fmt.Fprintln(c.App.ErrWriter, "keyward: token revoked")
 					return nil
@@ -300,7 +288,7 @@ func pairingCommand() *cli.Command {
 					iss, err := svc.CreatePairing(c.Context, tokens.PairingRequest{Subject: c.String("subject"), BaseURL: c.String("base-url"),
 						ExchangeURL: c.String("exchange-url"), PairingURL: c.String("pairing-url"), ExpiresIn: expiresIn, Description: c.String("description")})
 					if err != nil {
-						return tokenErr(err)
+						return err
 					}
 					return printJSON(c.App.Writer, map[string]any{"pairing_token": iss.AccessToken, "token_id": iss.TokenID, "expires_in": iss.ExpiresIn})
 				},
@@ -328,7 +316,7 @@ func pairingCommand() *cli.Command {
 					defer done()
 					iss, err := svc.RedeemPairing(c.Context, tok, expiresIn)
 					if err != nil {
-						return tokenErr(err)
+						return err
 					}
 					return printJSON(c.App.Writer, map[string]any{"master_token": iss.AccessToken, "token_id": iss.TokenID, "expires_in": iss.ExpiresIn})
 				},
@@ -347,7 +335,7 @@ func pairingCommand() *cli.Command {
 					}
 					defer done()
 					if err := svc.Revoke(c.Context, c.String("id")); err != nil {
-						return tokenErr(err)
+						return err
 					}
 					fmt.Fprintln(c.App.ErrWriter, "keyward: pairing token revoked")
 					return nil
@@ -372,11 +360,11 @@ func bootstrapCommand() *cli.Command {
 func runBootstrap(c *cli.Context) error {
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	n, err := openFullNode(c, true)
+	n, err := openNode(c, true)
 	if err != nil {
 		return err
 	}
 	defer n.Close()
-	return bootstrap.Run(ctx, n.Keys, n.Tokens, bootstrap.Options{Home: n.Home(), DeleteAfter: c.Duration("token-delete-after"),
+	return bootstrap.Run(ctx, n, bootstrap.Options{Home: n.Home(), DeleteAfter: c.Duration("token-delete-after"),
 		Watch: c.Bool("watch"), Report: func(s string) { fmt.Fprintln(c.App.Writer, "bootstrap: "+s) }})
 }

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/keyward/keyward/keyring"
+	"github.com/keyward/keyward/keystore"
+	"github.com/keyward/keyward/node"
+)
+
+// Exit codes. Never renumber them: scripts depend on them.
+const (
+	exitOK          = 0
+	exitError       = 1
+	exitUsage       = 2
+	exitCheckFailed = 3
+)
+
+// exitCodes maps node's error kinds to exit codes; a kind not here is
+// exitError.
+var exitCodes = map[node.Kind]int{
+	node.KindUsage:         exitUsage,
+	node.KindKeyMismatch:   exitCheckFailed,
+	node.KindBadCiphertext: exitCheckFailed,
+	node.KindInvalidToken:  exitCheckFailed,
+	node.KindAlreadyUsed:   exitCheckFailed,
+}
+
+func exitCode(err error) int {
+	var u usageError
+	if errors.As(err, &u) {
+		return exitUsage
+	}
+	if code, ok := exitCodes[node.KindOf(err)]; ok {
+		return code
+	}
+	return exitError
+}
+
+// hints say, for errors of the library (whose messages name no flag or
+// command), what to run or set about them on the command line.
+var hints = []struct {
+	sentinel error
+	hint     string
+}{
+	{node.ErrNoModule, "set --module or KEYWARD_PKCS11_MODULE"},
+	{keystore.ErrNoActiveKey, "generate one with keyward key generate --role ROLE, or import one"},
+	{keyring.ErrNoKey, "generate one with keyward key generate --role ROLE, or import one"},
+	{keystore.ErrTooLarge, "raise --max-record (KEYWARD_MAX_RECORD)"},
+}
+
+// withHints adds to err the first hint that applies.
+func withHints(err error) error {
+	for _, h := range hints {
+		if errors.Is(err, h.sentinel) {
+			return fmt.Errorf("%w; %s", err, h.hint)
+		}
+	}
+	return err
+}
