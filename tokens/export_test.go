@@ -8,6 +8,9 @@ import (
 // CacheLen is the number of tokens in the verified cache.
 func (s *Service) CacheLen() int { return s.cache.len() }
 
+// Settings are the options New settled on, defaults filled in.
+func (s *Service) Settings() Options { return s.opts }
+
 // ParseDirect and ParseStock are the two parsers, for FuzzDifferential:
 // signature, issuer, jti, knd and exp checked, times not.
 func (s *Service) ParseDirect(token string) (c *Claims, err error, done bool) {

@@ -27,8 +27,17 @@ const (
 	DefaultPairingTTL   = 5 * time.Minute
 	DefaultMasterTTL    = 365 * 24 * time.Hour
 	DefaultBootstrapTTL = 15 * time.Minute
-	DefaultLeeway       = 30 * time.Second
-	DefaultMaxLifetime  = 365 * 24 * time.Hour
+)
+
+// Defaults of Options: what a zero field means.
+const (
+	DefaultLeeway      = 30 * time.Second
+	DefaultCacheSize   = 10_000
+	DefaultMaxLifetime = 365 * 24 * time.Hour
+	// DefaultRevocationRefresh bounds how late a revocation, rotation or
+	// retirement on another node is seen here; reading the log costs one
+	// small query, so four a second are cheap.
+	DefaultRevocationRefresh = 250 * time.Millisecond
 )
 
 // Claims are keyward's JWT claims.
@@ -41,10 +50,10 @@ type Claims struct {
 
 // Options tune a Service; zero values take the defaults.
 type Options struct {
-	Leeway            time.Duration // exp/nbf tolerance, default 30 s
-	CacheSize         int           // verified tokens kept, default 10,000; -1 disables
-	RevocationRefresh time.Duration // how often the revocation log is read, default 1 s
-	MaxLifetime       time.Duration // longest token or refresh grant issued, default one year
+	Leeway            time.Duration // exp/nbf tolerance, default DefaultLeeway (30 s)
+	CacheSize         int           // verified tokens kept, default DefaultCacheSize (10,000); -1 disables
+	RevocationRefresh time.Duration // how often the revocation log is read, default DefaultRevocationRefresh (250 ms)
+	MaxLifetime       time.Duration // longest token or refresh grant issued, default DefaultMaxLifetime (one year)
 	Now               func() time.Time
 }
 
@@ -72,13 +81,13 @@ func New(ctx context.Context, node *keystore.Node, opts Options) (*Service, erro
 		opts.Leeway = DefaultLeeway
 	}
 	if opts.CacheSize == 0 {
-		opts.CacheSize = 10_000
+		opts.CacheSize = DefaultCacheSize
 	}
 	if opts.MaxLifetime == 0 {
 		opts.MaxLifetime = DefaultMaxLifetime
 	}
 	if opts.RevocationRefresh == 0 {
-		opts.RevocationRefresh = time.Second
+		opts.RevocationRefresh = DefaultRevocationRefresh
 	}
 	id, err := node.Store().InstanceID(ctx)
 	if err != nil {

@@ -702,3 +702,27 @@ func TestHANodes(t *testing.T) {
 		t.Fatalf("%d refreshes of one token across two nodes succeeded, want 1", wins.Load())
 	}
 }
+
+func TestOptionsDefaults(t *testing.T) {
+	_, node, _ := service(t, dbtest.SQLite(t))
+	set := tokens.Options{Leeway: time.Second, CacheSize: -1, RevocationRefresh: time.Minute, MaxLifetime: time.Hour}
+	for _, tc := range []struct {
+		name     string
+		in, want tokens.Options
+	}{
+		{"zero takes the defaults", tokens.Options{}, tokens.Options{Leeway: 30 * time.Second, CacheSize: 10_000,
+			RevocationRefresh: 250 * time.Millisecond, MaxLifetime: 365 * 24 * time.Hour}},
+		{"set values stay", set, set},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := tokens.New(bg, node, tc.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := s.Settings(); got.Leeway != tc.want.Leeway || got.CacheSize != tc.want.CacheSize ||
+				got.RevocationRefresh != tc.want.RevocationRefresh || got.MaxLifetime != tc.want.MaxLifetime {
+				t.Fatalf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
