@@ -15,7 +15,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/keyward/keyward/hsm"
 	"github.com/keyward/keyward/keystore"
 )
 
@@ -156,12 +155,7 @@ func (s *Service) sign(ctx context.Context, c *Claims, alg string) (string, erro
 	buf = append(buf, hdr...)
 	buf = append(buf, '.')
 	buf = b64url.AppendEncode(buf, payload)
-	var sig []byte
-	if k, ok := key.(*hsm.Key); ok {
-		sig, err = k.HMAC(ctx, hmacHash[alg], buf)
-	} else {
-		sig, err = methods[alg].Sign(string(buf), key)
-	}
+	sig, err := methods[alg].sign(ctx, buf, key)
 	if err != nil {
 		return "", err
 	}

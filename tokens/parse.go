@@ -2,7 +2,6 @@ package tokens
 
 import (
 	"context"
-	"crypto/rsa"
 	"errors"
 	"fmt"
 	"slices"
@@ -11,7 +10,6 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/keyward/keyward/hsm"
 	"github.com/keyward/keyward/keyring"
 )
 
@@ -29,46 +27,62 @@ func (s *Service) parseWith(ctx context.Context, token string, algs []string, ch
 	return s.parseStock(ctx, token, algs, checkTime, wall)
 }
 
-// parseStock verifies any token with golang-jwt, after checkStrict.
+// stockParser is golang-jwt's parser, used only to decode: the signature
+// is checked in keyward (checkSignature), the algorithm against the
+// caller's set, the claims by Service.validator.
+var stockParser = jwt.NewParser(jwt.WithStrictDecoding())
+
+// parseStock verifies any token with golang-jwt's decoding and claim
+// validation, after checkStrict. ParseUnverified (v5) splits the three
+// segments, decodes them (strict base64url), reads the header and the
+// claims with encoding/json and looks alg up in golang-jwt's registry; it
+// checks no signature, method or claim. So, in this order: the algorithm
+// against algs, the kid against the key registry, the signature through
+// the device, then (with checkTime) golang-jwt's Validator on exp, nbf and
+// iss, and last that jti, knd and the issuer are there.
 func (s *Service) parseStock(ctx context.Context, token string, algs []string, checkTime bool, wall time.Time) (verified, error) {
 	if err := checkStrict(token); err != nil {
 		return verified{}, invalid(ErrMalformed, "%v", err)
 	}
-	opts := []jwt.ParserOption{jwt.WithValidMethods(algs), jwt.WithIssuer(s.issuer), jwt.WithLeeway(s.opts.Leeway),
-		jwt.WithTimeFunc(s.now), jwt.WithExpirationRequired(), jwt.WithStrictDecoding()}
-	if !checkTime {
-		opts = append(opts, jwt.WithoutClaimsValidation())
-	}
 	c := &Claims{}
-	t, err := jwt.NewParser(opts...).ParseWithClaims(token, c, func(t *jwt.Token) (any, error) {
-		kid, _ := t.Header["kid"].(string)
-		k, err := s.verificationKey(ctx, t.Method.Alg(), kid, wall)
-		if err != nil && !isReason(err) {
-			return nil, infraError{err}
-		}
-		return k, err
-	})
+	t, parts, err := stockParser.ParseUnverified(token, c)
 	if err != nil {
-		var infra infraError
-		if errors.As(err, &infra) {
-			return verified{}, infra.err
-		}
 		return verified{}, classify(err)
+	}
+	alg, _ := t.Header["alg"].(string) // a string golang-jwt knows, or ParseUnverified failed
+	if !slices.Contains(algs, alg) {
+		return verified{}, invalid(ErrAlgorithm, "signing method %s is not accepted here", alg)
+	}
+	kid, _ := t.Header["kid"].(string)
+	key, err := s.verificationKey(ctx, alg, kid, wall)
+	if err != nil {
+		if isReason(err) {
+			err = fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+		return verified{}, err
+	}
+	sc := bufferPool.Get().(*buffers)
+	defer sc.put()
+	if err := checkSignature(ctx, alg, token[:len(parts[0])+1+len(parts[1])], t.Signature, key, &sc.msg); err != nil {
+		return verified{}, err
+	}
+	if checkTime {
+		if err := s.validator.Validate(c); err != nil {
+			return verified{}, classify(err)
+		}
 	}
 	if c.ID == "" || c.Kind == "" {
 		return verified{}, invalid(ErrMalformed, "no jti or knd claim")
 	}
-	if c.Issuer != s.issuer { // checked here too when claims validation is off
+	if c.Issuer != s.issuer { // the Validator's check, when checkTime is off
 		return verified{}, invalid(ErrIssuer, "not issued by this keyward")
 	}
-	v := verified{claims: c, alg: t.Method.Alg()}
-	v.kid, _ = t.Header["kid"].(string)
 	// A token another node signed, seen for the first time: its header is
 	// one keyward writes, so the next such token takes the direct path.
-	if seg, _, _ := strings.Cut(token, "."); seg == headerSegment(v.alg, v.kid) {
-		s.knowHeader(seg, v.alg, v.kid)
+	if parts[0] == headerSegment(alg, kid) {
+		s.knowHeader(parts[0], alg, kid)
 	}
-	return v, nil
+	return verified{claims: c, alg: alg, kid: kid}, nil
 }
 
 // header is a JOSE header keyward writes (kept by its encoded segment),
@@ -124,18 +138,15 @@ func (s *Service) parseDirect(ctx context.Context, token string, algs []string, 
 		return verified{}, nil, false
 	}
 	// The signature and (for HMAC) the signing input go to the device
-	// from a pooled buffer: a fresh copy per token costs more than the
+	// from pooled buffers: a fresh copy per token costs more than the
 	// copying itself.
-	buf := buffers.Get().(*[]byte)
-	defer func() {
-		if cap(*buf) <= 2*MaxTokenSize { // keep the pool's buffers small
-			buffers.Put(buf)
-		}
-	}()
-	sig, err := b64url.AppendDecode((*buf)[:0], []byte(sigSeg))
+	sc := bufferPool.Get().(*buffers)
+	defer sc.put()
+	sig, err := b64url.AppendDecode(sc.sig[:0], []byte(sigSeg))
 	if err != nil {
 		return verified{}, nil, false
 	}
+	sc.sig = sig
 	key, err := s.keyFor(ctx, hdr.alg, hdr.kid, hdr.role, hdr.version, wall)
 	if err != nil {
 		if isReason(err) {
@@ -143,23 +154,8 @@ func (s *Service) parseDirect(ctx context.Context, token string, algs []string, 
 		}
 		return verified{}, err, true
 	}
-	input := token[:len(hdrSeg)+1+len(payloadSeg)]
-	if k, ok := key.(*hsm.Key); ok {
-		all := append(sig, input...)
-		*buf = all[:0]
-		err = k.VerifyHMAC(ctx, hmacHash[hdr.alg], all[len(sig):], sig)
-		if errors.Is(err, hsm.ErrAuthentication) {
-			err = jwt.ErrSignatureInvalid
-		}
-	} else {
-		err = methods[hdr.alg].Verify(input, sig, key)
-	}
-	if err != nil {
-		if errors.Is(err, jwt.ErrSignatureInvalid) || errors.Is(err, jwt.ErrECDSAVerification) ||
-			errors.Is(err, jwt.ErrEd25519Verification) || errors.Is(err, rsa.ErrVerification) {
-			return verified{}, invalid(ErrSignature, "the signature does not match"), true
-		}
-		return verified{}, fmt.Errorf("verify the %s signature: %w", hdr.alg, err), true
+	if err := checkSignature(ctx, hdr.alg, token[:len(hdrSeg)+1+len(payloadSeg)], sig, key, &sc.msg); err != nil {
+		return verified{}, err, true
 	}
 	if c.Issuer != s.issuer {
 		return verified{}, invalid(ErrIssuer, "not issued by this keyward"), true
@@ -167,34 +163,42 @@ func (s *Service) parseDirect(ctx context.Context, token string, algs []string, 
 	return verified{claims: c, alg: hdr.alg, kid: hdr.kid, payload: text}, nil, true
 }
 
-// buffers hold a signature and a signing input on their way to the device.
-var buffers = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+// checkSignature verifies sig over input with key (as keyFor gave it)
+// and words the outcome: a signature that does not match is the token's
+// fault (ErrSignature); any other failure is the device's or a method's,
+// never reported as a bad token.
+func checkSignature(ctx context.Context, alg, input string, sig []byte, key any, msg *[]byte) error {
+	err := methods[alg].verify(ctx, input, sig, key, msg)
+	switch {
+	case err == nil:
+		return nil
+	case badSignature(err):
+		return invalid(ErrSignature, "the signature does not match")
+	}
+	return fmt.Errorf("verify the %s signature: %w", alg, err)
+}
+
+// buffers hold a signature and a signing input on their way to the
+// device.
+type buffers struct{ sig, msg []byte }
+
+var bufferPool = sync.Pool{New: func() any { return &buffers{sig: make([]byte, 0, 512), msg: make([]byte, 0, 1024)} }}
+
+func (b *buffers) put() {
+	if cap(b.sig)+cap(b.msg) <= 2*MaxTokenSize { // keep the pool's buffers small
+		bufferPool.Put(b)
+	}
+}
 
 // isReason says err is about the token (it names an unknown key or one of
 // the wrong kind), not about the database or the device.
 func isReason(err error) bool { return errors.Is(err, ErrUnknownKey) || errors.Is(err, ErrAlgorithm) }
 
-// infraError carries a database or device failure through golang-jwt's
-// key function, so that it is not reported as a bad token.
-type infraError struct{ err error }
-
-func (e infraError) Error() string { return e.err.Error() }
-func (e infraError) Unwrap() error { return e.err }
-
-// classify turns jwt/v5's errors into keyward's reasons.
+// classify words golang-jwt's refusals — ParseUnverified's and the
+// Validator's — as keyward's reasons, by their sentinel errors.
 func classify(err error) error {
-	for _, reason := range []error{ErrUnknownKey, ErrAlgorithm} {
-		if errors.Is(err, reason) {
-			return fmt.Errorf("%w: %w", ErrInvalid, err)
-		}
-	}
 	switch {
-	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
-		if strings.Contains(err.Error(), "signing method") {
-			return invalid(ErrAlgorithm, "%v", err)
-		}
-		return invalid(ErrSignature, "the signature does not match")
-	case errors.Is(err, jwt.ErrTokenUnverifiable):
+	case errors.Is(err, jwt.ErrTokenUnverifiable): // alg missing, or a name golang-jwt does not know
 		return invalid(ErrAlgorithm, "%v", err)
 	case errors.Is(err, jwt.ErrTokenExpired):
 		return invalid(ErrExpired, "%v", err)
@@ -202,8 +206,6 @@ func classify(err error) error {
 		return invalid(ErrNotYetValid, "%v", err)
 	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
 		return invalid(ErrIssuer, "not issued by this keyward")
-	case errors.Is(err, jwt.ErrTokenMalformed), errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-		return invalid(ErrMalformed, "%v", err)
 	}
-	return invalid(ErrMalformed, "%v", err)
+	return invalid(ErrMalformed, "%v", err) // ErrTokenMalformed, ErrTokenRequiredClaimMissing
 }

@@ -65,14 +65,15 @@ type Service struct {
 	issuer string
 	opts   Options
 
-	mu      sync.Mutex                 // guards signers
-	hmac    cowMap[hmacName, *hsm.Key] // derived keys
-	signers map[int]*hsm.Signer        // signing version → signer
-	revoked *revocations
-	cache   *verifiedCache
-	headers cowMap[string, header]   // encoded segment → header, for the ones keyward writes
-	joins   atomic.Pointer[joinView] // the registry's join versions, as last read
-	signing atomic.Pointer[keyView]  // the device's signing key pairs, as last listed
+	mu        sync.Mutex                 // guards signers
+	hmac      cowMap[hmacName, *hsm.Key] // derived keys
+	signers   map[int]*hsm.Signer        // signing version → signer
+	revoked   *revocations
+	cache     *verifiedCache
+	validator *jwt.Validator           // golang-jwt's claim checks: exp (required), nbf, iss
+	headers   cowMap[string, header]   // encoded segment → header, for the ones keyward writes
+	joins     atomic.Pointer[joinView] // the registry's join versions, as last read
+	signing   atomic.Pointer[keyView]  // the device's signing key pairs, as last listed
 }
 
 // New makes the token service of node.
@@ -95,6 +96,7 @@ func New(ctx context.Context, node *keystore.Node, opts Options) (*Service, erro
 	}
 	s := &Service{node: node, store: node.Store(), ring: node.Ring(), issuer: "keyward@" + id, opts: opts,
 		signers: map[int]*hsm.Signer{}}
+	s.validator = jwt.NewValidator(jwt.WithIssuer(s.issuer), jwt.WithLeeway(opts.Leeway), jwt.WithTimeFunc(s.now), jwt.WithExpirationRequired())
 	s.revoked = newRevocations(s.store, opts.RevocationRefresh, opts.Leeway, s.now)
 	if opts.CacheSize > 0 {
 		s.cache = newVerifiedCache(opts.CacheSize)

@@ -85,6 +85,43 @@ func TestHMACTokensVerifyWithStockJWT(t *testing.T) {
 	}
 }
 
+// TestGolangJWTRegistryUntouched: importing tokens leaves golang-jwt's
+// process-wide registry as golang-jwt ships it, so any other verifier in
+// the process gets the stock methods, and such a verifier accepts a
+// keyward HS256 token with the join key's derived HMAC bytes (and refuses
+// it with other bytes).
+func TestGolangJWTRegistryUntouched(t *testing.T) {
+	for _, tc := range []struct {
+		alg   string
+		stock jwt.SigningMethod
+	}{
+		{"HS256", jwt.SigningMethodHS256}, {"HS384", jwt.SigningMethodHS384}, {"HS512", jwt.SigningMethodHS512},
+		{"ES256", jwt.SigningMethodES256}, {"RS256", jwt.SigningMethodRS256}, {"PS256", jwt.SigningMethodPS256},
+		{"EdDSA", jwt.SigningMethodEdDSA},
+	} {
+		if got := jwt.GetSigningMethod(tc.alg); got != tc.stock {
+			t.Errorf("jwt.GetSigningMethod(%q) is %T %v, not golang-jwt's own", tc.alg, got, got)
+		}
+	}
+	s, _, _ := service(t, dbtest.SQLite(t))
+	iss, err := s.Create(bg, tokens.Request{Subject: "svc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := plainGoHMACKey(t, "HS256")
+	other[0] ^= 1
+	for _, tc := range []struct {
+		name string
+		key  []byte
+		ok   bool
+	}{{"the derived key", plainGoHMACKey(t, "HS256"), true}, {"another key", other, false}} {
+		tok, err := jwt.Parse(iss.AccessToken, func(*jwt.Token) (any, error) { return tc.key, nil }, jwt.WithValidMethods([]string{"HS256"}))
+		if (err == nil) != tc.ok || (tc.ok && tok.Method != jwt.SigningMethodHS256) {
+			t.Errorf("a stock verifier with %s: %v (method %T), want ok %v", tc.name, err, tok.Method, tc.ok)
+		}
+	}
+}
+
 // jwksKey turns a JWKS entry back into a Go public key.
 func jwksKey(t *testing.T, k map[string]string) any {
 	b := func(s string) []byte { v, _ := base64.RawURLEncoding.DecodeString(s); return v }
