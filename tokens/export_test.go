@@ -2,6 +2,7 @@ package tokens
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 )
 
@@ -25,3 +26,22 @@ func (s *Service) ParseStock(token string) (*Claims, error) {
 
 // SameClaims compares claims field by field (dates as instants).
 var SameClaims = sameClaims
+
+// Paths counts the tokens each parser verified (signature and issuer
+// good), from now on.
+type Paths struct{ Direct, Stock atomic.Int64 }
+
+func (s *Service) CountPaths() *Paths {
+	p := &Paths{}
+	s.parsed = func(direct bool) {
+		if direct {
+			p.Direct.Add(1)
+		} else {
+			p.Stock.Add(1)
+		}
+	}
+	return p
+}
+
+// ForceStockPath sends every token to golang-jwt's path.
+func (s *Service) ForceStockPath() { s.stockOnly = true }

@@ -20,11 +20,22 @@ func (s *Service) parse(ctx context.Context, token string, checkTime bool) (*Cla
 	return v.claims, err
 }
 
+// parseWith verifies token with the direct parser when it can, else with
+// golang-jwt's.
 func (s *Service) parseWith(ctx context.Context, token string, algs []string, checkTime bool, wall time.Time) (verified, error) {
-	if v, err, done := s.parseDirect(ctx, token, algs, wall); done {
-		return v, err
+	if !s.stockOnly {
+		if v, err, done := s.parseDirect(ctx, token, algs, wall); done {
+			if err == nil && s.parsed != nil {
+				s.parsed(true)
+			}
+			return v, err
+		}
 	}
-	return s.parseStock(ctx, token, algs, checkTime, wall)
+	v, err := s.parseStock(ctx, token, algs, checkTime, wall)
+	if err == nil && s.parsed != nil {
+		s.parsed(false)
+	}
+	return v, err
 }
 
 // stockParser is golang-jwt's parser, used only to decode: the signature

@@ -74,6 +74,12 @@ type Service struct {
 	headers   cowMap[string, header]   // encoded segment → header, for the ones keyward writes
 	joins     atomic.Pointer[joinView] // the registry's join versions, as last read
 	signing   atomic.Pointer[keyView]  // the device's signing key pairs, as last listed
+
+	// For tests and benchmarks (export_test.go), set before first use:
+	// stockOnly sends every token to golang-jwt's path, and parsed hears
+	// which parser verified each token.
+	stockOnly bool
+	parsed    func(direct bool)
 }
 
 // New makes the token service of node.

@@ -593,6 +593,52 @@ func TestForeignHeaderTakesTheStockPath(t *testing.T) {
 	}
 }
 
+// TestParserPaths: a token with the header this service writes, or one it
+// learnt from a token of another node, takes the direct path; any other
+// header golang-jwt's. (With the direct parser gone this fails, as does
+// FuzzDifferential's seed.)
+func TestParserPaths(t *testing.T) {
+	s, node, _ := service(t, dbtest.SQLite(t))
+	other, err := tokens.New(bg, node, tokens.Options{RevocationRefresh: time.Nanosecond}) // has signed nothing
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fresh []string
+	for range 3 {
+		iss, err := s.Create(bg, tokens.Request{Subject: "svc"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fresh = append(fresh, iss.AccessToken)
+	}
+	parts := strings.Split(fresh[0], ".")
+	input := base64.RawURLEncoding.EncodeToString([]byte(`{"typ":"JWT","kid":"join/v1","alg":"HS256"}`)) + "." + parts[1]
+	sig, _ := jwt.SigningMethodHS256.Sign(input, plainGoHMACKey(t, "HS256"))
+	foreign := input + "." + base64.RawURLEncoding.EncodeToString(sig)
+
+	for _, tc := range []struct { // in order: other learns keyward's header
+		name          string
+		v             *tokens.Service
+		token         string
+		direct, stock int64
+	}{
+		{"a token this service issued", s, fresh[0], 1, 0},
+		{"keyward's header, new to this service", other, fresh[1], 0, 1},
+		{"keyward's header, learnt", other, fresh[2], 1, 0},
+		{"another header order", s, foreign, 0, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			paths := tc.v.CountPaths()
+			if _, err := tc.v.Verify(bg, tc.token, tokens.VerifyOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if d, st := paths.Direct.Load(), paths.Stock.Load(); d != tc.direct || st != tc.stock {
+				t.Fatalf("direct %d, stock %d; want %d, %d", d, st, tc.direct, tc.stock)
+			}
+		})
+	}
+}
+
 func TestDestroyedSigningKeyStopsVerifying(t *testing.T) {
 	s, node, _ := service(t, dbtest.SQLite(t))
 	if _, err := node.Ring().GenerateSigning(bg, hsm.ECP256); err != nil {
