@@ -52,29 +52,32 @@ func (r *Request) normalize(issuer string, max time.Duration) error {
 		r.Kind = KindAccess
 	}
 	if _, ok := defaultTTL[r.Kind]; !ok {
-		return fmt.Errorf("%w: kind %q", ErrRequest, r.Kind)
+		return fieldErr("kind", "%q is not a kind of token (%s, %s, %s or %s)", r.Kind, KindAccess, KindPairing, KindMaster, KindBootstrap)
 	}
 	if strings.TrimSpace(r.Subject) == "" {
-		return fmt.Errorf("%w: a subject is required", ErrRequest)
+		return fieldErr("subject", "is required")
 	}
 	if r.ExpiresIn == 0 {
 		r.ExpiresIn = defaultTTL[r.Kind]
 	}
-	if err := checkLifetime("expires-in", r.ExpiresIn, max); err != nil {
+	if err := checkLifetime("expires_in", r.ExpiresIn, max); err != nil {
 		return err
 	}
-	if !utf8.ValidString(r.Subject) || !utf8.ValidString(r.Description) {
-		return fmt.Errorf("%w: subject and description must be UTF-8", ErrRequest)
+	if !utf8.ValidString(r.Subject) {
+		return fieldErr("subject", "must be UTF-8")
+	}
+	if !utf8.ValidString(r.Description) {
+		return fieldErr("description", "must be UTF-8")
 	}
 	if r.Alg == "" {
 		r.Alg = HS256
 	}
 	if !slices.Contains(Algorithms, r.Alg) {
-		return fmt.Errorf("%w: %q (use one of %v)", ErrAlgorithm, r.Alg, Algorithms)
+		return fieldErr("alg", "%w: %q (use one of %v)", ErrAlgorithm, r.Alg, Algorithms)
 	}
 	for _, sc := range r.Scope {
 		if sc == "" || strings.ContainsAny(sc, " \t\n\"\\") {
-			return fmt.Errorf("%w: scope %q must be one word", ErrRequest, sc)
+			return fieldErr("scope", "%q must be one word", sc)
 		}
 	}
 	if len(r.Audience) == 0 {
@@ -82,33 +85,34 @@ func (r *Request) normalize(issuer string, max time.Duration) error {
 	}
 	for _, a := range r.Audience {
 		if a == "" || strings.ContainsAny(a, " \t\n") {
-			return fmt.Errorf("%w: audience %q must be one word", ErrRequest, a)
+			return fieldErr("audience", "%q must be one word", a)
 		}
 	}
 	if r.Ext != "" && !json.Valid([]byte(r.Ext)) {
-		return fmt.Errorf("%w: ext must be JSON", ErrRequest)
+		return fieldErr("ext", "must be JSON")
 	}
 	if r.Refreshable && r.Kind != KindAccess {
-		return fmt.Errorf("%w: only access tokens are refreshable", ErrRequest)
+		return fieldErr("refreshable", "only access tokens are refreshable, not %s tokens", r.Kind)
 	}
 	if r.RefreshTTL == 0 {
 		r.RefreshTTL = DefaultRefreshTTL
 	}
 	if r.Refreshable {
-		if err := checkLifetime("refresh-expires-in", r.RefreshTTL, max); err != nil {
+		if err := checkLifetime("refresh_expires_in", r.RefreshTTL, max); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// checkLifetime refuses a lifetime under a second or over max.
-func checkLifetime(name string, d, max time.Duration) error {
+// checkLifetime refuses a lifetime under a second or over max, as a
+// *FieldError of field.
+func checkLifetime(field string, d, max time.Duration) error {
 	if d < time.Second {
-		return fmt.Errorf("%w: %s must be at least 1s", ErrRequest, name)
+		return fieldErr(field, "must be at least 1s")
 	}
 	if d > max {
-		return fmt.Errorf("%w: %s %v is over the longest token lifetime, %v (--max-token-lifetime)", ErrRequest, name, d, max)
+		return fieldErr(field, "%v is %w, %v", d, ErrLifetimeOverMax, max)
 	}
 	return nil
 }

@@ -28,7 +28,7 @@ type joinView struct {
 	read   time.Time
 }
 
-// keyLabel is the kid of a key version: "join/v3", "signing/v1".
+// kidFor is the kid of a key version: "join/v3", "signing/v1".
 func kidFor(role keyring.Role, v int) string { return string(role) + "/v" + strconv.Itoa(v) }
 
 // parseKid reads "join/vN" or "signing/vN".
@@ -68,7 +68,7 @@ func (s *Service) signingKey(ctx context.Context, alg string) (string, any, erro
 		return "", nil, err
 	}
 	if view.latest == 0 {
-		return "", nil, fmt.Errorf("%w: %s needs a signing key: keyward key generate --role signing --type ec-p256|rsa-3072|ed25519", keyring.ErrNoKey, alg)
+		return "", nil, fmt.Errorf("%w: %s tokens need a signing key pair (%s) in the device, and it holds none", keyring.ErrNoKey, alg, want)
 	}
 	signer, err := s.signer(ctx, view.latest)
 	if err != nil {
@@ -112,7 +112,7 @@ func (s *Service) activeJoin(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	if v.active == 0 {
-		return 0, fmt.Errorf("%w: no active join key; keyward key generate --role join (or key import)", keystore.ErrKeyState)
+		return 0, fmt.Errorf("%w: no active join key in the key registry, so no HMAC token can be signed", keystore.ErrKeyState)
 	}
 	return v.active, nil
 }

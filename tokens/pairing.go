@@ -23,21 +23,21 @@ type PairingRequest struct {
 	Alg         string
 }
 
-// checkURL accepts an absolute http or https URL.
-func checkURL(name, v string, required bool) error {
+// checkURL accepts an absolute http or https URL in field.
+func checkURL(field, v string, required bool) error {
 	if v == "" {
 		if required {
-			return fmt.Errorf("%w: --%s is required", ErrRequest, name)
+			return fieldErr(field, "is required")
 		}
 		return nil
 	}
 	u, err := url.Parse(v)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("%w: --%s is not an absolute http or https URL", ErrRequest, name)
+		return fieldErr(field, "is not an absolute http or https URL")
 	}
 	// The URLs travel in the token, readable by whoever holds it.
 	if u.User != nil {
-		return fmt.Errorf("%w: --%s %s carries credentials; leave them out of the URL", ErrRequest, name, u.Redacted())
+		return fieldErr(field, "%s carries credentials; leave them out of the URL", u.Redacted())
 	}
 	return nil
 }
@@ -48,7 +48,7 @@ func (s *Service) CreatePairing(ctx context.Context, p PairingRequest) (Issued, 
 	for _, u := range []struct {
 		name, v  string
 		required bool
-	}{{"base-url", p.BaseURL, true}, {"exchange-url", p.ExchangeURL, true}, {"pairing-url", p.PairingURL, false}} {
+	}{{"base_url", p.BaseURL, true}, {"exchange_url", p.ExchangeURL, true}, {"pairing_url", p.PairingURL, false}} {
 		if err := checkURL(u.name, u.v, u.required); err != nil {
 			return Issued{}, err
 		}
@@ -87,7 +87,7 @@ func (s *Service) RedeemPairing(ctx context.Context, pairingToken string, expire
 		expiresIn = DefaultMasterTTL
 	}
 	// Refused before the pairing token is consumed, not after.
-	if err := checkLifetime("expires-in", expiresIn, s.opts.MaxLifetime); err != nil {
+	if err := checkLifetime("expires_in", expiresIn, s.opts.MaxLifetime); err != nil {
 		return Issued{}, err
 	}
 	now := s.now()
