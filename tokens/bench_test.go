@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/keyward/keyward/hsm"
 	"github.com/keyward/keyward/keyring"
@@ -169,4 +170,54 @@ func BenchmarkVerifyCached(b *testing.B) {
 		parallel(b, func(i int) error { _, err := s.Verify(bg, toks[i%len(toks)], o); return err })
 	})
 	benchDeviceVerify(b, node, toks)
+}
+
+// BenchmarkVerifyParsers weighs the direct parser against golang-jwt's
+// path on first-time verifications (the cache off, so every Verify parses
+// and asks the device): two services on one device, one forced onto the
+// stock path, take tokens in turn, so a drift in machine speed weighs on
+// both alike. It reports each one's mean time per verification and
+// stock/direct, the share the direct parser saves.
+func BenchmarkVerifyParsers(b *testing.B) {
+	s, node := benchService(b)
+	toks := issueMany(b, s, 1000)
+	o := tokens.VerifyOptions{Audience: "artifactory@node-1"}
+	var paths [2]*tokens.Paths
+	var vs [2]*tokens.Service
+	for i := range vs {
+		v, err := tokens.New(bg, node, tokens.Options{CacheSize: -1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if i == 1 {
+			v.ForceStockPath()
+		}
+		// The first token teaches the direct parser keyward's header.
+		if _, err := v.Verify(bg, toks[0], o); err != nil {
+			b.Fatal(err)
+		}
+		vs[i], paths[i] = v, v.CountPaths()
+	}
+	var spent, done [2]atomic.Int64
+	var next atomic.Int64
+	parallel(b, func(int) error {
+		n := next.Add(1) - 1
+		i := n % 2
+		start := time.Now()
+		_, err := vs[i].Verify(bg, toks[n/2%int64(len(toks))], o)
+		spent[i].Add(int64(time.Since(start)))
+		done[i].Add(1)
+		return err
+	})
+	if paths[0].Stock.Load() != 0 || paths[1].Direct.Load() != 0 {
+		b.Fatalf("paths crossed: direct service %d/%d, stock service %d/%d (direct/stock)",
+			paths[0].Direct.Load(), paths[0].Stock.Load(), paths[1].Direct.Load(), paths[1].Stock.Load())
+	}
+	var mean [2]float64
+	for i := range mean {
+		mean[i] = float64(spent[i].Load()) / float64(max(done[i].Load(), 1))
+	}
+	b.ReportMetric(mean[0], "direct-ns/verify")
+	b.ReportMetric(mean[1], "stock-ns/verify")
+	b.ReportMetric(mean[1]/mean[0], "stock/direct")
 }

@@ -1,17 +1,9 @@
-// Package tokens issues and verifies keyward's JWTs — access, refresh,
-// pairing, master and bootstrap tokens — signed inside the device: HMAC
-// with keys derived from the join key (HS256/384/512), or a device key pair
-// (ES256, RS256, PS256, EdDSA). Token state lives in the keystore.
-//
-// A *Service is safe for concurrent use. Verification fixes the accepted
-// algorithms in advance, resolves kid to a known key version, checks exp,
-// nbf (with leeway), iss, aud and revocation; a bounded cache makes
-// verifying the same token again nearly free, honouring expiry and
-// revocation. Revocations reach every node through the database's
-// revocation log, which each Service follows (RevocationRefresh).
 package tokens
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Sentinel errors; every verification failure wraps ErrInvalid and one
 // reason.
@@ -29,4 +21,30 @@ var (
 	ErrMalformed    = errors.New("malformed token")
 	ErrRequest      = errors.New("invalid token request")
 	ErrScopeWidened = errors.New("scope may only be narrowed")
+	// ErrLifetimeOverMax: a lifetime asked for is longer than
+	// Options.MaxLifetime allows. It comes in a *FieldError.
+	ErrLifetimeOverMax = errors.New("over the longest token lifetime")
 )
+
+// FieldError is a token request refused for one field. Field is the
+// field's name in the HTTP API's JSON — "subject", "scope", "audience",
+// "kind", "alg", "ext", "description", "refreshable", "expires_in",
+// "refresh_expires_in", "base_url", "exchange_url", "pairing_url" — so the
+// server can name it as is and the CLI can name its flag. Err says why,
+// worded to follow the name ("must be at least 1s"), and may wrap another
+// sentinel (ErrLifetimeOverMax, ErrAlgorithm).
+type FieldError struct {
+	Field string
+	Err   error
+}
+
+// Error is "<field>: <reason>".
+func (e *FieldError) Error() string { return e.Field + ": " + e.Err.Error() }
+
+// Unwrap gives ErrRequest and the reason, so that errors.Is finds both.
+func (e *FieldError) Unwrap() []error { return []error{ErrRequest, e.Err} }
+
+// fieldErr makes a *FieldError whose reason is formatted like fmt.Errorf.
+func fieldErr(field, format string, args ...any) error {
+	return &FieldError{Field: field, Err: fmt.Errorf(format, args...)}
+}

@@ -2,11 +2,15 @@ package tokens
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 )
 
 // CacheLen is the number of tokens in the verified cache.
 func (s *Service) CacheLen() int { return s.cache.len() }
+
+// Settings are the options New settled on, defaults filled in.
+func (s *Service) Settings() Options { return s.opts }
 
 // ParseDirect and ParseStock are the two parsers, for FuzzDifferential:
 // signature, issuer, jti, knd and exp checked, times not.
@@ -22,3 +26,22 @@ func (s *Service) ParseStock(token string) (*Claims, error) {
 
 // SameClaims compares claims field by field (dates as instants).
 var SameClaims = sameClaims
+
+// Paths counts the tokens each parser verified (signature and issuer
+// good), from now on.
+type Paths struct{ Direct, Stock atomic.Int64 }
+
+func (s *Service) CountPaths() *Paths {
+	p := &Paths{}
+	s.parsed = func(direct bool) {
+		if direct {
+			p.Direct.Add(1)
+		} else {
+			p.Stock.Add(1)
+		}
+	}
+	return p
+}
+
+// ForceStockPath sends every token to golang-jwt's path.
+func (s *Service) ForceStockPath() { s.stockOnly = true }

@@ -14,11 +14,12 @@ import (
 	"github.com/keyward/keyward/hsm"
 )
 
-// deviceMethod is a jwt/v5 signing method that signs (and for HMAC,
-// verifies) inside the device when given an *hsm.Key or *hsm.Signer, and
-// behaves exactly like the stock method for any other key. keyward
-// registers one under each standard name, so a token it signs verifies
-// with any JWT library, and stock verifiers in this process keep working.
+// deviceMethod signs a JWS inside the device and verifies one: HMAC in
+// the device with the join key's derived *hsm.Key (which cannot leave it),
+// a key pair's signature with golang-jwt's stock method and the public
+// key. It is deliberately not registered with golang-jwt: that registry is
+// process-wide, and every other importer of golang-jwt must keep getting
+// the stock methods.
 type deviceMethod struct {
 	stock jwt.SigningMethod
 	hash  crypto.Hash
@@ -26,40 +27,54 @@ type deviceMethod struct {
 
 func (m *deviceMethod) Alg() string { return m.stock.Alg() }
 
-func (m *deviceMethod) Sign(signingString string, key any) ([]byte, error) {
+// sign signs input with an *hsm.Key (HMAC) or an *hsm.Signer.
+func (m *deviceMethod) sign(ctx context.Context, input []byte, key any) ([]byte, error) {
 	switch k := key.(type) {
 	case *hsm.Key:
-		return k.HMAC(context.Background(), m.hash, []byte(signingString))
+		return k.HMAC(ctx, m.hash, input)
 	case *hsm.Signer:
-		return m.signWith(k, signingString)
+		return m.signWith(ctx, k, input)
 	}
-	return m.stock.Sign(signingString, key)
+	return nil, fmt.Errorf("%s: cannot sign with a %T", m.Alg(), key)
 }
 
-func (m *deviceMethod) Verify(signingString string, sig []byte, key any) error {
+// verify checks sig over input with the key keyFor gave: an *hsm.Key
+// verifies in the device (input is copied into *scratch, a pooled buffer,
+// since the device takes bytes), a public key with the stock method. A
+// signature that does not match is one of the errors badSignature knows.
+func (m *deviceMethod) verify(ctx context.Context, input string, sig []byte, key any, scratch *[]byte) error {
 	if k, ok := key.(*hsm.Key); ok {
-		err := k.VerifyHMAC(context.Background(), m.hash, []byte(signingString), sig)
+		msg := append((*scratch)[:0], input...)
+		*scratch = msg
+		err := k.VerifyHMAC(ctx, m.hash, msg, sig)
 		if errors.Is(err, hsm.ErrAuthentication) {
 			return jwt.ErrSignatureInvalid
 		}
 		return err
 	}
-	return m.stock.Verify(signingString, sig, key)
+	return m.stock.Verify(input, sig, key)
+}
+
+// badSignature says err is a verifier's "the signature does not match",
+// not a failure of the device or a misuse of a method.
+func badSignature(err error) bool {
+	return errors.Is(err, jwt.ErrSignatureInvalid) || errors.Is(err, jwt.ErrECDSAVerification) ||
+		errors.Is(err, jwt.ErrEd25519Verification) || errors.Is(err, rsa.ErrVerification)
 }
 
 // signWith signs with a device key pair, in JWS's formats (RFC 7518):
 // ECDSA as r ‖ s, RSA PKCS #1 v1.5 or PSS with the hash's salt length,
 // Ed25519 over the message itself.
-func (m *deviceMethod) signWith(s *hsm.Signer, signingString string) ([]byte, error) {
+func (m *deviceMethod) signWith(ctx context.Context, s *hsm.Signer, input []byte) ([]byte, error) {
 	if m.hash == 0 { // EdDSA
-		return s.Sign(nil, []byte(signingString), crypto.Hash(0))
+		return s.SignContext(ctx, input, crypto.Hash(0))
 	}
 	h := m.hash.New()
-	h.Write([]byte(signingString))
+	h.Write(input)
 	digest := h.Sum(nil)
 	switch m.stock.(type) {
 	case *jwt.SigningMethodECDSA:
-		der, err := s.Sign(nil, digest, m.hash)
+		der, err := s.SignContext(ctx, digest, m.hash)
 		if err != nil {
 			return nil, err
 		}
@@ -72,9 +87,9 @@ func (m *deviceMethod) signWith(s *hsm.Signer, signingString string) ([]byte, er
 		rs.S.FillBytes(out[32:])
 		return out, nil
 	case *jwt.SigningMethodRSAPSS:
-		return s.Sign(nil, digest, &rsa.PSSOptions{Hash: m.hash, SaltLength: rsa.PSSSaltLengthEqualsHash})
+		return s.SignContext(ctx, digest, &rsa.PSSOptions{Hash: m.hash, SaltLength: rsa.PSSSaltLengthEqualsHash})
 	}
-	return s.Sign(nil, digest, m.hash)
+	return s.SignContext(ctx, digest, m.hash)
 }
 
 // The algorithms keyward signs with. "none" is never among them.
@@ -91,26 +106,16 @@ const (
 // Algorithms lists every algorithm keyward issues and accepts.
 var Algorithms = []string{HS256, HS384, HS512, ES256, RS256, PS256, EdDSA}
 
-// methods are keyward's signing methods by algorithm (the ones registered
-// with golang-jwt), and hmacHash the hash of each HMAC algorithm.
-var (
-	methods  = map[string]*deviceMethod{}
-	hmacHash = map[string]crypto.Hash{HS256: crypto.SHA256, HS384: crypto.SHA384, HS512: crypto.SHA512}
-)
-
-func init() {
-	for _, m := range []*deviceMethod{
-		{jwt.SigningMethodHS256, crypto.SHA256},
-		{jwt.SigningMethodHS384, crypto.SHA384},
-		{jwt.SigningMethodHS512, crypto.SHA512},
-		{jwt.SigningMethodES256, crypto.SHA256},
-		{jwt.SigningMethodRS256, crypto.SHA256},
-		{jwt.SigningMethodPS256, crypto.SHA256},
-		{jwt.SigningMethodEdDSA, 0},
-	} {
-		methods[m.Alg()] = m
-		jwt.RegisterSigningMethod(m.Alg(), func() jwt.SigningMethod { return m })
-	}
+// methods are keyward's signing methods by algorithm, one for each of
+// Algorithms and none else.
+var methods = map[string]*deviceMethod{
+	HS256: {jwt.SigningMethodHS256, crypto.SHA256},
+	HS384: {jwt.SigningMethodHS384, crypto.SHA384},
+	HS512: {jwt.SigningMethodHS512, crypto.SHA512},
+	ES256: {jwt.SigningMethodES256, crypto.SHA256},
+	RS256: {jwt.SigningMethodRS256, crypto.SHA256},
+	PS256: {jwt.SigningMethodPS256, crypto.SHA256},
+	EdDSA: {jwt.SigningMethodEdDSA, 0},
 }
 
 func isHMAC(alg string) bool { return alg == HS256 || alg == HS384 || alg == HS512 }

@@ -23,6 +23,7 @@ import (
 	"github.com/keyward/keyward/keyring"
 	"github.com/keyward/keyward/keystore"
 	"github.com/keyward/keyward/keystore/dbtest"
+	"github.com/keyward/keyward/softhsm/softhsmtest"
 	"github.com/keyward/keyward/tokens"
 )
 
@@ -81,6 +82,43 @@ func TestHMACTokensVerifyWithStockJWT(t *testing.T) {
 		}
 		if _, err := s.Verify(bg, iss.AccessToken, tokens.VerifyOptions{Audience: "artifactory@node-1"}); err != nil {
 			t.Fatalf("%s: wildcard audience: %v", alg, err)
+		}
+	}
+}
+
+// TestGolangJWTRegistryUntouched: importing tokens leaves golang-jwt's
+// process-wide registry as golang-jwt ships it, so any other verifier in
+// the process gets the stock methods, and such a verifier accepts a
+// keyward HS256 token with the join key's derived HMAC bytes (and refuses
+// it with other bytes).
+func TestGolangJWTRegistryUntouched(t *testing.T) {
+	for _, tc := range []struct {
+		alg   string
+		stock jwt.SigningMethod
+	}{
+		{"HS256", jwt.SigningMethodHS256}, {"HS384", jwt.SigningMethodHS384}, {"HS512", jwt.SigningMethodHS512},
+		{"ES256", jwt.SigningMethodES256}, {"RS256", jwt.SigningMethodRS256}, {"PS256", jwt.SigningMethodPS256},
+		{"EdDSA", jwt.SigningMethodEdDSA},
+	} {
+		if got := jwt.GetSigningMethod(tc.alg); got != tc.stock {
+			t.Errorf("jwt.GetSigningMethod(%q) is %T %v, not golang-jwt's own", tc.alg, got, got)
+		}
+	}
+	s, _, _ := service(t, dbtest.SQLite(t))
+	iss, err := s.Create(bg, tokens.Request{Subject: "svc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := plainGoHMACKey(t, "HS256")
+	other[0] ^= 1
+	for _, tc := range []struct {
+		name string
+		key  []byte
+		ok   bool
+	}{{"the derived key", plainGoHMACKey(t, "HS256"), true}, {"another key", other, false}} {
+		tok, err := jwt.Parse(iss.AccessToken, func(*jwt.Token) (any, error) { return tc.key, nil }, jwt.WithValidMethods([]string{"HS256"}))
+		if (err == nil) != tc.ok || (tc.ok && tok.Method != jwt.SigningMethodHS256) {
+			t.Errorf("a stock verifier with %s: %v (method %T), want ok %v", tc.name, err, tok.Method, tc.ok)
 		}
 	}
 }
@@ -345,7 +383,9 @@ func TestRefresh(t *testing.T) {
 func TestPairing(t *testing.T) {
 	backends(t, func(t *testing.T, dsn func(testing.TB) string) {
 		s, _, clk := service(t, dsn(t))
-		if _, err := s.CreatePairing(bg, tokens.PairingRequest{BaseURL: "https://a.example"}); !errors.Is(err, tokens.ErrRequest) || !strings.Contains(err.Error(), "--exchange-url is required") {
+		var fe *tokens.FieldError
+		if _, err := s.CreatePairing(bg, tokens.PairingRequest{BaseURL: "https://a.example"}); !errors.Is(err, tokens.ErrRequest) || !errors.As(err, &fe) ||
+			fe.Field != "exchange_url" || err.Error() != "exchange_url: is required" {
 			t.Fatalf("missing URL: %v", err)
 		}
 		if _, err := s.CreatePairing(bg, tokens.PairingRequest{BaseURL: "ftp://a", ExchangeURL: "https://b/x"}); !errors.Is(err, tokens.ErrRequest) {
@@ -556,6 +596,52 @@ func TestForeignHeaderTakesTheStockPath(t *testing.T) {
 	}
 }
 
+// TestParserPaths: a token with the header this service writes, or one it
+// learnt from a token of another node, takes the direct path; any other
+// header golang-jwt's. (With the direct parser gone this fails, as does
+// FuzzDifferential's seed.)
+func TestParserPaths(t *testing.T) {
+	s, node, _ := service(t, dbtest.SQLite(t))
+	other, err := tokens.New(bg, node, tokens.Options{RevocationRefresh: time.Nanosecond}) // has signed nothing
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fresh []string
+	for range 3 {
+		iss, err := s.Create(bg, tokens.Request{Subject: "svc"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fresh = append(fresh, iss.AccessToken)
+	}
+	parts := strings.Split(fresh[0], ".")
+	input := base64.RawURLEncoding.EncodeToString([]byte(`{"typ":"JWT","kid":"join/v1","alg":"HS256"}`)) + "." + parts[1]
+	sig, _ := jwt.SigningMethodHS256.Sign(input, plainGoHMACKey(t, "HS256"))
+	foreign := input + "." + base64.RawURLEncoding.EncodeToString(sig)
+
+	for _, tc := range []struct { // in order: other learns keyward's header
+		name          string
+		v             *tokens.Service
+		token         string
+		direct, stock int64
+	}{
+		{"a token this service issued", s, fresh[0], 1, 0},
+		{"keyward's header, new to this service", other, fresh[1], 0, 1},
+		{"keyward's header, learnt", other, fresh[2], 1, 0},
+		{"another header order", s, foreign, 0, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			paths := tc.v.CountPaths()
+			if _, err := tc.v.Verify(bg, tc.token, tokens.VerifyOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if d, st := paths.Direct.Load(), paths.Stock.Load(); d != tc.direct || st != tc.stock {
+				t.Fatalf("direct %d, stock %d; want %d, %d", d, st, tc.direct, tc.stock)
+			}
+		})
+	}
+}
+
 func TestDestroyedSigningKeyStopsVerifying(t *testing.T) {
 	s, node, _ := service(t, dbtest.SQLite(t))
 	if _, err := node.Ring().GenerateSigning(bg, hsm.ECP256); err != nil {
@@ -700,5 +786,130 @@ func TestHANodes(t *testing.T) {
 	wg.Wait()
 	if wins.Load() != 1 {
 		t.Fatalf("%d refreshes of one token across two nodes succeeded, want 1", wins.Load())
+	}
+}
+
+func TestOptionsDefaults(t *testing.T) {
+	_, node, _ := service(t, dbtest.SQLite(t))
+	set := tokens.Options{Leeway: time.Second, CacheSize: -1, RevocationRefresh: time.Minute, MaxLifetime: time.Hour}
+	for _, tc := range []struct {
+		name     string
+		in, want tokens.Options
+	}{
+		{"zero takes the defaults", tokens.Options{}, tokens.Options{Leeway: 30 * time.Second, CacheSize: 10_000,
+			RevocationRefresh: 250 * time.Millisecond, MaxLifetime: 365 * 24 * time.Hour}},
+		{"set values stay", set, set},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := tokens.New(bg, node, tc.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := s.Settings(); got.Leeway != tc.want.Leeway || got.CacheSize != tc.want.CacheSize ||
+				got.RevocationRefresh != tc.want.RevocationRefresh || got.MaxLifetime != tc.want.MaxLifetime {
+				t.Fatalf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestRequestFieldErrors: a refused request names the field by its JSON
+// name and says why, in words that name no CLI flag or command; it is
+// ErrRequest (and ErrLifetimeOverMax or ErrAlgorithm where that is why).
+func TestRequestFieldErrors(t *testing.T) {
+	s, _, _ := service(t, dbtest.SQLite(t))
+	create := func(r tokens.Request) error {
+		if r.Subject == "" {
+			r.Subject = "svc"
+		}
+		_, err := s.Create(bg, r)
+		return err
+	}
+	pairing := func(p tokens.PairingRequest) func() error {
+		return func() error { _, err := s.CreatePairing(bg, p); return err }
+	}
+	req := func(r tokens.Request) func() error { return func() error { return create(r) } }
+	for _, tc := range []struct {
+		name  string
+		do    func() error
+		field string
+		says  string
+		also  error
+	}{
+		{"no subject", func() error { _, err := s.Create(bg, tokens.Request{Subject: " "}); return err }, "subject", "subject: is required", nil},
+		{"unknown kind", req(tokens.Request{Kind: "admin"}), "kind", `kind: "admin" is not a kind of token`, nil},
+		{"zero lifetime", req(tokens.Request{ExpiresIn: -time.Second}), "expires_in", "expires_in: must be at least 1s", nil},
+		{"lifetime over the longest", req(tokens.Request{ExpiresIn: 8761 * time.Hour}), "expires_in",
+			"expires_in: 8761h0m0s is over the longest token lifetime, 8760h0m0s", tokens.ErrLifetimeOverMax},
+		{"refresh lifetime over the longest", req(tokens.Request{Refreshable: true, RefreshTTL: 9000 * time.Hour}), "refresh_expires_in",
+			"refresh_expires_in: 9000h0m0s is over the longest token lifetime, 8760h0m0s", tokens.ErrLifetimeOverMax},
+		{"short refresh lifetime", req(tokens.Request{Refreshable: true, RefreshTTL: -time.Second}), "refresh_expires_in",
+			"refresh_expires_in: must be at least 1s", nil},
+		{"subject not UTF-8", req(tokens.Request{Subject: "sv\xff"}), "subject", "subject: must be UTF-8", nil},
+		{"description not UTF-8", req(tokens.Request{Description: "\xff"}), "description", "description: must be UTF-8", nil},
+		{"unknown alg", req(tokens.Request{Alg: "none"}), "alg", `alg: algorithm not allowed: "none"`, tokens.ErrAlgorithm},
+		{"scope of two words", req(tokens.Request{Scope: []string{"read write"}}), "scope", `scope: "read write" must be one word`, nil},
+		{"empty audience", req(tokens.Request{Audience: []string{""}}), "audience", `audience: "" must be one word`, nil},
+		{"ext not JSON", req(tokens.Request{Ext: "{"}), "ext", "ext: must be JSON", nil},
+		{"refreshable pairing token", req(tokens.Request{Kind: tokens.KindPairing, Refreshable: true}), "refreshable",
+			"refreshable: only access tokens are refreshable", nil},
+		{"no base URL", pairing(tokens.PairingRequest{ExchangeURL: "https://a/x"}), "base_url", "base_url: is required", nil},
+		{"relative exchange URL", pairing(tokens.PairingRequest{BaseURL: "https://a", ExchangeURL: "/x"}), "exchange_url",
+			"exchange_url: is not an absolute http or https URL", nil},
+		{"pairing URL with credentials", pairing(tokens.PairingRequest{BaseURL: "https://a", ExchangeURL: "https://a/x", PairingURL: "https://u:p@a/p"}),
+			"pairing_url", "pairing_url: https://u:xxxxx@a/p carries credentials", nil},
+		{"pairing lifetime", pairing(tokens.PairingRequest{BaseURL: "https://a", ExchangeURL: "https://a/x", ExpiresIn: -time.Minute}),
+			"expires_in", "expires_in: must be at least 1s", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.do()
+			var fe *tokens.FieldError
+			if !errors.As(err, &fe) || fe.Field != tc.field || !errors.Is(err, tokens.ErrRequest) || !strings.HasPrefix(err.Error(), tc.says) {
+				t.Fatalf("got %v; want a FieldError of %s saying %q", err, tc.field, tc.says)
+			}
+			if tc.also != nil && !errors.Is(err, tc.also) {
+				t.Fatalf("%v is not %v", err, tc.also)
+			}
+			if strings.Contains(err.Error(), "--") || strings.Contains(err.Error(), "keyward ") {
+				t.Fatalf("%v names a CLI flag or command", err)
+			}
+		})
+	}
+}
+
+// TestMissingKeysNameNoCommand: signing without the key it needs fails
+// with the key's sentinel, in words that name no CLI command.
+func TestMissingKeysNameNoCommand(t *testing.T) {
+	s, _, _ := service(t, dbtest.SQLite(t))
+	_, tok := softhsmtest.OpenTestToken(t)
+	store, err := keystore.Open(bg, dbtest.SQLite(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	bare, err := keystore.NewJoiningNode(bg, store, keyring.New(tok)) // no join key imported
+	if err != nil {
+		t.Fatal(err)
+	}
+	noJoin, err := tokens.New(bg, bare, tokens.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		s    *tokens.Service
+		alg  string
+		want error
+		says string
+	}{
+		{"no join key", noJoin, tokens.HS256, keystore.ErrKeyState, "no active join key"},
+		{"no signing key", s, tokens.ES256, keyring.ErrNoKey, "ES256 tokens need a signing key pair (EC)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := tc.s.Create(bg, tokens.Request{Subject: "svc", Alg: tc.alg})
+			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.says) || strings.Contains(err.Error(), "keyward ") {
+				t.Fatalf("got %v; want %v saying %q and no command", err, tc.want, tc.says)
+			}
+		})
 	}
 }

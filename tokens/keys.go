@@ -1,0 +1,259 @@
+package tokens
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/keyward/keyward/hsm"
+	"github.com/keyward/keyward/keyring"
+	"github.com/keyward/keyward/keystore"
+)
+
+// keyView is the signing key pair versions in the device when last listed.
+type keyView struct {
+	versions map[int]bool
+	latest   int // the newest version, 0 for none
+	read     time.Time
+}
+
+// joinView is what the key registry said of the join key's versions when
+// it was last read: which one signs, and which may still verify (every
+// registered version not retired).
+type joinView struct {
+	active int
+	usable map[int]bool
+	read   time.Time
+}
+
+// kidFor is the kid of a key version: "join/v3", "signing/v1".
+func kidFor(role keyring.Role, v int) string { return string(role) + "/v" + strconv.Itoa(v) }
+
+// parseKid reads "join/vN" or "signing/vN".
+func parseKid(kid string) (keyring.Role, int, bool) {
+	role, ver, ok := strings.Cut(kid, "/v")
+	if !ok {
+		return "", 0, false
+	}
+	n, err := strconv.Atoi(ver)
+	if err != nil || n < 1 || strconv.Itoa(n) != ver {
+		return "", 0, false
+	}
+	switch keyring.Role(role) {
+	case keyring.Join, keyring.Signing:
+		return keyring.Role(role), n, true
+	}
+	return "", 0, false
+}
+
+// signingKey returns the kid and device key to sign alg with now: the
+// active join version's derived HMAC key, or the newest signing key pair.
+func (s *Service) signingKey(ctx context.Context, alg string) (string, any, error) {
+	if isHMAC(alg) {
+		v, err := s.activeJoin(ctx)
+		if err != nil {
+			return "", nil, err
+		}
+		k, err := s.hmacKey(ctx, v, alg)
+		return kidFor(keyring.Join, v), k, err
+	}
+	want, err := keyTypeFor(alg)
+	if err != nil {
+		return "", nil, err
+	}
+	view, err := s.signingVersions(ctx, time.Now())
+	if err != nil {
+		return "", nil, err
+	}
+	if view.latest == 0 {
+		return "", nil, fmt.Errorf("%w: %s tokens need a signing key pair (%s) in the device, and it holds none", keyring.ErrNoKey, alg, want)
+	}
+	signer, err := s.signer(ctx, view.latest)
+	if err != nil {
+		return "", nil, err
+	}
+	if signer.Key().Type != want {
+		return "", nil, fmt.Errorf("%w: %s needs a %s key, signing/v%d is %s", ErrAlgorithm, alg, want, view.latest, signer.Key().Type)
+	}
+	return kidFor(keyring.Signing, view.latest), signer, nil
+}
+
+// joinVersions returns the registry's join versions, read again at most
+// every RevocationRefresh (a rotation or retirement on another node is seen
+// as fast as a revocation).
+func (s *Service) joinVersions(ctx context.Context, wall time.Time) (*joinView, error) {
+	if v := s.joins.Load(); v != nil && wall.Sub(v.read) < s.opts.RevocationRefresh {
+		return v, nil
+	}
+	keys, err := s.store.Keys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	v := &joinView{usable: map[int]bool{}, read: wall}
+	for _, k := range keys {
+		if k.Role != string(keyring.Join) {
+			continue
+		}
+		if k.State == keystore.StateActive {
+			v.active = k.Version
+		}
+		v.usable[k.Version] = k.State != keystore.StateRetired
+	}
+	s.joins.Store(v)
+	return v, nil
+}
+
+// activeJoin is the join version that signs.
+func (s *Service) activeJoin(ctx context.Context) (int, error) {
+	v, err := s.joinVersions(ctx, time.Now())
+	if err != nil {
+		return 0, err
+	}
+	if v.active == 0 {
+		return 0, fmt.Errorf("%w: no active join key in the key registry, so no HMAC token can be signed", keystore.ErrKeyState)
+	}
+	return v.active, nil
+}
+
+// hmacName names a derived HMAC key: join version and algorithm.
+type hmacName struct {
+	version int
+	alg     string
+}
+
+// hmacKey derives (once per process) the HMAC key of join version v for
+// alg; every verification looks one up.
+func (s *Service) hmacKey(ctx context.Context, v int, alg string) (*hsm.Key, error) {
+	return s.hmac.loadOrMake(hmacName{v, alg}, func() (*hsm.Key, error) {
+		base, _, err := s.ring.Get(ctx, keyring.Join, v)
+		if err != nil {
+			return nil, err
+		}
+		return s.ring.Token().DeriveHMACKey(ctx, base, hmacDerivationData(alg), "jwt "+kidFor(keyring.Join, v)+" "+alg)
+	})
+}
+
+func (s *Service) signer(ctx context.Context, v int) (*hsm.Signer, error) {
+	s.mu.Lock()
+	sg, ok := s.signers[v]
+	s.mu.Unlock()
+	if ok {
+		return sg, nil
+	}
+	k, _, err := s.ring.Get(ctx, keyring.Signing, v)
+	if err != nil {
+		return nil, err
+	}
+	sg, err = k.Signer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.signers[v] = sg
+	s.mu.Unlock()
+	return sg, nil
+}
+
+// signingVersions returns the signing key pairs in the device, listed
+// again at most every RevocationRefresh (a key pair generated or destroyed
+// on this device is seen as fast as a revocation), so neither signing nor
+// verifying searches the device per token. Signers of key pairs gone are
+// dropped.
+func (s *Service) signingVersions(ctx context.Context, wall time.Time) (*keyView, error) {
+	if view := s.signing.Load(); view != nil && wall.Sub(view.read) < s.opts.RevocationRefresh {
+		return view, nil
+	}
+	entries, err := s.ring.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	view := &keyView{versions: map[int]bool{}, read: wall}
+	for _, e := range entries {
+		if e.Role == keyring.Signing {
+			view.versions[e.Version] = true
+			view.latest = max(view.latest, e.Version)
+		}
+	}
+	s.signing.Store(view)
+	s.mu.Lock()
+	for n := range s.signers {
+		if !view.versions[n] {
+			delete(s.signers, n)
+		}
+	}
+	s.mu.Unlock()
+	return view, nil
+}
+
+// signingUsable says signing key pair version v is in the device (an
+// unknown version costs no device lookup).
+func (s *Service) signingUsable(ctx context.Context, v int, wall time.Time) (bool, error) {
+	view, err := s.signingVersions(ctx, wall)
+	if err != nil {
+		return false, err
+	}
+	return view.versions[v], nil
+}
+
+// joinUsable says join version v may verify: registered and not retired.
+func (s *Service) joinUsable(ctx context.Context, v int, wall time.Time) (bool, error) {
+	view, err := s.joinVersions(ctx, wall)
+	if err != nil {
+		return false, err
+	}
+	return view.usable[v], nil
+}
+
+// keyUsable says the key a kid names may verify now.
+func (s *Service) keyUsable(ctx context.Context, role keyring.Role, v int, wall time.Time) (bool, error) {
+	if role == keyring.Join {
+		return s.joinUsable(ctx, v, wall)
+	}
+	return s.signingUsable(ctx, v, wall)
+}
+
+func unusable(kid string, role keyring.Role) string {
+	if role == keyring.Join {
+		return fmt.Sprintf("%q is not a registered, unretired join key", kid)
+	}
+	return fmt.Sprintf("%q is not a signing key pair in this device", kid)
+}
+
+// verificationKey resolves kid to a known key version of the kind alg
+// needs; anything else fails.
+func (s *Service) verificationKey(ctx context.Context, alg, kid string, wall time.Time) (any, error) {
+	role, v, ok := parseKid(kid)
+	if !ok {
+		return nil, fmt.Errorf("%w: kid %q", ErrUnknownKey, kid)
+	}
+	return s.keyFor(ctx, alg, kid, role, v, wall)
+}
+
+// keyFor is verificationKey with the kid read already. Its errors wrap
+// ErrUnknownKey or ErrAlgorithm when the token names a key that cannot
+// verify it; any other error is the database's or the device's.
+func (s *Service) keyFor(ctx context.Context, alg, kid string, role keyring.Role, v int, wall time.Time) (any, error) {
+	if isHMAC(alg) != (role == keyring.Join) {
+		return nil, fmt.Errorf("%w: %s with kid %q", ErrAlgorithm, alg, kid)
+	}
+	usable, err := s.keyUsable(ctx, role, v, wall)
+	if err != nil {
+		return nil, err
+	}
+	if !usable {
+		return nil, fmt.Errorf("%w: %s", ErrUnknownKey, unusable(kid, role))
+	}
+	if role == keyring.Join {
+		return s.hmacKey(ctx, v, alg)
+	}
+	sg, err := s.signer(ctx, v)
+	if err != nil {
+		return nil, err
+	}
+	if !publicMatches(alg, sg.Public()) {
+		return nil, fmt.Errorf("%w: %s with kid %q (a %s key)", ErrAlgorithm, alg, kid, sg.Key().Type)
+	}
+	return sg.Public(), nil
+}
