@@ -3,12 +3,14 @@ package node_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/keyward/keyward/ceremony"
 	"github.com/keyward/keyward/hsm"
 	"github.com/keyward/keyward/keyring"
 	"github.com/keyward/keyward/keystore"
@@ -109,5 +111,78 @@ func TestOpenExplainsDeviceErrors(t *testing.T) {
 	cfg.TokenLabel = "no-such-token"
 	if _, err := node.Open(bg, node.Config{Device: cfg, Home: t.TempDir()}); !errors.Is(err, hsm.ErrTokenNotFound) {
 		t.Fatalf("missing token: %v", err)
+	}
+}
+
+// The guard is the library's: a caller of node (or of keystore beneath
+// it) cannot destroy a key that still opens data, whatever it checked.
+func TestDestroyKeyRefusesKeysInUse(t *testing.T) {
+	tok := softhsmtest.NewTestToken(t)
+	n, err := node.Open(bg, node.Config{Device: tok.Config(), Home: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if _, err := n.GenerateKey(bg, keyring.Master, node.KeySpec{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Put(bg, "db/password", []byte("s3cret")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.DestroyKey(bg, keyring.Master, 1); !errors.Is(err, keystore.ErrKeyInUse) || node.KindOf(err) != node.KindKeyState {
+		t.Fatalf("destroy the active master key: %v", err)
+	}
+	if _, err := n.RotateKey(bg, keyring.Master, 256); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.DestroyKey(bg, keyring.Master, 1); !errors.Is(err, keystore.ErrKeyInUse) {
+		t.Fatalf("destroy a decrypt-only master key: %v", err)
+	}
+	if v, err := n.Get(bg, "db/password"); err != nil || string(v) != "s3cret" {
+		t.Fatalf("the record after refused destroys: %q %v", v, err)
+	}
+	if _, err := n.Rewrap(bg, 10, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.RetireKey(bg, keyring.Master, 1); err != nil {
+		t.Fatal(err)
+	}
+	if e, err := n.DestroyKey(bg, keyring.Master, 1); err != nil || e.Label != "keyward/master/v1" {
+		t.Fatalf("destroy the retired master key: %+v %v", e, err)
+	}
+	list, err := n.ListKeys(bg)
+	if err != nil || len(list.Keys) != 1 || list.Keys[0].Version != 2 {
+		t.Fatalf("keys after destroying v1: %+v %v", list, err)
+	}
+}
+
+func TestKindOf(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want node.Kind
+	}{
+		// A reused refresh token is revoked and used: used says more.
+		{fmt.Errorf("%w: %w", tokens.ErrRevoked, keystore.ErrTokenUsed), node.KindAlreadyUsed},
+		// A token with an algorithm not accepted is an invalid token; an
+		// algorithm not accepted in a request is a usage error.
+		{fmt.Errorf("%w: %w", tokens.ErrInvalid, tokens.ErrAlgorithm), node.KindInvalidToken},
+		{&tokens.FieldError{Field: "alg", Err: tokens.ErrAlgorithm}, node.KindUsage},
+		{fmt.Errorf("%w: x", keystore.ErrTooLarge), node.KindTooLarge},
+		{fmt.Errorf("%w: x", keystore.ErrNotFound), node.KindNotFound},
+		{fmt.Errorf("%w: x", hsm.ErrAuthentication), node.KindBadCiphertext},
+		{fmt.Errorf("%w: x", keystore.ErrKeyMismatch), node.KindKeyMismatch},
+		{fmt.Errorf("%w: x", hsm.ErrKCVMismatch), node.KindKeyMismatch},
+		{fmt.Errorf("%w: x", keystore.ErrNoActiveKey), node.KindKeyState},
+		{fmt.Errorf("%w: x", keystore.ErrDatabase), node.KindDatabaseUnavailable},
+		{fmt.Errorf("%w: x", hsm.ErrDevice), node.KindDeviceUnavailable},
+		{fmt.Errorf("%w: x", hsm.ErrPINIncorrect), node.KindDeviceUnavailable},
+		{fmt.Errorf("%w: x", context.DeadlineExceeded), node.KindTimeout},
+		{fmt.Errorf("%w: x", ceremony.ErrKeyLength), node.KindInvalid},
+		{fmt.Errorf("%w: x", node.ErrNoModule), node.KindUsage},
+		{errors.New("anything else"), node.KindInternal},
+	} {
+		if got := node.KindOf(tc.err); got != tc.want {
+			t.Errorf("KindOf(%v) = %v, want %v", tc.err, got, tc.want)
+		}
 	}
 }

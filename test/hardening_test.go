@@ -117,7 +117,7 @@ func TestTokenLifetimes(t *testing.T) {
 	c.fails(2, "--expires-in must be at least 1s", "token", "create", "--subject", "svc", "--expires-in", "-1h")
 	c.fails(2, "--refresh-expires-in must be at least 1s", "token", "create", "--subject", "svc", "--refreshable", "--refresh-expires-in", "0s")
 	c.fails(2, "--expires-in must be at least 1s", "pairing", "create", "--base-url", "https://a", "--exchange-url", "https://a/x", "--expires-in", "0s")
-	c.fails(2, "over the longest token lifetime, 8760h0m0s (--max-token-lifetime)", "token", "create", "--subject", "svc", "--expires-in", "8761h")
+	c.fails(2, "--expires-in 8761h0m0s is over the longest token lifetime, 8760h0m0s; raise --max-token-lifetime", "token", "create", "--subject", "svc", "--expires-in", "8761h")
 	c.fails(2, "refresh-expires-in 9000h0m0s is over the longest token lifetime", "token", "create", "--subject", "svc", "--refreshable", "--refresh-expires-in", "9000h")
 	c.ok("token", "create", "--subject", "svc", "--expires-in", "8760h")
 	c.fails(2, "over the longest token lifetime, 1h0m0s", "--max-token-lifetime", "1h", "token", "create", "--subject", "svc", "--expires-in", "2h")

@@ -112,7 +112,7 @@ func (s *Service) activeJoin(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	if v.active == 0 {
-		return 0, fmt.Errorf("%w: no active join key in the key registry, so no HMAC token can be signed", keystore.ErrKeyState)
+		return 0, fmt.Errorf("%w: no active join key in the key registry, so no HMAC token can be signed", keystore.ErrNoActiveKey)
 	}
 	return v.active, nil
 }

@@ -887,7 +887,7 @@ func TestMissingKeysNameNoCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	bare, err := keystore.NewJoiningNode(bg, store, keyring.New(tok)) // no join key imported
+	bare, err := keystore.NewVault(bg, store, keyring.New(tok), keystore.VaultOptions{Joining: true}) // no join key imported
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -902,7 +902,7 @@ func TestMissingKeysNameNoCommand(t *testing.T) {
 		want error
 		says string
 	}{
-		{"no join key", noJoin, tokens.HS256, keystore.ErrKeyState, "no active join key"},
+		{"no join key", noJoin, tokens.HS256, keystore.ErrNoActiveKey, "no active join key"},
 		{"no signing key", s, tokens.ES256, keyring.ErrNoKey, "ES256 tokens need a signing key pair (EC)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -2,11 +2,12 @@ package main
 
 import (
 	"errors"
-	"fmt"
+	"strings"
 
 	"github.com/keyward/keyward/keyring"
 	"github.com/keyward/keyward/keystore"
 	"github.com/keyward/keyward/node"
+	"github.com/keyward/keyward/tokens"
 )
 
 // Exit codes. Never renumber them: scripts depend on them.
@@ -48,14 +49,21 @@ var hints = []struct {
 	{keystore.ErrNoActiveKey, "generate one with keyward key generate --role ROLE, or import one"},
 	{keyring.ErrNoKey, "generate one with keyward key generate --role ROLE, or import one"},
 	{keystore.ErrTooLarge, "raise --max-record (KEYWARD_MAX_RECORD)"},
+	{tokens.ErrLifetimeOverMax, "raise --max-token-lifetime (KEYWARD_MAX_TOKEN_LIFETIME) to allow more"},
 }
 
-// withHints adds to err the first hint that applies.
-func withHints(err error) error {
+// message is err as the CLI says it: a request field named by its flag
+// ("expires_in: …" is "--expires-in …"), and the first hint that applies.
+func message(err error) string {
+	msg := err.Error()
+	var fe *tokens.FieldError
+	if errors.As(err, &fe) {
+		msg = strings.Replace(msg, fe.Error(), "--"+strings.ReplaceAll(fe.Field, "_", "-")+" "+fe.Err.Error(), 1)
+	}
 	for _, h := range hints {
 		if errors.Is(err, h.sentinel) {
-			return fmt.Errorf("%w; %s", err, h.hint)
+			return msg + "; " + h.hint
 		}
 	}
-	return err
+	return msg
 }

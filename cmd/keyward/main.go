@@ -97,7 +97,7 @@ func run(args []string, stdin *os.File, stdout, stderr *os.File) int {
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "keyward: %v\n", withHints(err))
+	fmt.Fprintf(stderr, "keyward: %s\n", message(err))
 	var u usageError
 	if errors.As(err, &u) && u.cmd != nil {
 		showUsage(stderr, u.cmd)
