@@ -20,11 +20,14 @@
 //
 // # Errors
 //
-// Every error is {"errors":[{"code":…,"message":…}]} with its status:
-// 400 bad input, 401 no or bad credentials, 403 not allowed, 404, 409 a
-// single-use token used again, 413 too large, 503 device or database down
-// (with Retry-After). Messages never hold a token, a PIN, a key or a
-// body; a 500 says only "internal error" and the detail goes to the log.
+// Every error is {"errors":[{"code":…,"message":…}]} with its status. The
+// library's errors are classified once, by node.KindOf (the CLI's exit
+// codes come from the same classification), and errors.go maps each kind
+// to a status and code: 400 bad input, 401 no or bad credentials, 403 not
+// allowed, 404, 409 a single-use token used again or keys not as needed,
+// 413 too large, 503 device or database down (with Retry-After). Messages
+// never hold a token, a PIN, a key or a body; a 500 says only "internal
+// error" and the detail goes to the log.
 //
 // # Concurrency
 //
