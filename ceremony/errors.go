@@ -1,6 +1,3 @@
-// Package ceremony holds the key ceremonies' file work: key material as hex,
-// the security section of a system.yaml, split-knowledge components and
-// Shamir share files. It never prints or returns key material in an error.
 package ceremony
 
 import "errors"

@@ -79,7 +79,7 @@ func ImportSystemYAML(ctx context.Context, imp Importer, roles []keyring.Role, p
 		}
 		if len(roles) > 1 && !y.Has(yamlName(r)) {
 			// "all" means both: import nothing rather than half.
-			return nil, fmt.Errorf("%w: %s has no shared.security.%s, and both keys were asked for; nothing was imported (to import only the other, name its --role)", ErrNotFound, path, yamlName(r))
+			return nil, fmt.Errorf("%w: %s has no shared.security.%s, and both keys were asked for; nothing was imported", ErrNotFound, path, yamlName(r))
 		}
 		k, err := y.Key(yamlName(r)) // parse all before importing any
 		if err != nil {
@@ -118,7 +118,7 @@ func ImportSystemYAML(ctx context.Context, imp Importer, roles []keyring.Role, p
 // removed after the import.
 func ImportComponents(ctx context.Context, imp Importer, role keyring.Role, paths []string, expectKCV string, remove bool, seen func(i int, path, kcv string)) (keyring.Entry, error) {
 	if len(paths) < 2 {
-		return keyring.Entry{}, fmt.Errorf("%w: give at least two --component files", ErrShares)
+		return keyring.Entry{}, fmt.Errorf("%w: a split-knowledge key needs at least two components", ErrShares)
 	}
 	var parts [][]byte
 	defer func() {

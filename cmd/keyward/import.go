@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 
+	"github.com/keyward/keyward/ceremony"
 	"github.com/keyward/keyward/keyring"
 	"github.com/urfave/cli/v2"
 )
@@ -91,6 +93,9 @@ func keyImport(c *cli.Context) error {
 	case c.IsSet("from-system-yaml"):
 		path := c.String("from-system-yaml")
 		entries, err := n.ImportSystemYAML(c.Context, roles, path, c.Bool("scrub"))
+		if len(roles) > 1 && errors.Is(err, ceremony.ErrNotFound) {
+			err = fmt.Errorf("%w (to import only the other key, name its --role)", err)
+		}
 		for _, e := range entries {
 			if perr := printEntry(c, e); perr != nil {
 				return perr
