@@ -27,6 +27,11 @@ var (
 	ErrDevice         = errors.New("device error")
 )
 
+// ErrKCVUnavailable: neither keyward nor the device can tell the key's
+// check value (a derive-only key generated in a device without
+// CKA_CHECK_VALUE). It also matches ErrNotSupported.
+var ErrKCVUnavailable = errors.New("KCV unavailable")
+
 // OpError is a failed PKCS#11 call: the operation, the return value and the
 // sentinel it maps to.
 type OpError struct {
