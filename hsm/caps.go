@@ -2,7 +2,6 @@ package hsm
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -117,10 +116,6 @@ func readCapabilities(c *pkcs11.Ctx, slot uint) *capabilities {
 	return caps
 }
 
-// ErrNotSupported is an operation this device cannot do: a mechanism it
-// lacks. It also matches ErrUnsupported.
-var ErrNotSupported = errors.New("not supported by the device")
-
 // NotSupportedError says which operation a device lacks and why.
 type NotSupportedError struct {
 	Op         Op
@@ -132,7 +127,7 @@ func (e *NotSupportedError) Error() string {
 	return fmt.Sprintf("%s: not supported by %s (it lacks %s)", e.Op, e.Device, strings.Join(e.Mechanisms, " and "))
 }
 
-func (e *NotSupportedError) Unwrap() []error { return []error{ErrNotSupported, ErrUnsupported} }
+func (e *NotSupportedError) Unwrap() error { return ErrNotSupported }
 
 // device names the token in errors: label, manufacturer and model.
 func (st *tokenState) device() string {

@@ -192,7 +192,7 @@ func TestDeriveRefusesBadBase(t *testing.T) {
 		t.Fatal(err)
 	}
 	// keyward checks CKA_DERIVE itself: NSS softokn would derive anyway.
-	if _, err := tok.DeriveHMACKey(bg, noDerive, hmacData(), "x"); !errors.Is(err, hsm.ErrUnsupported) ||
+	if _, err := tok.DeriveHMACKey(bg, noDerive, hmacData(), "x"); !errors.Is(err, hsm.ErrNotSupported) ||
 		!strings.Contains(err.Error(), "CKR_KEY_FUNCTION_NOT_PERMITTED") {
 		t.Fatalf("derived from a key without CKA_DERIVE: %v", err)
 	}

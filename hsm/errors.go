@@ -22,7 +22,7 @@ var (
 	ErrInvalidKey     = errors.New("invalid key")
 	ErrKCVMismatch    = errors.New("key check value mismatch")
 	ErrAuthentication = errors.New("message authentication failed")
-	ErrUnsupported    = errors.New("not supported by this key or device")
+	ErrNotSupported   = errors.New("not supported by this key or device") // a *NotSupportedError says what the device lacks
 	ErrClosed         = errors.New("token closed")
 	ErrDevice         = errors.New("device error")
 )
@@ -66,13 +66,13 @@ var sentinelFor = map[pkcs11.Error]error{
 	pkcs11.CKR_SLOT_ID_INVALID:            ErrTokenNotFound,
 	pkcs11.CKR_TOKEN_NOT_PRESENT:          ErrTokenNotFound,
 	pkcs11.CKR_TOKEN_NOT_RECOGNIZED:       ErrTokenNotFound,
-	pkcs11.CKR_KEY_TYPE_INCONSISTENT:      ErrUnsupported,
-	pkcs11.CKR_KEY_FUNCTION_NOT_PERMITTED: ErrUnsupported,
-	pkcs11.CKR_MECHANISM_INVALID:          ErrUnsupported,
-	pkcs11.CKR_MECHANISM_PARAM_INVALID:    ErrUnsupported,
-	pkcs11.CKR_FUNCTION_NOT_SUPPORTED:     ErrUnsupported,
-	pkcs11.CKR_ATTRIBUTE_SENSITIVE:        ErrUnsupported,
-	pkcs11.CKR_KEY_UNEXTRACTABLE:          ErrUnsupported,
+	pkcs11.CKR_KEY_TYPE_INCONSISTENT:      ErrNotSupported,
+	pkcs11.CKR_KEY_FUNCTION_NOT_PERMITTED: ErrNotSupported,
+	pkcs11.CKR_MECHANISM_INVALID:          ErrNotSupported,
+	pkcs11.CKR_MECHANISM_PARAM_INVALID:    ErrNotSupported,
+	pkcs11.CKR_FUNCTION_NOT_SUPPORTED:     ErrNotSupported,
+	pkcs11.CKR_ATTRIBUTE_SENSITIVE:        ErrNotSupported,
+	pkcs11.CKR_KEY_UNEXTRACTABLE:          ErrNotSupported,
 	pkcs11.CKR_ATTRIBUTE_VALUE_INVALID:    ErrInvalidKey,
 	pkcs11.CKR_KEY_SIZE_RANGE:             ErrInvalidKey,
 	pkcs11.CKR_TEMPLATE_INCONSISTENT:      ErrInvalidKey,

@@ -38,7 +38,7 @@ func (st *tokenState) deriveFrom(s pkcs11.SessionHandle, base pkcs11.ObjectHandl
 		return 0, err
 	}
 	if !isTrue(a[pkcs11.CKA_DERIVE]) {
-		return 0, &OpError{Op: "C_DeriveKey", Code: pkcs11.Error(pkcs11.CKR_KEY_FUNCTION_NOT_PERMITTED), Sentinel: ErrUnsupported}
+		return 0, &OpError{Op: "C_DeriveKey", Code: pkcs11.Error(pkcs11.CKR_KEY_FUNCTION_NOT_PERMITTED), Sentinel: ErrNotSupported}
 	}
 	param, free := derivationParam(data)
 	defer free()
@@ -62,7 +62,7 @@ func (st *tokenState) deriveFrom(s pkcs11.SessionHandle, base pkcs11.ObjectHandl
 // as long as the hash). label only names the key in errors.
 func (t *Token) DeriveHMACKey(ctx context.Context, base *Key, data []byte, label string) (*Key, error) {
 	if base.Type != TypeAES || base.Class != ClassSecret {
-		return nil, fmt.Errorf("%w: derive from %s: the base must be an AES secret key", ErrUnsupported, base)
+		return nil, fmt.Errorf("%w: derive from %s: the base must be an AES secret key", ErrNotSupported, base)
 	}
 	if len(data) < 32 || len(data)%16 != 0 {
 		return nil, fmt.Errorf("%w: derivation data must be a multiple of 16 bytes and at least 32, got %d", ErrConfig, len(data))
@@ -89,7 +89,7 @@ var hmacOp = map[crypto.Hash]Op{crypto.SHA256: OpHMACSHA256, crypto.SHA384: OpHM
 func (k *Key) HMAC(ctx context.Context, hash crypto.Hash, msg []byte) ([]byte, error) {
 	mech, ok := hmacMechanism[hash]
 	if !ok {
-		return nil, fmt.Errorf("%w: HMAC with %v (use SHA-256, SHA-384 or SHA-512)", ErrUnsupported, hash)
+		return nil, fmt.Errorf("%w: HMAC with %v (use SHA-256, SHA-384 or SHA-512)", ErrNotSupported, hash)
 	}
 	if err := k.tok.st.require(hmacOp[hash]); err != nil {
 		return nil, fmt.Errorf("HMAC with %q: %w", k.Label, err)
@@ -119,7 +119,7 @@ func (k *Key) HMAC(ctx context.Context, hash crypto.Hash, msg []byte) ([]byte, e
 func (k *Key) VerifyHMAC(ctx context.Context, hash crypto.Hash, msg, mac []byte) error {
 	mech, ok := hmacMechanism[hash]
 	if !ok {
-		return fmt.Errorf("%w: HMAC with %v (use SHA-256, SHA-384 or SHA-512)", ErrUnsupported, hash)
+		return fmt.Errorf("%w: HMAC with %v (use SHA-256, SHA-384 or SHA-512)", ErrNotSupported, hash)
 	}
 	if err := k.tok.st.require(hmacOp[hash]); err != nil {
 		return fmt.Errorf("HMAC with %q: %w", k.Label, err)

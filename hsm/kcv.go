@@ -23,7 +23,7 @@ import (
 //  4. otherwise ErrKCVUnavailable.
 func (k *Key) KCV(ctx context.Context) (string, error) {
 	if k.Type != TypeAES {
-		return "", fmt.Errorf("%w: %s has no KCV (AES keys only)", ErrUnsupported, k)
+		return "", fmt.Errorf("%w: %s has no KCV (AES keys only)", ErrNotSupported, k)
 	}
 	info, err := k.Info(ctx)
 	if err != nil {

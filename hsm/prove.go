@@ -50,7 +50,7 @@ func (st *tokenState) proveValue(s pkcs11.SessionHandle, h pkcs11.ObjectHandle, 
 		proved = true
 	}
 	if !proved {
-		return fmt.Errorf("%w: %s can prove neither by AES-ECB, nor by a derived HMAC, nor by CKA_CHECK_VALUE that it holds the key", ErrUnsupported, st.device())
+		return fmt.Errorf("%w: %s can prove neither by AES-ECB, nor by a derived HMAC, nor by CKA_CHECK_VALUE that it holds the key", ErrNotSupported, st.device())
 	}
 	return nil
 }
