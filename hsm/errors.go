@@ -84,8 +84,15 @@ var sentinelFor = map[pkcs11.Error]error{
 }
 
 // call wraps the error of the PKCS#11 function op. Every call into the
-// module goes through it so errors name the operation and keep the code.
-func call(op string, err error) error {
+// module goes through it (or callAs) so errors name the operation and keep
+// the code.
+func call(op string, err error) error { return callAs(op, err, nil) }
+
+// callAs is call for a caller that knows what some codes mean for this
+// call on this device: sentinel(code), where not nil, is the sentinel;
+// sentinelFor decides the rest. The sentinel is decided here, once: an
+// OpError is never changed after it is made.
+func callAs(op string, err error, sentinel func(pkcs11.Error) error) error {
 	if err == nil {
 		return nil
 	}
@@ -93,8 +100,14 @@ func call(op string, err error) error {
 	if !errors.As(err, &code) {
 		return fmt.Errorf("%s: %w", op, err)
 	}
-	s, ok := sentinelFor[code]
-	if !ok {
+	var s error
+	if sentinel != nil {
+		s = sentinel(code)
+	}
+	if s == nil {
+		s = sentinelFor[code]
+	}
+	if s == nil {
 		s = ErrDevice
 	}
 	return &OpError{Op: op, Code: code, Sentinel: s}

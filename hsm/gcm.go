@@ -73,20 +73,21 @@ func (k *Key) Open(ctx context.Context, sealed, aad []byte) ([]byte, error) {
 		}
 		var err error
 		pt, err = c.Decrypt(s, ct)
-		if err != nil {
-			err = call("C_Decrypt", err)
-			switch codeOf(err) {
-			// SoftHSM2 answers a bad tag with CKR_GENERAL_ERROR; the
-			// standard says CKR_ENCRYPTED_DATA_INVALID.
-			case pkcs11.CKR_GENERAL_ERROR, pkcs11.CKR_ENCRYPTED_DATA_INVALID, pkcs11.CKR_ENCRYPTED_DATA_LEN_RANGE:
-				e := err.(*OpError)
-				e.Sentinel = ErrAuthentication
-			}
-		}
-		return err
+		return callAs("C_Decrypt", err, gcmDecryptSentinel)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("decrypt with %q: %w", k.Label, err)
 	}
 	return pt, nil
+}
+
+// gcmDecryptSentinel is what a failed C_Decrypt of AES-GCM means: the
+// standard's answers to a wrong tag, and SoftHSM2's CKR_GENERAL_ERROR, are
+// tampering (or a wrong key or aad).
+func gcmDecryptSentinel(code pkcs11.Error) error {
+	switch code {
+	case pkcs11.CKR_GENERAL_ERROR, pkcs11.CKR_ENCRYPTED_DATA_INVALID, pkcs11.CKR_ENCRYPTED_DATA_LEN_RANGE:
+		return ErrAuthentication
+	}
+	return nil
 }
