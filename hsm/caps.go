@@ -51,12 +51,6 @@ type mechNeed struct {
 	flag uint
 }
 
-// tolerated are operations whose mechanism some devices leave out of
-// C_GetMechanismList yet perform: NSS softokn derives with
-// CKM_AES_ECB_ENCRYPT_DATA without listing it. They are tried, and a
-// refusal then is reported as ErrNotSupported all the same.
-var tolerated = map[Op]bool{OpDerive: true}
-
 var mechNames = map[uint]string{
 	pkcs11.CKM_AES_KEY_GEN: "CKM_AES_KEY_GEN", pkcs11.CKM_AES_GCM: "CKM_AES_GCM", pkcs11.CKM_AES_ECB: "CKM_AES_ECB",
 	pkcs11.CKM_AES_ECB_ENCRYPT_DATA: "CKM_AES_ECB_ENCRYPT_DATA", pkcs11.CKM_SHA256_HMAC: "CKM_SHA256_HMAC",
@@ -193,7 +187,7 @@ func (st *tokenState) require(op Op) error {
 		}
 		return nil
 	}
-	if !st.caps.known || st.caps.have[op] || tolerated[op] {
+	if !st.caps.known || st.caps.have[op] || st.quirks.triesUnlisted(op) {
 		return nil
 	}
 	return &NotSupportedError{Op: op, Mechanisms: st.caps.missing[op], Device: st.device()}
@@ -231,7 +225,7 @@ func (t *Token) Capabilities(ctx context.Context) []Capability {
 		case !st.caps.known:
 			c.Note = "mechanism list unreadable: tried at use"
 		case st.caps.have[o.op]:
-		case tolerated[o.op]:
+		case st.quirks.triesUnlisted(o.op):
 			c.Note = "not listed by the device: tried at use"
 		default:
 			c.Supported = false

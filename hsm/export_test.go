@@ -87,3 +87,28 @@ func ProveValue(k *Key, value []byte, usage Usage) error {
 		return k.tok.st.proveValue(s, h, value, usage)
 	})
 }
+
+// Quirks are the quirks a token was opened with (quirks.go).
+type Quirks = quirks
+
+// QuirksOf is t's entry in the quirks table.
+func QuirksOf(t *Token) Quirks { return t.st.quirks }
+
+// MechanismsListed says whether the device lists every mechanism op
+// needs; known is false when its mechanism list could not be read.
+func MechanismsListed(t *Token, op Op) (listed, known bool) {
+	return t.st.caps.have[op], t.st.caps.known
+}
+
+// DeriveIgnoringCKADerive derives from k as DeriveHMACKey does but without
+// keyward's own check of CKA_DERIVE, and destroys the result: what the
+// device alone allows.
+func DeriveIgnoringCKADerive(k *Key, data []byte) error {
+	return k.tok.do(context.Background(), "derive", k, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
+		dh, err := k.tok.st.derive(s, h, data)
+		if err == nil {
+			k.tok.st.mod.ctx.DestroyObject(s, dh)
+		}
+		return err
+	})
+}

@@ -22,6 +22,12 @@ func (k *Key) Seal(ctx context.Context, plaintext, aad []byte) ([]byte, error) {
 	if err := k.tok.st.require(OpAESGCM); err != nil {
 		return nil, fmt.Errorf("encrypt with %q: %w", k.Label, err)
 	}
+	if k.tok.st.mod.functions == nil && k.tok.st.quirks.GCMSizeQueryOmitsTag {
+		// miekg's Encrypt trusts the size query: it would fail with
+		// CKR_BUFFER_TOO_SMALL on every call.
+		return nil, fmt.Errorf("encrypt with %q: %w: %s answers AES-GCM's size query without the tag, and this build cannot size the buffer itself",
+			k.Label, ErrNotSupported, k.tok.st.device())
+	}
 	nonce := make([]byte, NonceSize, NonceSize+len(plaintext)+TagSize)
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, err
@@ -54,7 +60,7 @@ func (k *Key) Seal(ctx context.Context, plaintext, aad []byte) ([]byte, error) {
 
 // Open decrypts nonce ‖ ciphertext ‖ tag made by Seal with the same aad.
 // Any tampering, a wrong key or a wrong aad gives ErrAuthentication and no
-// plaintext.
+// plaintext; a device fault gives ErrDevice (see gcmDecryptSentinel).
 func (k *Key) Open(ctx context.Context, sealed, aad []byte) ([]byte, error) {
 	if len(sealed) < NonceSize+TagSize {
 		return nil, fmt.Errorf("decrypt with %q: %w: ciphertext of %d bytes is shorter than nonce and tag", k.Label, ErrAuthentication, len(sealed))
@@ -73,7 +79,7 @@ func (k *Key) Open(ctx context.Context, sealed, aad []byte) ([]byte, error) {
 		}
 		var err error
 		pt, err = c.Decrypt(s, ct)
-		return callAs("C_Decrypt", err, gcmDecryptSentinel)
+		return callAs("C_Decrypt", err, k.tok.st.quirks.gcmDecryptSentinel)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("decrypt with %q: %w", k.Label, err)
@@ -81,12 +87,17 @@ func (k *Key) Open(ctx context.Context, sealed, aad []byte) ([]byte, error) {
 	return pt, nil
 }
 
-// gcmDecryptSentinel is what a failed C_Decrypt of AES-GCM means: the
-// standard's answers to a wrong tag, and SoftHSM2's CKR_GENERAL_ERROR, are
-// tampering (or a wrong key or aad).
-func gcmDecryptSentinel(code pkcs11.Error) error {
-	switch code {
-	case pkcs11.CKR_GENERAL_ERROR, pkcs11.CKR_ENCRYPTED_DATA_INVALID, pkcs11.CKR_ENCRYPTED_DATA_LEN_RANGE:
+// gcmDecryptSentinel is what a failed C_Decrypt of AES-GCM means on a
+// device with quirks q. The standard's answers to a wrong tag,
+// CKR_ENCRYPTED_DATA_INVALID and _LEN_RANGE, are tampering (or a wrong key
+// or aad) on every device; CKR_GENERAL_ERROR only where the device is
+// known to answer a wrong tag so (BadTagIsGeneralError): elsewhere it is a
+// device fault, which must never pass for tampering. nil: as sentinelFor
+// says.
+func (q *quirks) gcmDecryptSentinel(code pkcs11.Error) error {
+	switch {
+	case code == pkcs11.CKR_ENCRYPTED_DATA_INVALID, code == pkcs11.CKR_ENCRYPTED_DATA_LEN_RANGE,
+		code == pkcs11.CKR_GENERAL_ERROR && q.BadTagIsGeneralError:
 		return ErrAuthentication
 	}
 	return nil

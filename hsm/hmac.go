@@ -31,8 +31,8 @@ func (d *deriveSpec) run(t *Token, s pkcs11.SessionHandle) (pkcs11.ObjectHandle,
 
 // deriveFrom derives from the AES key base the session key run describes.
 func (st *tokenState) deriveFrom(s pkcs11.SessionHandle, base pkcs11.ObjectHandle, data []byte) (pkcs11.ObjectHandle, error) {
-	// Checked here, not left to the device: NSS softokn derives from a
-	// key whose CKA_DERIVE is false.
+	// Checked here, not left to the device, on every device: some derive
+	// from a key whose CKA_DERIVE is false (DerivesWithoutCKADerive).
 	a, err := st.attrs(s, base, pkcs11.CKA_DERIVE)
 	if err != nil {
 		return 0, err
@@ -40,6 +40,12 @@ func (st *tokenState) deriveFrom(s pkcs11.SessionHandle, base pkcs11.ObjectHandl
 	if !isTrue(a[pkcs11.CKA_DERIVE]) {
 		return 0, &OpError{Op: "C_DeriveKey", Code: pkcs11.Error(pkcs11.CKR_KEY_FUNCTION_NOT_PERMITTED), Sentinel: ErrNotSupported}
 	}
+	return st.derive(s, base, data)
+}
+
+// derive is deriveFrom's C_DeriveKey, with the fixed template and no
+// check of CKA_DERIVE.
+func (st *tokenState) derive(s pkcs11.SessionHandle, base pkcs11.ObjectHandle, data []byte) (pkcs11.ObjectHandle, error) {
 	param, free := derivationParam(data)
 	defer free()
 	template := append([]*pkcs11.Attribute{
@@ -114,8 +120,9 @@ func (k *Key) HMAC(ctx context.Context, hash crypto.Hash, msg []byte) ([]byte, e
 // VerifyHMAC checks mac against HMAC-hash(k, msg) inside the device
 // (C_Verify: the MAC never leaves it, and the comparison is the device's,
 // one call cheaper than signing and comparing here). Every mismatch, of any
-// length, is the same ErrAuthentication. On SoftHSM2 verifications go
-// through one at a time (see gate).
+// length, is the same ErrAuthentication. On a device whose HMAC calls
+// contend (HMACContends: SoftHSM2) verifications go through one at a time
+// (see gate).
 func (k *Key) VerifyHMAC(ctx context.Context, hash crypto.Hash, msg, mac []byte) error {
 	mech, ok := hmacMechanism[hash]
 	if !ok {
@@ -145,11 +152,12 @@ func (k *Key) VerifyHMAC(ctx context.Context, hash crypto.Hash, msg, mac []byte)
 		err := call("C_Verify", c.Verify(s, msg, mac))
 		if verifyFault(err) {
 			// A verification that started well and then failed with
-			// anything but "signature invalid": NSS softokn answers a
-			// wrong MAC with CKR_BUFFER_TOO_SMALL, CKR_ARGUMENTS_BAD or
-			// CKR_DEVICE_ERROR. Sign and compare instead, here and from
-			// now on for this token; if signing fails too, the fault is
-			// real.
+			// anything but "signature invalid" (HMACVerifyFaults: NSS
+			// softokn answers a wrong MAC with CKR_BUFFER_TOO_SMALL,
+			// CKR_ARGUMENTS_BAD or CKR_DEVICE_ERROR). Sign and compare
+			// instead, here and from now on for this token; if signing
+			// fails too, the fault is real. Learnt, not looked up: the
+			// same on every device.
 			if serr := signAndCompare(c, s, m, h, msg, mac); !errors.Is(serr, ErrDevice) {
 				k.tok.st.verifyBySign.Store(true)
 				return serr
