@@ -1,7 +1,8 @@
 // Package hsm is keyward's only door to a PKCS#11 device (a network HSM, a
-// YubiHSM, a cloud HSM, or SoftHSM2). It is the only package that imports
-// github.com/miekg/pkcs11; everything above it sees keys as *Key values
-// whose secret never leaves the device.
+// YubiHSM, a cloud HSM, or SoftHSM2). It (with its internal p11raw, for the
+// one call miekg/pkcs11 cannot make as keyward needs) is the only package
+// that imports github.com/miekg/pkcs11; everything above it sees keys as
+// *Key values whose secret never leaves the device.
 //
 // # Modules, tokens and logins
 //
@@ -72,7 +73,9 @@
 // anything but "signature invalid" is checked again by signing and
 // comparing, and the token verifies so from then on; and AES-GCM
 // encryption makes one C_Encrypt into a buffer keyward sizes (some
-// devices' size query leaves out the tag).
+// devices' size query leaves out the tag), through internal/p11raw, which
+// reads miekg/pkcs11's function list only in a build that links the
+// version go.mod pins.
 //
 // At Open the token's mechanism list is read once; an operation the device
 // lacks (Token.Require, Capabilities) fails before any call with

@@ -2,8 +2,10 @@ package hsm
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 
+	"github.com/keyward/keyward/hsm/internal/p11raw"
 	"github.com/miekg/pkcs11"
 )
 
@@ -32,17 +34,18 @@ type Raw struct {
 	Ctx     *pkcs11.Ctx
 	Session pkcs11.SessionHandle
 	Handle  pkcs11.ObjectHandle
-	fl      *functionList
+	fl      *p11raw.FunctionList
 }
 
-// Encrypt is one bare C_Encrypt into out, sized by the caller (plaintext +
-// tag for GCM), as keyward makes it: miekg's Encrypt asks the size first,
-// which NSS softokn answers without the tag.
+// Encrypt is C_Encrypt as Seal makes it: one call into out, sized by the
+// caller (plaintext + tag for GCM), through p11raw where this build may
+// (miekg's Encrypt asks the size first, which NSS softokn answers without
+// the tag), else miekg's Encrypt.
 func (r *Raw) Encrypt(in, out []byte) ([]byte, error) {
 	if r.fl == nil {
 		return r.Ctx.Encrypt(r.Session, in)
 	}
-	return r.fl.encrypt(r.Session, in, out)
+	return r.fl.Encrypt(r.Session, in, out)
 }
 
 // RawFor opens a session of its own on k's token and finds k's handle.
@@ -111,4 +114,13 @@ func DeriveIgnoringCKADerive(k *Key, data []byte) error {
 		}
 		return err
 	})
+}
+
+// SizedEncrypt is nil when Seal on t makes its C_Encrypt into a buffer
+// keyward sizes, through the function list p11raw read; else why not.
+func SizedEncrypt(t *Token) error {
+	if t.st.mod.functions == nil {
+		return fmt.Errorf("no function list: %w", t.st.mod.noFunctions)
+	}
+	return nil
 }

@@ -22,11 +22,11 @@ func (k *Key) Seal(ctx context.Context, plaintext, aad []byte) ([]byte, error) {
 	if err := k.tok.st.require(OpAESGCM); err != nil {
 		return nil, fmt.Errorf("encrypt with %q: %w", k.Label, err)
 	}
-	if k.tok.st.mod.functions == nil && k.tok.st.quirks.GCMSizeQueryOmitsTag {
+	if mod := k.tok.st.mod; mod.functions == nil && k.tok.st.quirks.GCMSizeQueryOmitsTag {
 		// miekg's Encrypt trusts the size query: it would fail with
 		// CKR_BUFFER_TOO_SMALL on every call.
-		return nil, fmt.Errorf("encrypt with %q: %w: %s answers AES-GCM's size query without the tag, and this build cannot size the buffer itself",
-			k.Label, ErrNotSupported, k.tok.st.device())
+		return nil, fmt.Errorf("encrypt with %q: %w: %s answers AES-GCM's size query without the tag, and this build cannot size the buffer itself: %v",
+			k.Label, ErrNotSupported, k.tok.st.device(), mod.noFunctions)
 	}
 	nonce := make([]byte, NonceSize, NonceSize+len(plaintext)+TagSize)
 	if _, err := rand.Read(nonce); err != nil {
@@ -42,10 +42,11 @@ func (k *Key) Seal(ctx context.Context, plaintext, aad []byte) ([]byte, error) {
 		}
 		var err error
 		if fl := k.tok.st.mod.functions; fl != nil {
-			// Straight after the nonce, where Seal returns it.
-			ct, err = fl.encrypt(s, plaintext, nonce[NonceSize:NonceSize+len(plaintext)+TagSize])
+			// One C_Encrypt into a buffer keyward sizes, straight after
+			// the nonce, where Seal returns it (GCMSizeQueryOmitsTag).
+			ct, err = fl.Encrypt(s, plaintext, nonce[NonceSize:NonceSize+len(plaintext)+TagSize])
 		} else {
-			ct, err = c.Encrypt(s, plaintext)
+			ct, err = c.Encrypt(s, plaintext) // asks the size, then encrypts
 		}
 		return call("C_Encrypt", err)
 	})

@@ -20,8 +20,8 @@ type quirks struct {
 
 	// 1. C_Encrypt's size query for AES-GCM leaves out the tag. keyward
 	// sizes the buffer itself on every device where this build can
-	// (functionList); where it cannot, Seal on such a device fails at
-	// once with ErrNotSupported instead of CKR_BUFFER_TOO_SMALL.
+	// (p11raw); where it cannot, Seal on such a device fails at once
+	// with ErrNotSupported instead of CKR_BUFFER_TOO_SMALL.
 	GCMSizeQueryOmitsTag bool
 	// 2. AES keys have no CKA_CHECK_VALUE. Every device: keyward owns
 	// the KCV (kcv.go) and learns at use whether the attribute is there.
