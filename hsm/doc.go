@@ -57,11 +57,12 @@
 // resulting quirks (never a manufacturer string); a device not in the
 // table is assumed to do what the standard says. Each quirk is named after
 // its row in docs/DEVICES.md. The ones that change what keyward does:
-// SoftHSM2's CKR_GENERAL_ERROR for a wrong GCM tag is ErrAuthentication
-// there and a device fault (ErrDevice) elsewhere (BadTagIsGeneralError);
-// its contending HMAC calls pass a gate (HMACContends); an unlisted derive
-// mechanism is tried (DeriveUnlisted); software tokens are named as such
-// (SoftwareToken).
+// CKR_GENERAL_ERROR from an AES-GCM decryption is tampering
+// (ErrAuthentication) only on a device known to answer a wrong tag so,
+// SoftHSM2, and a device fault (ErrDevice) elsewhere
+// (BadTagIsGeneralError); contending HMAC calls pass a gate
+// (HMACContends); an unlisted derive mechanism is tried (DeriveUnlisted);
+// software tokens are named as such (SoftwareToken).
 //
 // Where keyward can cope the same way on every device it does, rather than
 // branch per device: the KCV of a key that may encrypt is computed in the

@@ -14,13 +14,14 @@ import (
 // not crowd out the goroutines with work to do.
 //
 // It serves one case: HMAC verification on a device whose concurrent HMAC
-// calls contend inside the library (quirks.HMACContends: SoftHSM2) (two at once cost each twice the CPU,
-// so two cores do less than one). One at a time, with the other cores
-// preparing the next call, the device never waits and never contends:
-// verifying tokens on two cores went from 91% to 98% of the raw two-core
-// rate. Signing is left side by side: a signer's caller also writes the
-// token to the database, and with signing gated the database writer and
-// the spinners fought over the cores (token creation −19%).
+// calls contend inside the library (quirks.HMACContends: SoftHSM2; two at
+// once cost each twice the CPU, so two cores do less than one). One at a
+// time, with the other cores preparing the next call, the device never
+// waits and never contends: verifying tokens on two cores went from 91% to
+// 98% of the raw two-core rate. Signing is left side by side: a signer's
+// caller also writes the token to the database, and with signing gated the
+// database writer and the spinners fought over the cores (token creation
+// −19%).
 type gate struct {
 	held     atomic.Bool
 	spinners chan struct{} // a slot for each caller spinning
