@@ -2,7 +2,6 @@ package hsm
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -51,12 +50,6 @@ type mechNeed struct {
 	mech uint
 	flag uint
 }
-
-// tolerated are operations whose mechanism some devices leave out of
-// C_GetMechanismList yet perform: NSS softokn derives with
-// CKM_AES_ECB_ENCRYPT_DATA without listing it. They are tried, and a
-// refusal then is reported as ErrNotSupported all the same.
-var tolerated = map[Op]bool{OpDerive: true}
 
 var mechNames = map[uint]string{
 	pkcs11.CKM_AES_KEY_GEN: "CKM_AES_KEY_GEN", pkcs11.CKM_AES_GCM: "CKM_AES_GCM", pkcs11.CKM_AES_ECB: "CKM_AES_ECB",
@@ -117,10 +110,6 @@ func readCapabilities(c *pkcs11.Ctx, slot uint) *capabilities {
 	return caps
 }
 
-// ErrNotSupported is an operation this device cannot do: a mechanism it
-// lacks. It also matches ErrUnsupported.
-var ErrNotSupported = errors.New("not supported by the device")
-
 // NotSupportedError says which operation a device lacks and why.
 type NotSupportedError struct {
 	Op         Op
@@ -132,7 +121,7 @@ func (e *NotSupportedError) Error() string {
 	return fmt.Sprintf("%s: not supported by %s (it lacks %s)", e.Op, e.Device, strings.Join(e.Mechanisms, " and "))
 }
 
-func (e *NotSupportedError) Unwrap() []error { return []error{ErrNotSupported, ErrUnsupported} }
+func (e *NotSupportedError) Unwrap() error { return ErrNotSupported }
 
 // device names the token in errors: label, manufacturer and model.
 func (st *tokenState) device() string {
@@ -198,7 +187,7 @@ func (st *tokenState) require(op Op) error {
 		}
 		return nil
 	}
-	if !st.caps.known || st.caps.have[op] || tolerated[op] {
+	if !st.caps.known || st.caps.have[op] || st.quirks.triesUnlisted(op) {
 		return nil
 	}
 	return &NotSupportedError{Op: op, Mechanisms: st.caps.missing[op], Device: st.device()}
@@ -236,7 +225,7 @@ func (t *Token) Capabilities(ctx context.Context) []Capability {
 		case !st.caps.known:
 			c.Note = "mechanism list unreadable: tried at use"
 		case st.caps.have[o.op]:
-		case tolerated[o.op]:
+		case st.quirks.triesUnlisted(o.op):
 			c.Note = "not listed by the device: tried at use"
 		default:
 			c.Supported = false

@@ -62,6 +62,35 @@ func TestGCMMatchesGo(t *testing.T) {
 	}
 }
 
+// TestSealSizesItsOwnBuffer: Seal makes its one C_Encrypt into a buffer
+// keyward sizes, through the function list p11raw reads out of
+// miekg/pkcs11 (this build links the version it reads). On SoftHSM2, whose
+// size query is right, nothing else would notice that path gone, and
+// NSS softokn would fail every Seal; this test fails instead.
+func TestSealSizesItsOwnBuffer(t *testing.T) {
+	_, tok := softhsmtest.OpenTestToken(t)
+	if err := hsm.SizedEncrypt(tok); err != nil {
+		t.Fatalf("Seal cannot size its own buffer: %v", err)
+	}
+	k, err := tok.ImportAES(bg, "gcm", mustHex(t, knownKey), hsm.UsageEncrypt|hsm.UsageDecrypt, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := aes.NewCipher(mustHex(t, knownKey))
+	gcm, _ := cipher.NewGCM(block)
+	for _, size := range []int{0, 65536} {
+		pt := bytes.Repeat([]byte{1}, size)
+		sealed, err := k.Seal(bg, pt, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nonce := sealed[:hsm.NonceSize]
+		if !bytes.Equal(sealed[hsm.NonceSize:], gcm.Seal(nil, nonce, pt, nil)) {
+			t.Fatalf("%d bytes: sealed differs from Go's GCM", size)
+		}
+	}
+}
+
 func TestGCMRejectsTampering(t *testing.T) {
 	_, tok := softhsmtest.OpenTestToken(t)
 	k, err := tok.GenerateAES(bg, "gcm", 256, hsm.UsageEncrypt|hsm.UsageDecrypt)
@@ -192,7 +221,7 @@ func TestDeriveRefusesBadBase(t *testing.T) {
 		t.Fatal(err)
 	}
 	// keyward checks CKA_DERIVE itself: NSS softokn would derive anyway.
-	if _, err := tok.DeriveHMACKey(bg, noDerive, hmacData(), "x"); !errors.Is(err, hsm.ErrUnsupported) ||
+	if _, err := tok.DeriveHMACKey(bg, noDerive, hmacData(), "x"); !errors.Is(err, hsm.ErrNotSupported) ||
 		!strings.Contains(err.Error(), "CKR_KEY_FUNCTION_NOT_PERMITTED") {
 		t.Fatalf("derived from a key without CKA_DERIVE: %v", err)
 	}

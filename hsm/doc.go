@@ -1,7 +1,8 @@
 // Package hsm is keyward's only door to a PKCS#11 device (a network HSM, a
-// YubiHSM, a cloud HSM, or SoftHSM2). It is the only package that imports
-// github.com/miekg/pkcs11; everything above it sees keys as *Key values
-// whose secret never leaves the device.
+// YubiHSM, a cloud HSM, or SoftHSM2). It (with its internal p11raw, for the
+// one call miekg/pkcs11 cannot make as keyward needs) is the only package
+// that imports github.com/miekg/pkcs11; everything above it sees keys as
+// *Key values whose secret never leaves the device.
 //
 // # Modules, tokens and logins
 //
@@ -27,9 +28,10 @@
 // CKR_DEVICE_REMOVED or CKR_OPERATION_ACTIVE is closed and dropped, and the
 // call is tried on another session.
 //
-// SoftHSM2 is the one exception to "side by side": its HMAC calls contend
-// inside the library, so on a SoftHSM2 token HMAC verifications pass a
-// gate one at a time, the next caller spinning for it (gate.go).
+// One exception to "side by side": on a device whose HMAC calls contend
+// inside the library (the quirk HMACContends: SoftHSM2), HMAC
+// verifications pass a gate one at a time, the next caller spinning for
+// it (gate.go).
 //
 // # Keys and handles
 //
@@ -47,20 +49,38 @@
 // session objects with the same protection: the derivation template is
 // fixed here, so the base key can never be used as an AES-ECB oracle.
 //
-// # Devices and capabilities
+// # Devices, quirks and capabilities
 //
-// Devices differ (docs/DEVICES.md). At Open the token's mechanism list is
-// read once; an operation the device lacks (Token.Require, Capabilities)
-// fails before any call with ErrNotSupported naming the mechanisms and the
-// device. What a device reports is not taken on trust where keyward can
-// check it: the KCV of a key that may encrypt is computed in the device by
-// AES-ECB of a zero block; an import is proved (AES-ECB, or an HMAC under a
-// key derived from it) before the new object stays; the KCV and origin of
-// every key keyward makes are recorded in its CKA_ID, since NSS softokn has
-// no CKA_CHECK_VALUE and reports CKA_LOCAL false for generated keys;
-// CKA_DERIVE is checked before deriving; and a C_Verify that fails as
+// Devices differ (docs/DEVICES.md). What keyward knows of how each device
+// departs from the standard is in one table, quirks.go: at Open the token
+// is matched on its manufacturer ID and model, and code consults the
+// resulting quirks (never a manufacturer string); a device not in the
+// table is assumed to do what the standard says. Each quirk is named after
+// its row in docs/DEVICES.md. The ones that change what keyward does:
+// CKR_GENERAL_ERROR from an AES-GCM decryption is tampering
+// (ErrAuthentication) only on a device known to answer a wrong tag so,
+// SoftHSM2, and a device fault (ErrDevice) elsewhere
+// (BadTagIsGeneralError); contending HMAC calls pass a gate
+// (HMACContends); an unlisted derive mechanism is tried (DeriveUnlisted);
+// software tokens are named as such (SoftwareToken).
+//
+// Where keyward can cope the same way on every device it does, rather than
+// branch per device: the KCV of a key that may encrypt is computed in the
+// device by AES-ECB of a zero block; an import is proved (AES-ECB, or an
+// HMAC under a key derived from it) before the new object stays; the KCV
+// and origin of every key keyward makes are recorded in its CKA_ID (some
+// devices have no CKA_CHECK_VALUE or report CKA_LOCAL false for generated
+// keys); CKA_DERIVE is checked before deriving; a C_Verify that fails as
 // anything but "signature invalid" is checked again by signing and
-// comparing.
+// comparing, and the token verifies so from then on; and AES-GCM
+// encryption makes one C_Encrypt into a buffer keyward sizes (some
+// devices' size query leaves out the tag), through internal/p11raw, which
+// reads miekg/pkcs11's function list only in a build that links the
+// version go.mod pins.
+//
+// At Open the token's mechanism list is read once; an operation the device
+// lacks (Token.Require, Capabilities) fails before any call with
+// ErrNotSupported naming the mechanisms and the device.
 //
 // # Errors
 //

@@ -22,10 +22,15 @@ var (
 	ErrInvalidKey     = errors.New("invalid key")
 	ErrKCVMismatch    = errors.New("key check value mismatch")
 	ErrAuthentication = errors.New("message authentication failed")
-	ErrUnsupported    = errors.New("not supported by this key or device")
+	ErrNotSupported   = errors.New("not supported by this key or device") // a *NotSupportedError says what the device lacks
 	ErrClosed         = errors.New("token closed")
 	ErrDevice         = errors.New("device error")
 )
+
+// ErrKCVUnavailable: neither keyward nor the device can tell the key's
+// check value (a derive-only key generated in a device without
+// CKA_CHECK_VALUE). It also matches ErrNotSupported.
+var ErrKCVUnavailable = errors.New("KCV unavailable")
 
 // OpError is a failed PKCS#11 call: the operation, the return value and the
 // sentinel it maps to.
@@ -61,13 +66,13 @@ var sentinelFor = map[pkcs11.Error]error{
 	pkcs11.CKR_SLOT_ID_INVALID:            ErrTokenNotFound,
 	pkcs11.CKR_TOKEN_NOT_PRESENT:          ErrTokenNotFound,
 	pkcs11.CKR_TOKEN_NOT_RECOGNIZED:       ErrTokenNotFound,
-	pkcs11.CKR_KEY_TYPE_INCONSISTENT:      ErrUnsupported,
-	pkcs11.CKR_KEY_FUNCTION_NOT_PERMITTED: ErrUnsupported,
-	pkcs11.CKR_MECHANISM_INVALID:          ErrUnsupported,
-	pkcs11.CKR_MECHANISM_PARAM_INVALID:    ErrUnsupported,
-	pkcs11.CKR_FUNCTION_NOT_SUPPORTED:     ErrUnsupported,
-	pkcs11.CKR_ATTRIBUTE_SENSITIVE:        ErrUnsupported,
-	pkcs11.CKR_KEY_UNEXTRACTABLE:          ErrUnsupported,
+	pkcs11.CKR_KEY_TYPE_INCONSISTENT:      ErrNotSupported,
+	pkcs11.CKR_KEY_FUNCTION_NOT_PERMITTED: ErrNotSupported,
+	pkcs11.CKR_MECHANISM_INVALID:          ErrNotSupported,
+	pkcs11.CKR_MECHANISM_PARAM_INVALID:    ErrNotSupported,
+	pkcs11.CKR_FUNCTION_NOT_SUPPORTED:     ErrNotSupported,
+	pkcs11.CKR_ATTRIBUTE_SENSITIVE:        ErrNotSupported,
+	pkcs11.CKR_KEY_UNEXTRACTABLE:          ErrNotSupported,
 	pkcs11.CKR_ATTRIBUTE_VALUE_INVALID:    ErrInvalidKey,
 	pkcs11.CKR_KEY_SIZE_RANGE:             ErrInvalidKey,
 	pkcs11.CKR_TEMPLATE_INCONSISTENT:      ErrInvalidKey,
@@ -79,8 +84,15 @@ var sentinelFor = map[pkcs11.Error]error{
 }
 
 // call wraps the error of the PKCS#11 function op. Every call into the
-// module goes through it so errors name the operation and keep the code.
-func call(op string, err error) error {
+// module goes through it (or callAs) so errors name the operation and keep
+// the code.
+func call(op string, err error) error { return callAs(op, err, nil) }
+
+// callAs is call for a caller that knows what some codes mean for this
+// call on this device: sentinel(code), where not nil, is the sentinel;
+// sentinelFor decides the rest. The sentinel is decided here, once: an
+// OpError is never changed after it is made.
+func callAs(op string, err error, sentinel func(pkcs11.Error) error) error {
 	if err == nil {
 		return nil
 	}
@@ -88,8 +100,14 @@ func call(op string, err error) error {
 	if !errors.As(err, &code) {
 		return fmt.Errorf("%s: %w", op, err)
 	}
-	s, ok := sentinelFor[code]
-	if !ok {
+	var s error
+	if sentinel != nil {
+		s = sentinel(code)
+	}
+	if s == nil {
+		s = sentinelFor[code]
+	}
+	if s == nil {
 		s = ErrDevice
 	}
 	return &OpError{Op: op, Code: code, Sentinel: s}

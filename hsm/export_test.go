@@ -2,8 +2,10 @@ package hsm
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 
+	"github.com/keyward/keyward/hsm/internal/p11raw"
 	"github.com/miekg/pkcs11"
 )
 
@@ -32,17 +34,18 @@ type Raw struct {
 	Ctx     *pkcs11.Ctx
 	Session pkcs11.SessionHandle
 	Handle  pkcs11.ObjectHandle
-	fl      *functionList
+	fl      *p11raw.FunctionList
 }
 
-// Encrypt is one bare C_Encrypt into out, sized by the caller (plaintext +
-// tag for GCM), as keyward makes it: miekg's Encrypt asks the size first,
-// which NSS softokn answers without the tag.
+// Encrypt is C_Encrypt as Seal makes it: one call into out, sized by the
+// caller (plaintext + tag for GCM), through p11raw where this build may
+// (miekg's Encrypt asks the size first, which NSS softokn answers without
+// the tag), else miekg's Encrypt.
 func (r *Raw) Encrypt(in, out []byte) ([]byte, error) {
 	if r.fl == nil {
 		return r.Ctx.Encrypt(r.Session, in)
 	}
-	return r.fl.encrypt(r.Session, in, out)
+	return r.fl.Encrypt(r.Session, in, out)
 }
 
 // RawFor opens a session of its own on k's token and finds k's handle.
@@ -86,4 +89,38 @@ func ProveValue(k *Key, value []byte, usage Usage) error {
 	return k.tok.do(context.Background(), "prove", k, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
 		return k.tok.st.proveValue(s, h, value, usage)
 	})
+}
+
+// Quirks are the quirks a token was opened with (quirks.go).
+type Quirks = quirks
+
+// QuirksOf is t's entry in the quirks table.
+func QuirksOf(t *Token) Quirks { return t.st.quirks }
+
+// MechanismsListed says whether the device lists every mechanism op
+// needs; known is false when its mechanism list could not be read.
+func MechanismsListed(t *Token, op Op) (listed, known bool) {
+	return t.st.caps.have[op], t.st.caps.known
+}
+
+// DeriveIgnoringCKADerive derives from k as DeriveHMACKey does but without
+// keyward's own check of CKA_DERIVE, and destroys the result: what the
+// device alone allows.
+func DeriveIgnoringCKADerive(k *Key, data []byte) error {
+	return k.tok.do(context.Background(), "derive", k, func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {
+		dh, err := k.tok.st.derive(s, h, data)
+		if err == nil {
+			k.tok.st.mod.ctx.DestroyObject(s, dh)
+		}
+		return err
+	})
+}
+
+// SizedEncrypt is nil when Seal on t makes its C_Encrypt into a buffer
+// keyward sizes, through the function list p11raw read; else why not.
+func SizedEncrypt(t *Token) error {
+	if t.st.mod.functions == nil {
+		return fmt.Errorf("no function list: %w", t.st.mod.noFunctions)
+	}
+	return nil
 }

@@ -3,7 +3,6 @@ package hsm
 import (
 	"context"
 	"runtime"
-	"strings"
 	"sync/atomic"
 )
 
@@ -14,14 +13,15 @@ import (
 // more wait in line asleep (honouring their context), so that spinners do
 // not crowd out the goroutines with work to do.
 //
-// It serves one case: HMAC verification on SoftHSM2, whose concurrent HMAC
-// calls contend inside the library (two at once cost each twice the CPU,
-// so two cores do less than one). One at a time, with the other cores
-// preparing the next call, the device never waits and never contends:
-// verifying tokens on two cores went from 91% to 98% of the raw two-core
-// rate. Signing is left side by side: a signer's caller also writes the
-// token to the database, and with signing gated the database writer and
-// the spinners fought over the cores (token creation −19%).
+// It serves one case: HMAC verification on a device whose concurrent HMAC
+// calls contend inside the library (quirks.HMACContends: SoftHSM2; two at
+// once cost each twice the CPU, so two cores do less than one). One at a
+// time, with the other cores preparing the next call, the device never
+// waits and never contends: verifying tokens on two cores went from 91% to
+// 98% of the raw two-core rate. Signing is left side by side: a signer's
+// caller also writes the token to the database, and with signing gated the
+// database writer and the spinners fought over the cores (token creation
+// −19%).
 type gate struct {
 	held     atomic.Bool
 	spinners chan struct{} // a slot for each caller spinning
@@ -52,14 +52,10 @@ func (g *gate) enter(ctx context.Context) error {
 
 func (g *gate) leave() { g.held.Store(false) }
 
-// hmacGate is the gate for HMAC verifications on a token made by
-// manufacturer, or nil when they may run side by side (every device but
-// SoftHSM2).
-// isSoftHSM says a token's manufacturer ID is SoftHSM2's.
-func isSoftHSM(manufacturer string) bool { return strings.TrimSpace(manufacturer) == "SoftHSM project" }
-
-func hmacGate(manufacturer string) *gate {
-	if isSoftHSM(manufacturer) {
+// hmacGate is the gate for HMAC verifications on a device with quirks q,
+// or nil when they may run side by side.
+func (q *quirks) hmacGate() *gate {
+	if q.HMACContends {
 		return newGate()
 	}
 	return nil

@@ -50,14 +50,3 @@ func TestGateWaiterHonoursContext(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-
-func TestHMACGateOnlyForSoftHSM(t *testing.T) {
-	if hmacGate("SoftHSM project                 ") == nil {
-		t.Error("no gate for SoftHSM2")
-	}
-	for _, m := range []string{"", "Thales", "Yubico", "SoftHSM"} {
-		if hmacGate(m) != nil {
-			t.Errorf("a gate for %q", m)
-		}
-	}
-}

@@ -22,6 +22,12 @@ func (k *Key) Seal(ctx context.Context, plaintext, aad []byte) ([]byte, error) {
 	if err := k.tok.st.require(OpAESGCM); err != nil {
 		return nil, fmt.Errorf("encrypt with %q: %w", k.Label, err)
 	}
+	if mod := k.tok.st.mod; mod.functions == nil && k.tok.st.quirks.GCMSizeQueryOmitsTag {
+		// miekg's Encrypt trusts the size query: it would fail with
+		// CKR_BUFFER_TOO_SMALL on every call.
+		return nil, fmt.Errorf("encrypt with %q: %w: %s answers AES-GCM's size query without the tag, and this build cannot size the buffer itself: %v",
+			k.Label, ErrNotSupported, k.tok.st.device(), mod.noFunctions)
+	}
 	nonce := make([]byte, NonceSize, NonceSize+len(plaintext)+TagSize)
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, err
@@ -36,10 +42,11 @@ func (k *Key) Seal(ctx context.Context, plaintext, aad []byte) ([]byte, error) {
 		}
 		var err error
 		if fl := k.tok.st.mod.functions; fl != nil {
-			// Straight after the nonce, where Seal returns it.
-			ct, err = fl.encrypt(s, plaintext, nonce[NonceSize:NonceSize+len(plaintext)+TagSize])
+			// One C_Encrypt into a buffer keyward sizes, straight after
+			// the nonce, where Seal returns it (GCMSizeQueryOmitsTag).
+			ct, err = fl.Encrypt(s, plaintext, nonce[NonceSize:NonceSize+len(plaintext)+TagSize])
 		} else {
-			ct, err = c.Encrypt(s, plaintext)
+			ct, err = c.Encrypt(s, plaintext) // asks the size, then encrypts
 		}
 		return call("C_Encrypt", err)
 	})
@@ -54,7 +61,7 @@ func (k *Key) Seal(ctx context.Context, plaintext, aad []byte) ([]byte, error) {
 
 // Open decrypts nonce ‖ ciphertext ‖ tag made by Seal with the same aad.
 // Any tampering, a wrong key or a wrong aad gives ErrAuthentication and no
-// plaintext.
+// plaintext; a device fault gives ErrDevice (see gcmDecryptSentinel).
 func (k *Key) Open(ctx context.Context, sealed, aad []byte) ([]byte, error) {
 	if len(sealed) < NonceSize+TagSize {
 		return nil, fmt.Errorf("decrypt with %q: %w: ciphertext of %d bytes is shorter than nonce and tag", k.Label, ErrAuthentication, len(sealed))
@@ -73,20 +80,26 @@ func (k *Key) Open(ctx context.Context, sealed, aad []byte) ([]byte, error) {
 		}
 		var err error
 		pt, err = c.Decrypt(s, ct)
-		if err != nil {
-			err = call("C_Decrypt", err)
-			switch codeOf(err) {
-			// SoftHSM2 answers a bad tag with CKR_GENERAL_ERROR; the
-			// standard says CKR_ENCRYPTED_DATA_INVALID.
-			case pkcs11.CKR_GENERAL_ERROR, pkcs11.CKR_ENCRYPTED_DATA_INVALID, pkcs11.CKR_ENCRYPTED_DATA_LEN_RANGE:
-				e := err.(*OpError)
-				e.Sentinel = ErrAuthentication
-			}
-		}
-		return err
+		return callAs("C_Decrypt", err, k.tok.st.quirks.gcmDecryptSentinel)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("decrypt with %q: %w", k.Label, err)
 	}
 	return pt, nil
+}
+
+// gcmDecryptSentinel is what a failed C_Decrypt of AES-GCM means on a
+// device with quirks q. The standard's answers to a wrong tag,
+// CKR_ENCRYPTED_DATA_INVALID and _LEN_RANGE, are tampering (or a wrong key
+// or aad) on every device; CKR_GENERAL_ERROR only where the device is
+// known to answer a wrong tag so (BadTagIsGeneralError): elsewhere it is a
+// device fault, which must never pass for tampering. nil: as sentinelFor
+// says.
+func (q *quirks) gcmDecryptSentinel(code pkcs11.Error) error {
+	switch {
+	case code == pkcs11.CKR_ENCRYPTED_DATA_INVALID, code == pkcs11.CKR_ENCRYPTED_DATA_LEN_RANGE,
+		code == pkcs11.CKR_GENERAL_ERROR && q.BadTagIsGeneralError:
+		return ErrAuthentication
+	}
+	return nil
 }

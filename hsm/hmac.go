@@ -31,15 +31,21 @@ func (d *deriveSpec) run(t *Token, s pkcs11.SessionHandle) (pkcs11.ObjectHandle,
 
 // deriveFrom derives from the AES key base the session key run describes.
 func (st *tokenState) deriveFrom(s pkcs11.SessionHandle, base pkcs11.ObjectHandle, data []byte) (pkcs11.ObjectHandle, error) {
-	// Checked here, not left to the device: NSS softokn derives from a
-	// key whose CKA_DERIVE is false.
+	// Checked here, not left to the device, on every device: some derive
+	// from a key whose CKA_DERIVE is false (DerivesWithoutCKADerive).
 	a, err := st.attrs(s, base, pkcs11.CKA_DERIVE)
 	if err != nil {
 		return 0, err
 	}
 	if !isTrue(a[pkcs11.CKA_DERIVE]) {
-		return 0, &OpError{Op: "C_DeriveKey", Code: pkcs11.Error(pkcs11.CKR_KEY_FUNCTION_NOT_PERMITTED), Sentinel: ErrUnsupported}
+		return 0, &OpError{Op: "C_DeriveKey", Code: pkcs11.Error(pkcs11.CKR_KEY_FUNCTION_NOT_PERMITTED), Sentinel: ErrNotSupported}
 	}
+	return st.derive(s, base, data)
+}
+
+// derive is deriveFrom's C_DeriveKey, with the fixed template and no
+// check of CKA_DERIVE.
+func (st *tokenState) derive(s pkcs11.SessionHandle, base pkcs11.ObjectHandle, data []byte) (pkcs11.ObjectHandle, error) {
 	param, free := derivationParam(data)
 	defer free()
 	template := append([]*pkcs11.Attribute{
@@ -62,7 +68,7 @@ func (st *tokenState) deriveFrom(s pkcs11.SessionHandle, base pkcs11.ObjectHandl
 // as long as the hash). label only names the key in errors.
 func (t *Token) DeriveHMACKey(ctx context.Context, base *Key, data []byte, label string) (*Key, error) {
 	if base.Type != TypeAES || base.Class != ClassSecret {
-		return nil, fmt.Errorf("%w: derive from %s: the base must be an AES secret key", ErrUnsupported, base)
+		return nil, fmt.Errorf("%w: derive from %s: the base must be an AES secret key", ErrNotSupported, base)
 	}
 	if len(data) < 32 || len(data)%16 != 0 {
 		return nil, fmt.Errorf("%w: derivation data must be a multiple of 16 bytes and at least 32, got %d", ErrConfig, len(data))
@@ -89,7 +95,7 @@ var hmacOp = map[crypto.Hash]Op{crypto.SHA256: OpHMACSHA256, crypto.SHA384: OpHM
 func (k *Key) HMAC(ctx context.Context, hash crypto.Hash, msg []byte) ([]byte, error) {
 	mech, ok := hmacMechanism[hash]
 	if !ok {
-		return nil, fmt.Errorf("%w: HMAC with %v (use SHA-256, SHA-384 or SHA-512)", ErrUnsupported, hash)
+		return nil, fmt.Errorf("%w: HMAC with %v (use SHA-256, SHA-384 or SHA-512)", ErrNotSupported, hash)
 	}
 	if err := k.tok.st.require(hmacOp[hash]); err != nil {
 		return nil, fmt.Errorf("HMAC with %q: %w", k.Label, err)
@@ -114,12 +120,13 @@ func (k *Key) HMAC(ctx context.Context, hash crypto.Hash, msg []byte) ([]byte, e
 // VerifyHMAC checks mac against HMAC-hash(k, msg) inside the device
 // (C_Verify: the MAC never leaves it, and the comparison is the device's,
 // one call cheaper than signing and comparing here). Every mismatch, of any
-// length, is the same ErrAuthentication. On SoftHSM2 verifications go
-// through one at a time (see gate).
+// length, is the same ErrAuthentication. On a device whose HMAC calls
+// contend (HMACContends: SoftHSM2) verifications go through one at a time
+// (see gate).
 func (k *Key) VerifyHMAC(ctx context.Context, hash crypto.Hash, msg, mac []byte) error {
 	mech, ok := hmacMechanism[hash]
 	if !ok {
-		return fmt.Errorf("%w: HMAC with %v (use SHA-256, SHA-384 or SHA-512)", ErrUnsupported, hash)
+		return fmt.Errorf("%w: HMAC with %v (use SHA-256, SHA-384 or SHA-512)", ErrNotSupported, hash)
 	}
 	if err := k.tok.st.require(hmacOp[hash]); err != nil {
 		return fmt.Errorf("HMAC with %q: %w", k.Label, err)
@@ -145,11 +152,12 @@ func (k *Key) VerifyHMAC(ctx context.Context, hash crypto.Hash, msg, mac []byte)
 		err := call("C_Verify", c.Verify(s, msg, mac))
 		if verifyFault(err) {
 			// A verification that started well and then failed with
-			// anything but "signature invalid": NSS softokn answers a
-			// wrong MAC with CKR_BUFFER_TOO_SMALL, CKR_ARGUMENTS_BAD or
-			// CKR_DEVICE_ERROR. Sign and compare instead, here and from
-			// now on for this token; if signing fails too, the fault is
-			// real.
+			// anything but "signature invalid" (HMACVerifyFaults: NSS
+			// softokn answers a wrong MAC with CKR_BUFFER_TOO_SMALL,
+			// CKR_ARGUMENTS_BAD or CKR_DEVICE_ERROR). Sign and compare
+			// instead, here and from now on for this token; if signing
+			// fails too, the fault is real. Learnt, not looked up: the
+			// same on every device.
 			if serr := signAndCompare(c, s, m, h, msg, mac); !errors.Is(serr, ErrDevice) {
 				k.tok.st.verifyBySign.Store(true)
 				return serr

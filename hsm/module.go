@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/keyward/keyward/hsm/internal/p11raw"
 	"github.com/miekg/pkcs11"
 )
 
@@ -20,8 +21,10 @@ type module struct {
 	ownsInit bool // we called C_Initialize, so we call C_Finalize
 
 	// functions is the module's function list, for C_Encrypt into a
-	// buffer keyward sizes (see encrypt); nil: miekg/pkcs11's calls only.
-	functions *functionList
+	// buffer keyward sizes (p11raw); nil where this build may not read it,
+	// and noFunctions says why.
+	functions   *p11raw.FunctionList
+	noFunctions error
 
 	// tokens holds the open tokens of this module by slot, so that two Opens
 	// of one token share one login and one session pool. Guarded by modules.mu.
@@ -64,7 +67,7 @@ func loadModule(path string) (*module, error) {
 		// Someone else in this process initialized it; they finalize it.
 		m.ownsInit = false
 	}
-	m.functions = loadFunctionList(ctx)
+	m.functions, m.noFunctions = p11raw.Load(ctx)
 	modules.byPath[path] = m
 	return m, nil
 }

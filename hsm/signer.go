@@ -94,7 +94,7 @@ func (t *Token) GenerateKeyPair(ctx context.Context, label string, kind KeyPairT
 			pkcs11.NewAttribute(pkcs11.CKA_PUBLIC_EXPONENT, []byte{1, 0, 1}))
 		priv = append(priv, pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_RSA))
 	default:
-		return nil, fmt.Errorf("%w: key pair type %q (use ec-p256, rsa-2048, rsa-3072 or ed25519)", ErrUnsupported, kind)
+		return nil, fmt.Errorf("%w: key pair type %q (use ec-p256, rsa-2048, rsa-3072 or ed25519)", ErrNotSupported, kind)
 	}
 	op := kind.Op()
 	if err := t.st.require(op); err != nil {
@@ -129,7 +129,7 @@ var _ crypto.Signer = (*Signer)(nil)
 // half from the device once.
 func (k *Key) Signer(ctx context.Context) (*Signer, error) {
 	if k.Class != ClassPrivate {
-		return nil, fmt.Errorf("%w: %s is not a private key", ErrUnsupported, k)
+		return nil, fmt.Errorf("%w: %s is not a private key", ErrNotSupported, k)
 	}
 	st := k.tok.st
 	var pub crypto.PublicKey
@@ -147,14 +147,14 @@ func (k *Key) Signer(ctx context.Context) (*Signer, error) {
 			point := unwrapOctetString(a[pkcs11.CKA_EC_POINT])
 			if k.Type == TypeEd25519 {
 				if len(point) != ed25519.PublicKeySize {
-					return fmt.Errorf("%w: Ed25519 public key of %d bytes", ErrUnsupported, len(point))
+					return fmt.Errorf("%w: Ed25519 public key of %d bytes", ErrNotSupported, len(point))
 				}
 				pub = ed25519.PublicKey(point)
 				return nil
 			}
 			curve, ok := curveByParams(a[pkcs11.CKA_EC_PARAMS])
 			if !ok {
-				return fmt.Errorf("%w: EC curve of %q (P-256 only)", ErrUnsupported, k.Label)
+				return fmt.Errorf("%w: EC curve of %q (P-256 only)", ErrNotSupported, k.Label)
 			}
 			ec, err := ecdsa.ParseUncompressedPublicKey(curve, point)
 			if err != nil {
@@ -169,7 +169,7 @@ func (k *Key) Signer(ctx context.Context) (*Signer, error) {
 			e := new(big.Int).SetBytes(a[pkcs11.CKA_PUBLIC_EXPONENT])
 			pub = &rsa.PublicKey{N: new(big.Int).SetBytes(a[pkcs11.CKA_MODULUS]), E: int(e.Int64())}
 		default:
-			return fmt.Errorf("%w: %s cannot sign", ErrUnsupported, k)
+			return fmt.Errorf("%w: %s cannot sign", ErrNotSupported, k)
 		}
 		return nil
 	})
@@ -231,14 +231,14 @@ func (s *Signer) SignContext(ctx context.Context, digest []byte, opts crypto.Sig
 		mech = pkcs11.NewMechanism(pkcs11.CKM_ECDSA, nil)
 	case TypeEd25519:
 		if hash != 0 {
-			return nil, fmt.Errorf("%w: Ed25519ph (a pre-hashed message)", ErrUnsupported)
+			return nil, fmt.Errorf("%w: Ed25519ph (a pre-hashed message)", ErrNotSupported)
 		}
 		mech = pkcs11.NewMechanism(ckmEdDSA, nil)
 	case TypeRSA:
 		if pss, ok := opts.(*rsa.PSSOptions); ok {
 			h, ok := pssHash[hash]
 			if !ok {
-				return nil, fmt.Errorf("%w: RSA-PSS with %v", ErrUnsupported, hash)
+				return nil, fmt.Errorf("%w: RSA-PSS with %v", ErrNotSupported, hash)
 			}
 			salt := pss.SaltLength
 			if salt == rsa.PSSSaltLengthAuto || salt == rsa.PSSSaltLengthEqualsHash {
@@ -248,13 +248,13 @@ func (s *Signer) SignContext(ctx context.Context, digest []byte, opts crypto.Sig
 		} else {
 			prefix, ok := digestInfoPrefix[hash]
 			if !ok {
-				return nil, fmt.Errorf("%w: RSA PKCS #1 v1.5 with %v", ErrUnsupported, hash)
+				return nil, fmt.Errorf("%w: RSA PKCS #1 v1.5 with %v", ErrNotSupported, hash)
 			}
 			input = append(append([]byte(nil), prefix...), digest...)
 			mech = pkcs11.NewMechanism(pkcs11.CKM_RSA_PKCS, nil)
 		}
 	default:
-		return nil, fmt.Errorf("%w: %s cannot sign", ErrUnsupported, s.key)
+		return nil, fmt.Errorf("%w: %s cannot sign", ErrNotSupported, s.key)
 	}
 	var sig []byte
 	err := s.key.tok.do(ctx, "sign", s.key, func(ss pkcs11.SessionHandle, h pkcs11.ObjectHandle) error {

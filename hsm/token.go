@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,7 +46,8 @@ type tokenState struct {
 	keysMu sync.Mutex
 	keys   map[string]*Key // Find's cache, by label
 
-	hmacGate *gate // HMAC verifications one at a time (SoftHSM2); nil: side by side
+	quirks   quirks // how the device departs from the standard (quirks.go)
+	hmacGate *gate  // HMAC verifications one at a time (HMACContends); nil: side by side
 
 	caps *capabilities // what the device can do, read once at Open
 
@@ -104,8 +104,9 @@ func Open(ctx context.Context, cfg Config) (*Token, error) {
 		releaseModule(m)
 		return nil, call("C_GetTokenInfo", err)
 	}
+	q := quirksFor(info.ManufacturerID, info.Model)
 	st := &tokenState{mod: m, slot: slot, label: info.Label, serial: info.SerialNumber, manufacturer: info.ManufacturerID, model: info.Model, observe: cfg.Observe, refs: 1, pin: pin, keys: map[string]*Key{},
-		hmacGate: hmacGate(info.ManufacturerID), caps: readCapabilities(m.ctx, slot)}
+		quirks: q, hmacGate: q.hmacGate(), caps: readCapabilities(m.ctx, slot)}
 	st.pool = newPool(max, st.openSession, st.closeSession)
 	// Warm one session; this also logs in and reports a wrong PIN now.
 	s, err := st.pool.get(ctx)
@@ -142,17 +143,14 @@ func pinFileWarnings(src PINSource) []string {
 func (t *Token) Manufacturer() string { return t.st.manufacturer }
 
 // SoftHSM says the token is SoftHSM2's.
-func (t *Token) SoftHSM() bool { return isSoftHSM(t.st.manufacturer) }
+func (t *Token) SoftHSM() bool { return t.st.quirks.Name == "SoftHSM2" }
 
 // Software names the software token the device is ("SoftHSM2", "NSS
 // softokn"), whose keys are files on this machine's disk; "" for any other
-// device.
+// device (quirks.SoftwareToken).
 func (t *Token) Software() string {
-	switch {
-	case t.SoftHSM():
-		return "SoftHSM2"
-	case strings.TrimSpace(t.st.manufacturer) == "Mozilla Foundation" && strings.HasPrefix(strings.TrimSpace(t.st.model), "NSS"):
-		return "NSS softokn"
+	if t.st.quirks.SoftwareToken {
+		return t.st.quirks.Name
 	}
 	return ""
 }

@@ -287,7 +287,8 @@ func TestPoolWaitHonoursContext(t *testing.T) {
 
 // TestWrongPINSaysTheTokenCountsIt: after a refused login the token's
 // retry flags are read and said, before the token locks (SoftHSM2 sets
-// CKF_USER_PIN_COUNT_LOW after a wrong PIN).
+// CKF_USER_PIN_COUNT_LOW after a wrong PIN). A device in the quirks table
+// sets them as its NoPINRetryFlags says.
 func TestWrongPINSaysTheTokenCountsIt(t *testing.T) {
 	st := softhsmtest.NewTestToken(t)
 	cfg := st.Config()
@@ -296,18 +297,23 @@ func TestWrongPINSaysTheTokenCountsIt(t *testing.T) {
 	if !errors.Is(err, hsm.ErrPINIncorrect) {
 		t.Fatalf("wrong PIN: %v; want ErrPINIncorrect", err)
 	}
-	if !softhsmtest.PINCounted(t, st) {
+	counted := softhsmtest.PINCounted(t, st)
+	tok, oerr := st.Open(bg)
+	if oerr != nil {
+		t.Fatalf("the right PIN after the wrong one: %v", oerr)
+	}
+	q := hsm.QuirksOf(tok)
+	tok.Close()
+	if q.Name != "" && q.NoPINRetryFlags == counted {
+		t.Errorf("%s: the table says NoPINRetryFlags=%v, but after a wrong PIN the token's flags say counted=%v", q.Name, q.NoPINRetryFlags, counted)
+	}
+	if !counted {
 		t.Skipf("token %q sets no PIN retry flag after a wrong PIN (CKF_USER_PIN_COUNT_LOW): there is no count to report", st.Label)
 	}
 	if !strings.Contains(err.Error(), "warning: the token has counted wrong PINs") ||
 		!strings.Contains(err.Error(), "CKF_USER_PIN_COUNT_LOW") {
 		t.Fatalf("wrong PIN: %v; want ErrPINIncorrect with the retry warning", err)
 	}
-	tok, err := st.Open(bg)
-	if err != nil {
-		t.Fatalf("the right PIN after the wrong one: %v", err)
-	}
-	tok.Close()
 }
 
 // TestPINFileModeWarns: a PIN file group or others can read is used, with
