@@ -61,7 +61,7 @@ func (c Config) tokenName() string {
 
 func (c Config) validate() error {
 	if c.ModulePath == "" {
-		return fmt.Errorf("%w: no PKCS#11 module path; set KEYWARD_PKCS11_MODULE or --module", ErrConfig)
+		return fmt.Errorf("%w: no PKCS#11 module path", ErrConfig)
 	}
 	if !filepath.IsAbs(c.ModulePath) {
 		return fmt.Errorf("%w: module path %q is not absolute; give the full path of the library (a bare or relative name would be searched for by the dynamic loader)", ErrConfig, c.ModulePath)

@@ -49,7 +49,7 @@ func loadModule(path string) (*module, error) {
 	}
 	st, err := os.Stat(path)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v; install the library (SoftHSM2: apt-get install softhsm2) or fix KEYWARD_PKCS11_MODULE", ErrModule, path, errors.Unwrap(err))
+		return nil, fmt.Errorf("%w: %s: %v; install the library (SoftHSM2: apt-get install softhsm2) or name another", ErrModule, path, errors.Unwrap(err))
 	}
 	if st.IsDir() {
 		return nil, fmt.Errorf("%w: %s is a directory, not a PKCS#11 library", ErrModule, path)

@@ -62,7 +62,7 @@ var kinds = []struct {
 	{KindKeyMismatch, []error{keystore.ErrKeyMismatch, keystore.ErrKeyMissing, keystore.ErrKeyRetired, hsm.ErrKCVMismatch}},
 	{KindKeyState, []error{keystore.ErrNoActiveKey, keystore.ErrKeyState, keystore.ErrKeyInUse, keyring.ErrNoKey,
 		hsm.ErrKeyExists, hsm.ErrKeyNotFound}},
-	{KindNotSupported, []error{hsm.ErrUnsupported}}, // NotSupportedError too
+	{KindNotSupported, []error{hsm.ErrNotSupported}},
 	{KindInvalid, []error{hsm.ErrInvalidKey, keyring.ErrWeakKey, ceremony.ErrMalformed, ceremony.ErrKeyLength,
 		ceremony.ErrNotFound, ceremony.ErrShares}},
 	{KindDatabaseUnavailable, []error{keystore.ErrDatabase, keystore.ErrSchemaNewer}},

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 
+	"github.com/keyward/keyward/hsm"
 	"github.com/keyward/keyward/keyring"
 	"github.com/keyward/keyward/keystore"
 	"github.com/keyward/keyward/node"
@@ -46,6 +47,7 @@ var hints = []struct {
 	hint     string
 }{
 	{node.ErrNoModule, "set --module or KEYWARD_PKCS11_MODULE"},
+	{hsm.ErrModule, "check --module or KEYWARD_PKCS11_MODULE"},
 	{keystore.ErrNoActiveKey, "generate one with keyward key generate --role ROLE, or import one"},
 	{keyring.ErrNoKey, "generate one with keyward key generate --role ROLE, or import one"},
 	{keystore.ErrTooLarge, "raise --max-record (KEYWARD_MAX_RECORD)"},
