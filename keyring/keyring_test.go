@@ -5,19 +5,15 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"os"
 	"testing"
 
 	"github.com/keyward/keyward/hsm"
+	"github.com/keyward/keyward/internal/testmain"
 	"github.com/keyward/keyward/keyring"
 	"github.com/keyward/keyward/softhsm/softhsmtest"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	softhsmtest.CleanupTestTokens()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testmain.Run(m) }
 
 func TestParseLabel(t *testing.T) {
 	for _, tc := range []struct {

@@ -2,10 +2,10 @@ package keystore_test
 
 import (
 	"context"
-	"os"
 	"testing"
 
 	"github.com/keyward/keyward/hsm"
+	"github.com/keyward/keyward/internal/testmain"
 	"github.com/keyward/keyward/keyring"
 	"github.com/keyward/keyward/keystore"
 	"github.com/keyward/keyward/keystore/dbtest"
@@ -14,12 +14,7 @@ import (
 
 var bg = context.Background()
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	dbtest.Stop()
-	softhsmtest.CleanupTestTokens()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testmain.Run(m) }
 
 // backends runs f against SQLite and PostgreSQL.
 func backends(t *testing.T, f func(t *testing.T, newDSN func(testing.TB) string)) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/keyward/keyward/ceremony"
 	"github.com/keyward/keyward/hsm"
+	"github.com/keyward/keyward/internal/testmain"
 	"github.com/keyward/keyward/keyring"
 	"github.com/keyward/keyward/keystore"
 	"github.com/keyward/keyward/keystore/dbtest"
@@ -22,12 +23,7 @@ import (
 
 var bg = context.Background()
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	dbtest.Stop()
-	softhsmtest.CleanupTestTokens()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testmain.Run(m) }
 
 func TestOpenDefaultsAndClose(t *testing.T) {
 	tok := softhsmtest.NewTestToken(t)

@@ -7,15 +7,12 @@ import (
 	"testing"
 
 	"github.com/keyward/keyward/hsm"
+	"github.com/keyward/keyward/internal/testmain"
 	"github.com/keyward/keyward/softhsm"
 	"github.com/keyward/keyward/softhsm/softhsmtest"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	softhsmtest.CleanupTestTokens()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testmain.Run(m) }
 
 func TestFreshTokens(t *testing.T) {
 	a, ta := softhsmtest.OpenTestToken(t)

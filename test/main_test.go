@@ -13,6 +13,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/keyward/keyward/internal/testmain"
 	"github.com/keyward/keyward/keystore/dbtest"
 	"github.com/keyward/keyward/softhsm"
 	"github.com/keyward/keyward/softhsm/softhsmtest"
@@ -20,30 +21,35 @@ import (
 
 var binary string
 
-func TestMain(m *testing.M) {
+// TestMain builds keyward first; after the tests it looks into
+// PostgreSQL's files for secrets.
+func TestMain(m *testing.M) { testmain.Main(m, buildBinary) }
+
+// buildBinary builds keyward (with the race detector) into a temporary
+// directory; the teardown it returns scans PostgreSQL's files for leaked
+// secrets and removes the directory.
+func buildBinary() (func(code int) int, error) {
 	dir, err := os.MkdirTemp("", "keyward-bin-")
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+		return nil, err
 	}
 	binary = filepath.Join(dir, "keyward")
 	build := exec.Command("go", "build", "-race", "-o", binary, "../cmd/keyward")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build keyward:", err)
-		os.Exit(1)
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("build keyward: %w", err)
 	}
-	code := m.Run()
-	// Invariant 1 in PostgreSQL's files: its tables, indexes and WAL
-	// hold nothing any test registered as secret.
-	if found := leaks.scan(dbtest.DataDirs()); len(found) > 0 {
-		fmt.Fprintf(os.Stderr, "FAIL: PostgreSQL files hold a PIN or key: %v\n", found)
-		code = 1
-	}
-	dbtest.Stop()
-	softhsmtest.CleanupTestTokens()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	return func(code int) int {
+		// Invariant 1 in PostgreSQL's files: its tables, indexes and WAL
+		// hold nothing any test registered as secret.
+		if found := leaks.scan(dbtest.DataDirs()); len(found) > 0 {
+			fmt.Fprintf(os.Stderr, "FAIL: PostgreSQL files hold a PIN or key: %v\n", found)
+			code = 1
+		}
+		os.RemoveAll(dir)
+		return code
+	}, nil
 }
 
 // cli runs keyward against one token.

@@ -3,11 +3,11 @@ package tokens_test
 import (
 	"context"
 	"encoding/hex"
-	"os"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/keyward/keyward/internal/testmain"
 	"github.com/keyward/keyward/keyring"
 	"github.com/keyward/keyward/keystore"
 	"github.com/keyward/keyward/keystore/dbtest"
@@ -17,12 +17,7 @@ import (
 
 var bg = context.Background()
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	dbtest.Stop()
-	softhsmtest.CleanupTestTokens()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testmain.Run(m) }
 
 const joinHex = "603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4"
 

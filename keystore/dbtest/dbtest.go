@@ -102,7 +102,8 @@ var created struct {
 	dirs []string
 }
 
-// Stop stops the throwaway cluster; call it from TestMain after m.Run.
+// Stop stops the throwaway cluster after m.Run; internal/testmain calls
+// it for every test package.
 func Stop() {
 	if cluster.c != nil {
 		cluster.c.remove()

@@ -79,8 +79,8 @@ func NewTestToken(tb testing.TB) *softhsm.Token {
 	return tok
 }
 
-// CleanupTestTokens removes the test binary's SoftHSM2 home; call it from
-// TestMain after m.Run.
+// CleanupTestTokens removes the test binary's SoftHSM2 home after m.Run;
+// internal/testmain calls it for every test package.
 func CleanupTestTokens() {
 	if testHome.module != nil {
 		testHome.module.Close()
