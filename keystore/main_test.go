@@ -1,7 +1,6 @@
 package keystore_test
 
 import (
-	"context"
 	"testing"
 
 	"github.com/keyward/keyward/hsm"
@@ -11,8 +10,6 @@ import (
 	"github.com/keyward/keyward/keystore/dbtest"
 	"github.com/keyward/keyward/softhsm/softhsmtest"
 )
-
-var bg = context.Background()
 
 func TestMain(m *testing.M) { testmain.Run(m) }
 
@@ -31,12 +28,12 @@ func node(t testing.TB, dsn string) (*keystore.Vault, *hsm.Token) {
 
 func nodeOn(t testing.TB, dsn string, tok *hsm.Token) *keystore.Vault {
 	t.Helper()
-	store, err := keystore.Open(bg, dsn)
+	store, err := keystore.Open(t.Context(), dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	n, err := keystore.NewVault(bg, store, keyring.New(tok), keystore.VaultOptions{})
+	n, err := keystore.NewVault(t.Context(), store, keyring.New(tok), keystore.VaultOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

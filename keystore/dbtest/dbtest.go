@@ -66,7 +66,7 @@ func Postgres(tb testing.TB) string {
 		tb.Fatal(err)
 	}
 	defer db.Close()
-	if _, err := db.Exec("CREATE SCHEMA " + schema); err != nil {
+	if _, err := db.ExecContext(tb.Context(), "CREATE SCHEMA "+schema); err != nil {
 		tb.Fatalf("create schema: %v", err)
 	}
 	tb.Cleanup(func() {
