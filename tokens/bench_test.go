@@ -28,7 +28,7 @@ import (
 // reads the revocation log on every verify).
 func benchService(b *testing.B) (*tokens.Service, *keystore.Vault) {
 	_, node, _ := service(b, dbtest.SQLite(b))
-	s, err := tokens.New(bg, node, tokens.Options{})
+	s, err := tokens.New(b.Context(), node, tokens.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -38,7 +38,7 @@ func benchService(b *testing.B) (*tokens.Service, *keystore.Vault) {
 // deviceKey derives, from join v1, the HMAC key HS256 tokens are signed
 // with (docs/FORMAT.md), as a key of its own.
 func deviceKey(b *testing.B, node *keystore.Vault) *hsm.Key {
-	base, _, err := node.Ring().Get(bg, keyring.Join, 1)
+	base, _, err := node.Ring().Get(b.Context(), keyring.Join, 1)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -47,7 +47,7 @@ func deviceKey(b *testing.B, node *keystore.Vault) *hsm.Key {
 		data = append(data, "kw-jwt-HS256"...)
 		data = append(data, 0, 0, 0, i)
 	}
-	k, err := node.Ring().Token().DeriveHMACKey(bg, base, data, "bench")
+	k, err := node.Ring().Token().DeriveHMACKey(b.Context(), base, data, "bench")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -81,17 +81,17 @@ func parallel(b *testing.B, op func(i int) error) {
 func BenchmarkTokenCreate(b *testing.B) {
 	s, node := benchService(b)
 	req := tokens.Request{Subject: "svc", Scope: []string{"read", "write"}, Audience: []string{"artifactory@*"}}
-	first, err := s.Create(bg, req)
+	first, err := s.Create(b.Context(), req)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Run("keyward", func(b *testing.B) {
 		b.SetParallelism(16) // a server issues for many clients at once
-		parallel(b, func(int) error { _, err := s.Create(bg, req); return err })
+		parallel(b, func(int) error { _, err := s.Create(b.Context(), req); return err })
 	})
 	key, msg := deviceKey(b, node), signingInput(first.AccessToken)
 	b.Run("device", func(b *testing.B) {
-		parallel(b, func(int) error { _, err := key.HMAC(bg, crypto.SHA256, msg); return err })
+		parallel(b, func(int) error { _, err := key.HMAC(b.Context(), crypto.SHA256, msg); return err })
 	})
 }
 
@@ -99,7 +99,7 @@ func BenchmarkTokenCreate(b *testing.B) {
 func issueMany(b *testing.B, s *tokens.Service, n int) []string {
 	out := make([]string, n)
 	for i := range out {
-		iss, err := s.Create(bg, tokens.Request{Subject: "svc", Scope: []string{"read"}, Audience: []string{"artifactory@*"}})
+		iss, err := s.Create(b.Context(), tokens.Request{Subject: "svc", Scope: []string{"read"}, Audience: []string{"artifactory@*"}})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -127,7 +127,7 @@ func benchDeviceVerify(b *testing.B, node *keystore.Vault, toks []string) {
 	b.Run("device", func(b *testing.B) {
 		parallel(b, func(int) error {
 			x := in[int(next.Add(1)-1)%len(in)]
-			return key.VerifyHMAC(bg, crypto.SHA256, x.msg, x.mac)
+			return key.VerifyHMAC(b.Context(), crypto.SHA256, x.msg, x.mac)
 		})
 	})
 }
@@ -138,7 +138,7 @@ func benchDeviceVerify(b *testing.B, node *keystore.Vault, toks []string) {
 // oldest first), so none is found there.
 func BenchmarkVerifyFirstTime(b *testing.B) {
 	s, node := benchService(b)
-	v, err := tokens.New(bg, node, tokens.Options{CacheSize: 10_000})
+	v, err := tokens.New(b.Context(), node, tokens.Options{CacheSize: 10_000})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -147,7 +147,7 @@ func BenchmarkVerifyFirstTime(b *testing.B) {
 	var next atomic.Int64
 	b.Run("keyward", func(b *testing.B) {
 		parallel(b, func(int) error {
-			_, err := v.Verify(bg, toks[int(next.Add(1)-1)%len(toks)], o)
+			_, err := v.Verify(b.Context(), toks[int(next.Add(1)-1)%len(toks)], o)
 			return err
 		})
 	})
@@ -162,12 +162,12 @@ func BenchmarkVerifyCached(b *testing.B) {
 	toks := issueMany(b, s, 100)
 	o := tokens.VerifyOptions{Audience: "artifactory@node-1"}
 	for _, t := range toks {
-		if _, err := s.Verify(bg, t, o); err != nil {
+		if _, err := s.Verify(b.Context(), t, o); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.Run("keyward", func(b *testing.B) {
-		parallel(b, func(i int) error { _, err := s.Verify(bg, toks[i%len(toks)], o); return err })
+		parallel(b, func(i int) error { _, err := s.Verify(b.Context(), toks[i%len(toks)], o); return err })
 	})
 	benchDeviceVerify(b, node, toks)
 }
@@ -185,7 +185,7 @@ func BenchmarkVerifyParsers(b *testing.B) {
 	var paths [2]*tokens.Paths
 	var vs [2]*tokens.Service
 	for i := range vs {
-		v, err := tokens.New(bg, node, tokens.Options{CacheSize: -1})
+		v, err := tokens.New(b.Context(), node, tokens.Options{CacheSize: -1})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -193,7 +193,7 @@ func BenchmarkVerifyParsers(b *testing.B) {
 			v.ForceStockPath()
 		}
 		// The first token teaches the direct parser keyward's header.
-		if _, err := v.Verify(bg, toks[0], o); err != nil {
+		if _, err := v.Verify(b.Context(), toks[0], o); err != nil {
 			b.Fatal(err)
 		}
 		vs[i], paths[i] = v, v.CountPaths()
@@ -204,7 +204,7 @@ func BenchmarkVerifyParsers(b *testing.B) {
 		n := next.Add(1) - 1
 		i := n % 2
 		start := time.Now()
-		_, err := vs[i].Verify(bg, toks[n/2%int64(len(toks))], o)
+		_, err := vs[i].Verify(b.Context(), toks[n/2%int64(len(toks))], o)
 		spent[i].Add(int64(time.Since(start)))
 		done[i].Add(1)
 		return err

@@ -1,7 +1,6 @@
 package tokens_test
 
 import (
-	"context"
 	"encoding/hex"
 	"sync"
 	"testing"
@@ -14,8 +13,6 @@ import (
 	"github.com/keyward/keyward/softhsm/softhsmtest"
 	"github.com/keyward/keyward/tokens"
 )
-
-var bg = context.Background()
 
 func TestMain(m *testing.M) { testmain.Run(m) }
 
@@ -35,21 +32,21 @@ func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unloc
 func service(t testing.TB, dsn string) (*tokens.Service, *keystore.Vault, *clock) {
 	t.Helper()
 	_, tok := softhsmtest.OpenTestToken(t)
-	store, err := keystore.Open(bg, dsn)
+	store, err := keystore.Open(t.Context(), dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	node, err := keystore.NewVault(bg, store, keyring.New(tok), keystore.VaultOptions{Joining: true})
+	node, err := keystore.NewVault(t.Context(), store, keyring.New(tok), keystore.VaultOptions{Joining: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	key, _ := hex.DecodeString(joinHex)
-	if _, err := node.Import(bg, keyring.Join, key, ""); err != nil {
+	if _, err := node.Import(t.Context(), keyring.Join, key, ""); err != nil {
 		t.Fatal(err)
 	}
 	clk := &clock{t: time.Now()}
-	s, err := tokens.New(bg, node, tokens.Options{Now: clk.Now, RevocationRefresh: time.Nanosecond})
+	s, err := tokens.New(t.Context(), node, tokens.Options{Now: clk.Now, RevocationRefresh: time.Nanosecond})
 	if err != nil {
 		t.Fatal(err)
 	}

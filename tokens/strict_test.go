@@ -36,7 +36,7 @@ func forgeRawWith(key []byte, headerSeg, payload string) string {
 // each case fails for its defect alone.
 func TestStrictParsing(t *testing.T) {
 	s, _, _ := service(t, dbtest.SQLite(t))
-	good, _ := s.Create(bg, tokens.Request{Subject: "svc", Scope: []string{"read"}})
+	good, _ := s.Create(t.Context(), tokens.Request{Subject: "svc", Scope: []string{"read"}})
 	var c jwt.MapClaims
 	jwt.NewParser().ParseUnverified(good.AccessToken, &c)
 	exp, iat := int64(c["exp"].(float64)), int64(c["iat"].(float64))
@@ -49,7 +49,7 @@ func TestStrictParsing(t *testing.T) {
 	otherHeader := `{"typ":"JWT","kid":"join/v1","alg":"HS256"}` // not keyward's bytes: golang-jwt's path
 
 	for _, header := range []string{keywardHeader, otherHeader} {
-		if _, err := s.Verify(bg, forgeRaw(t, header, claims("")), tokens.VerifyOptions{}); err != nil {
+		if _, err := s.Verify(t.Context(), forgeRaw(t, header, claims("")), tokens.VerifyOptions{}); err != nil {
 			t.Fatalf("the well-formed control token %s does not verify: %v", header, err)
 		}
 	}
@@ -72,7 +72,7 @@ func TestStrictParsing(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := s.Verify(bg, forgeRaw(t, tc.header, tc.payload), tokens.VerifyOptions{})
+			got, err := s.Verify(t.Context(), forgeRaw(t, tc.header, tc.payload), tokens.VerifyOptions{})
 			if !errors.Is(err, tokens.ErrMalformed) || !strings.Contains(err.Error(), tc.says) || got != nil {
 				t.Fatalf("got %+v, %v; want ErrMalformed saying %s", got, err, tc.says)
 			}
@@ -80,7 +80,7 @@ func TestStrictParsing(t *testing.T) {
 	}
 	// A paired surrogate escape is a character like any other.
 	emoji := strings.Replace(claims(""), `"sub":"svc"`, `"sub":"svc\ud83d\ude00"`, 1)
-	if got, err := s.Verify(bg, forgeRaw(t, keywardHeader, emoji), tokens.VerifyOptions{}); err != nil || got.Subject != "svc😀" {
+	if got, err := s.Verify(t.Context(), forgeRaw(t, keywardHeader, emoji), tokens.VerifyOptions{}); err != nil || got.Subject != "svc😀" {
 		t.Fatalf("a paired surrogate escape: %+v, %v", got, err)
 	}
 	// Padding or non-canonical base64url is refused too.
@@ -90,7 +90,7 @@ func TestStrictParsing(t *testing.T) {
 	bent := []byte(last)
 	bent[len(bent)-1] ^= 1 // the same bytes, with a non-zero unused bit
 	if b, err := base64.RawURLEncoding.DecodeString(string(bent)); err == nil && string(b) == string(sig) {
-		if _, err := s.Verify(bg, parts[0]+"."+parts[1]+"."+string(bent), tokens.VerifyOptions{}); !errors.Is(err, tokens.ErrInvalid) {
+		if _, err := s.Verify(t.Context(), parts[0]+"."+parts[1]+"."+string(bent), tokens.VerifyOptions{}); !errors.Is(err, tokens.ErrInvalid) {
 			t.Fatalf("a signature with non-canonical base64url: %v", err)
 		}
 	}
@@ -104,7 +104,7 @@ func TestStrictParsing(t *testing.T) {
 // direct codec is in play; with the token's own payload it must accept.
 func FuzzDifferential(f *testing.F) {
 	s, _, _ := service(f, dbtest.SQLite(f))
-	good, _ := s.Create(bg, tokens.Request{Subject: "svc", Scope: []string{"read"}, Audience: []string{"a@*", "b@x"}})
+	good, _ := s.Create(f.Context(), tokens.Request{Subject: "svc", Scope: []string{"read"}, Audience: []string{"a@*", "b@x"}})
 	parts := strings.Split(good.AccessToken, ".")
 	payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
 	seed := payload
@@ -120,8 +120,8 @@ func FuzzDifferential(f *testing.F) {
 			hdrSeg = base64.RawURLEncoding.EncodeToString(header)
 		}
 		tok := forgeRawWith(key, hdrSeg, string(payload))
-		direct, derr, done := s.ParseDirect(tok)
-		stock, serr := s.ParseStock(tok)
+		direct, derr, done := s.ParseDirect(t.Context(), tok)
+		stock, serr := s.ParseStock(t.Context(), tok)
 		if len(header) == 0 && bytes.Equal(payload, seed) && (!done || derr != nil) {
 			// Else a direct codec that declined everything would pass.
 			t.Fatalf("the direct codec did not accept keyward's own token: done %v, %v", done, derr)
