@@ -2,7 +2,6 @@ package keyring_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"errors"
 	"testing"
@@ -42,7 +41,7 @@ func TestParseLabel(t *testing.T) {
 }
 
 func TestVersionsAndUsages(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	_, tok := softhsmtest.OpenTestToken(t)
 	ring := keyring.New(tok)
 	if _, err := ring.Latest(ctx, keyring.Master); !errors.Is(err, keyring.ErrNoKey) {
@@ -106,7 +105,7 @@ func randomKey(n int) []byte {
 func TestWeakKeysRefused(t *testing.T) {
 	_, tok := softhsmtest.OpenTestToken(t)
 	ring := keyring.New(tok)
-	ctx := context.Background()
+	ctx := t.Context()
 	counting := make([]byte, 32)
 	for i := range counting {
 		counting[i] = byte(i % 8) // 8 distinct values in 32 bytes
