@@ -2,7 +2,6 @@ package test
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"database/sql"
 	"encoding/json"
@@ -181,7 +180,7 @@ func TestRotateRewrapKilled(t *testing.T) {
 // minutes).
 func seed(t *testing.T, c *cli, dsn string, n int) {
 	t.Helper()
-	ctx := context.Background()
+	ctx := t.Context()
 	tok, err := c.tok.Open(ctx)
 	if err != nil {
 		t.Fatal(err)
