@@ -18,6 +18,7 @@ import (
 // BenchmarkGCMPair1K/raw.
 
 func benchBackends(b *testing.B, f func(b *testing.B, n *keystore.Vault)) {
+	b.Helper()
 	for _, be := range []struct {
 		name string
 		dsn  func(testing.TB) string

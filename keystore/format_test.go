@@ -95,15 +95,23 @@ func TestStreamRejectsTampering(t *testing.T) {
 func TestIndependentDecrypt(t *testing.T) {
 	n := streamNode(t)
 	key := hexKey(1)
-	block, _ := aes.NewCipher(key)
-	gcm, _ := cipher.NewGCM(block)
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gcm, err := cipher.NewGCM(block)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	// A record: header ‖ nonce ‖ ciphertext ‖ tag, AAD = header ‖ len(name) ‖ name.
 	if err := n.Put(t.Context(), "db/password", []byte("hunter2")); err != nil {
 		t.Fatal(err)
 	}
 	var blob []byte
-	rawDB(t, n.Store().Where()).QueryRow(`SELECT ciphertext FROM records WHERE name = 'db/password'`).Scan(&blob)
+	if err := rawDB(t, n.Store().Where()).QueryRow(`SELECT ciphertext FROM records WHERE name = 'db/password'`).Scan(&blob); err != nil {
+		t.Fatal(err)
+	}
 	header := blob[:13]
 	if string(header[:4]) != "KWE1" || header[4] != 1 || header[5] != 1 || binary.BigEndian.Uint32(header[6:10]) != 1 {
 		t.Fatalf("header % x", header)

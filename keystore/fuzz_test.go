@@ -100,7 +100,10 @@ var refAEAD = func() cipher.AEAD {
 // refKCV is fuzzKey's KCV: the first 3 bytes of AES-ECB(key, 0¹²⁸).
 var refKCV = func() []byte {
 	b := make([]byte, aes.BlockSize)
-	block, _ := aes.NewCipher(fuzzKey)
+	block, err := aes.NewCipher(fuzzKey)
+	if err != nil {
+		panic(err)
+	}
 	block.Encrypt(b, b)
 	return b[:3]
 }()
@@ -262,8 +265,8 @@ func FuzzGet(f *testing.F) {
 	f.Fuzz(func(t *testing.T, blob []byte) {
 		if res, err := db.Exec(`UPDATE records SET ciphertext = ? WHERE name = ?`, blob, fuzzName); err != nil {
 			t.Fatal(err)
-		} else if c, _ := res.RowsAffected(); c != 1 {
-			t.Fatalf("updated %d records", c)
+		} else if c, err := res.RowsAffected(); err != nil || c != 1 {
+			t.Fatalf("updated %d records: %v", c, err)
 		}
 		since := allocBytes()
 		pt, err := n.Get(t.Context(), fuzzName)

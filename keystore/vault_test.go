@@ -55,11 +55,14 @@ func TestRecords(t *testing.T) {
 		if err := n.Delete(t.Context(), "api/token"); !errors.Is(err, keystore.ErrNotFound) {
 			t.Fatalf("delete twice: %v", err)
 		}
-		st, _ := n.KeyStatuses(t.Context())
-		if len(st) != 1 || st[0].Encryptions != 3 || st[0].Records != 1 || st[0].State != keystore.StateActive || st[0].KCV != e.KCV {
-			t.Fatalf("registry: %+v", st)
+		st, err := n.KeyStatuses(t.Context())
+		if err != nil || len(st) != 1 || st[0].Encryptions != 3 || st[0].Records != 1 || st[0].State != keystore.StateActive || st[0].KCV != e.KCV {
+			t.Fatalf("registry: %+v %v", st, err)
 		}
-		log, _ := n.Store().AuditLog(t.Context(), 100)
+		log, err := n.Store().AuditLog(t.Context(), 100)
+		if err != nil {
+			t.Fatal(err)
+		}
 		var actions []string
 		for _, a := range log {
 			actions = append(actions, a.Action+" "+a.Subject)
@@ -119,34 +122,36 @@ func TestTamperedRecords(t *testing.T) {
 
 		for _, tc := range []struct {
 			name  string
-			write func()
+			write func() (sql.Result, error)
 			want  error
 			says  string
 		}{
-			{"flipped ciphertext bit", func() {
+			{"flipped ciphertext bit", func() (sql.Result, error) {
 				c := bytes.Clone(blob)
 				c[len(c)-20] ^= 1
-				db.Exec(q(dsn, `UPDATE records SET ciphertext = ? WHERE name = 'a'`), c)
+				return db.Exec(q(dsn, `UPDATE records SET ciphertext = ? WHERE name = 'a'`), c)
 			}, hsm.ErrAuthentication, "master key v1, KCV " + e.KCV},
-			{"moved to another name", func() {
-				db.Exec(q(dsn, `UPDATE records SET ciphertext = ? WHERE name = 'b'`), blob)
+			{"moved to another name", func() (sql.Result, error) {
+				return db.Exec(q(dsn, `UPDATE records SET ciphertext = ? WHERE name = 'b'`), blob)
 			}, hsm.ErrAuthentication, `record "b"`},
-			{"header names another version", func() {
+			{"header names another version", func() (sql.Result, error) {
 				c := bytes.Clone(blob)
 				c[9] = 7
-				db.Exec(q(dsn, `UPDATE records SET ciphertext = ? WHERE name = 'a'`), c)
+				return db.Exec(q(dsn, `UPDATE records SET ciphertext = ? WHERE name = 'a'`), c)
 			}, keystore.ErrKeyMissing, "master key v7"},
-			{"header names another KCV", func() {
+			{"header names another KCV", func() (sql.Result, error) {
 				c := bytes.Clone(blob)
 				c[12] ^= 0xff
-				db.Exec(q(dsn, `UPDATE records SET ciphertext = ? WHERE name = 'a'`), c)
+				return db.Exec(q(dsn, `UPDATE records SET ciphertext = ? WHERE name = 'a'`), c)
 			}, keystore.ErrKeyMismatch, "this device's master v1 has KCV " + e.KCV},
-			{"not a ciphertext", func() {
-				db.Exec(q(dsn, `UPDATE records SET ciphertext = ? WHERE name = 'a'`), []byte("plain"))
+			{"not a ciphertext", func() (sql.Result, error) {
+				return db.Exec(q(dsn, `UPDATE records SET ciphertext = ? WHERE name = 'a'`), []byte("plain"))
 			}, keystore.ErrFormat, "KWE1"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				tc.write()
+				if _, err := tc.write(); err != nil {
+					t.Fatalf("tamper: %v", err)
+				}
 				name := "a"
 				if strings.Contains(tc.name, "moved") {
 					name = "b"
@@ -168,12 +173,17 @@ func TestReconcileRefusesOtherKeys(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		a.Put(t.Context(), "shared", []byte("v"))
+		if err := a.Put(t.Context(), "shared", []byte("v")); err != nil {
+			t.Fatal(err)
+		}
 
 		// Node B with the same key: accepted, same version, reads A's data.
 		_, tokB := softhsmtest.OpenTestToken(t)
 		ringB := keyring.New(tokB)
-		store, _ := keystore.Open(t.Context(), dsn)
+		store, err := keystore.Open(t.Context(), dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
 		defer store.Close()
 		if _, err := keystore.NewVault(t.Context(), store, ringB, keystore.VaultOptions{}); !errors.Is(err, keystore.ErrKeyMissing) ||
 			!strings.Contains(err.Error(), "master key v1 (KCV "+ea.KCV+") is registered") {
@@ -189,7 +199,10 @@ func TestReconcileRefusesOtherKeys(t *testing.T) {
 
 		// Node C holds a different key under the same label: refused.
 		_, tokC := softhsmtest.OpenTestToken(t)
-		ec, _ := keyring.New(tokC).ImportVersion(t.Context(), keyring.Master, 1, hexKey(9), "")
+		ec, err := keyring.New(tokC).ImportVersion(t.Context(), keyring.Master, 1, hexKey(9), "")
+		if err != nil {
+			t.Fatal(err)
+		}
 		_, err = keystore.NewVault(t.Context(), store, keyring.New(tokC), keystore.VaultOptions{})
 		want := fmt.Sprintf("master key v1: this device holds KCV %s, the database expects KCV %s", ec.KCV, ea.KCV)
 		if !errors.Is(err, keystore.ErrKeyMismatch) || !strings.Contains(err.Error(), want) {
@@ -201,7 +214,9 @@ func TestReconcileRefusesOtherKeys(t *testing.T) {
 func TestRotateRewrapRetire(t *testing.T) {
 	backends(t, func(t *testing.T, newDSN func(testing.TB) string) {
 		n, _ := node(t, newDSN(t))
-		n.Generate(t.Context(), keyring.Master, 256)
+		if _, err := n.Generate(t.Context(), keyring.Master, 256); err != nil {
+			t.Fatal(err)
+		}
 		for i := range 120 {
 			if err := n.Put(t.Context(), fmt.Sprintf("r%03d", i), []byte(fmt.Sprintf("value %d", i))); err != nil {
 				t.Fatal(err)
@@ -211,7 +226,9 @@ func TestRotateRewrapRetire(t *testing.T) {
 		if err != nil || e2.Version != 2 {
 			t.Fatalf("rotate: %+v %v", e2, err)
 		}
-		n.Put(t.Context(), "new", []byte("under v2"))
+		if err := n.Put(t.Context(), "new", []byte("under v2")); err != nil {
+			t.Fatal(err)
+		}
 		if err := n.Retire(t.Context(), keyring.Master, 1); !errors.Is(err, keystore.ErrKeyInUse) || !strings.Contains(err.Error(), "120 records still use master key v1") {
 			t.Fatalf("retire in use: %v", err)
 		}
@@ -261,7 +278,10 @@ func TestRotateRewrapRetire(t *testing.T) {
 				t.Fatalf("record %d after rewrap: %q %v", i, v, err)
 			}
 		}
-		recs, _ := n.Store().Records(t.Context())
+		recs, err := n.Store().Records(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
 		for _, r := range recs {
 			if r.KeyVersion != 2 {
 				t.Fatalf("%s still under v%d", r.Name, r.KeyVersion)
@@ -279,9 +299,9 @@ func TestRotateRewrapRetire(t *testing.T) {
 		if _, _, err := n.Ring().Get(t.Context(), keyring.Master, 1); !errors.Is(err, keyring.ErrNoKey) {
 			t.Fatalf("master v1 after destroy: %v", err)
 		}
-		st, _ := n.KeyStatuses(t.Context())
-		if st[0].State != keystore.StateRetired || st[1].State != keystore.StateActive || st[1].Encryptions != 121 {
-			t.Fatalf("registry: %+v", st)
+		st, err := n.KeyStatuses(t.Context())
+		if err != nil || len(st) != 2 || st[0].State != keystore.StateRetired || st[1].State != keystore.StateActive || st[1].Encryptions != 121 {
+			t.Fatalf("registry: %+v %v", st, err)
 		}
 	})
 }
@@ -290,19 +310,30 @@ func TestConcurrentRewrapsOnTwoNodes(t *testing.T) {
 	backends(t, func(t *testing.T, newDSN func(testing.TB) string) {
 		dsn := newDSN(t)
 		a, _ := node(t, dsn)
-		a.Import(t.Context(), keyring.Master, hexKey(1), "")
+		if _, err := a.Import(t.Context(), keyring.Master, hexKey(1), ""); err != nil {
+			t.Fatal(err)
+		}
 		const records = 400
 		for i := range records {
-			a.Put(t.Context(), fmt.Sprintf("r%04d", i), []byte(fmt.Sprintf("value %d", i)))
+			if err := a.Put(t.Context(), fmt.Sprintf("r%04d", i), []byte(fmt.Sprintf("value %d", i))); err != nil {
+				t.Fatal(err)
+			}
 		}
-		a.Import(t.Context(), keyring.Master, hexKey(2), "")
+		if _, err := a.Import(t.Context(), keyring.Master, hexKey(2), ""); err != nil {
+			t.Fatal(err)
+		}
 
 		_, tokB := softhsmtest.OpenTestToken(t)
 		ringB := keyring.New(tokB)
-		ringB.ImportVersion(t.Context(), keyring.Master, 1, hexKey(1), "")
-		ringB.ImportVersion(t.Context(), keyring.Master, 2, hexKey(2), "")
+		for v := 1; v <= 2; v++ {
+			if _, err := ringB.ImportVersion(t.Context(), keyring.Master, v, hexKey(byte(v)), ""); err != nil {
+				t.Fatal(err)
+			}
+		}
 		b := nodeOn(t, dsn, tokB)
-		a.Reconcile(t.Context())
+		if err := a.Reconcile(t.Context()); err != nil {
+			t.Fatal(err)
+		}
 
 		var wg sync.WaitGroup
 		counts := make([]int, 2)
@@ -321,7 +352,10 @@ func TestConcurrentRewrapsOnTwoNodes(t *testing.T) {
 		if counts[0]+counts[1] != records {
 			t.Fatalf("nodes rewrapped %d + %d records, want %d in all (none twice)", counts[0], counts[1], records)
 		}
-		st, _ := a.KeyStatuses(t.Context())
+		st, err := a.KeyStatuses(t.Context())
+		if err != nil || len(st) != 2 {
+			t.Fatalf("registry: %+v %v", st, err)
+		}
 		if st[1].Encryptions != records {
 			t.Fatalf("v2 encrypted %d times, want %d", st[1].Encryptions, records)
 		}
@@ -338,8 +372,12 @@ func TestFailedWriteKeepsOldValue(t *testing.T) {
 	backends(t, func(t *testing.T, newDSN func(testing.TB) string) {
 		dsn := newDSN(t)
 		n, tok := node(t, dsn)
-		n.Generate(t.Context(), keyring.Master, 256)
-		n.Put(t.Context(), "cfg", []byte("old"))
+		if _, err := n.Generate(t.Context(), keyring.Master, 256); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Put(t.Context(), "cfg", []byte("old")); err != nil {
+			t.Fatal(err)
+		}
 		// The database goes away mid-life.
 		n.Store().Close()
 		if err := n.Put(t.Context(), "cfg", []byte("new")); !errors.Is(err, keystore.ErrDatabase) {
@@ -358,12 +396,16 @@ func TestDatabaseErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v, _ := s.SchemaVersion(t.Context()); v != 2 {
-		t.Fatalf("schema version %d", v)
+	if v, err := s.SchemaVersion(t.Context()); err != nil || v != 2 {
+		t.Fatalf("schema version %d: %v", v, err)
 	}
-	s.Close()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
 	db := rawDB(t, dsn)
-	db.Exec(`INSERT INTO schema_version (version) VALUES (99)`)
+	if _, err := db.Exec(`INSERT INTO schema_version (version) VALUES (99)`); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := keystore.Open(t.Context(), dsn); !errors.Is(err, keystore.ErrSchemaNewer) || !strings.Contains(err.Error(), "upgrade keyward") {
 		t.Fatalf("newer schema: %v", err)
 	}
