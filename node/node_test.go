@@ -61,9 +61,9 @@ func TestOpenDefaultsAndClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer n2.Close()
-	list, _ := n2.Tokens().List(t.Context(), "close", true)
-	if len(list) != 64 {
-		t.Fatalf("%d of 64 tokens recorded", len(list))
+	list, err := n2.Tokens().List(t.Context(), "close", true)
+	if err != nil || len(list) != 64 {
+		t.Fatalf("%d of 64 tokens recorded: %v", len(list), err)
 	}
 }
 
@@ -77,7 +77,9 @@ func TestOpenReconciles(t *testing.T) {
 	if _, err := na.GenerateKey(t.Context(), keyring.Master, node.KeySpec{}); err != nil {
 		t.Fatal(err)
 	}
-	na.Close()
+	if err := na.Close(); err != nil {
+		t.Fatal(err)
+	}
 	// Another device on the same database lacks the registered key.
 	b := softhsmtest.NewTestToken(t)
 	if _, err := node.Open(t.Context(), node.Config{Device: b.Config(), DB: dsn, Home: t.TempDir()}); !errors.Is(err, keystore.ErrKeyMissing) {
