@@ -27,6 +27,7 @@ import (
 // benchService is a service with the default options (the test helper's
 // reads the revocation log on every verify).
 func benchService(b *testing.B) (*tokens.Service, *keystore.Vault) {
+	b.Helper()
 	_, node, _ := service(b, dbtest.SQLite(b))
 	s, err := tokens.New(b.Context(), node, tokens.Options{})
 	if err != nil {
@@ -38,6 +39,7 @@ func benchService(b *testing.B) (*tokens.Service, *keystore.Vault) {
 // deviceKey derives, from join v1, the HMAC key HS256 tokens are signed
 // with (docs/FORMAT.md), as a key of its own.
 func deviceKey(b *testing.B, node *keystore.Vault) *hsm.Key {
+	b.Helper()
 	base, _, err := node.Ring().Get(b.Context(), keyring.Join, 1)
 	if err != nil {
 		b.Fatal(err)
@@ -64,6 +66,7 @@ func opsPerSecond(b *testing.B) {
 
 // parallel runs op under RunParallel and reports ops/s.
 func parallel(b *testing.B, op func(i int) error) {
+	b.Helper()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0
@@ -97,6 +100,7 @@ func BenchmarkTokenCreate(b *testing.B) {
 
 // issueMany makes n distinct tokens for the verify benchmarks.
 func issueMany(b *testing.B, s *tokens.Service, n int) []string {
+	b.Helper()
 	out := make([]string, n)
 	for i := range out {
 		iss, err := s.Create(b.Context(), tokens.Request{Subject: "svc", Scope: []string{"read"}, Audience: []string{"artifactory@*"}})
@@ -112,6 +116,7 @@ func issueMany(b *testing.B, s *tokens.Service, n int) []string {
 // their signing inputs and MACs split out beforehand, and C_Verify of each
 // in turn, as the keyward side takes them.
 func benchDeviceVerify(b *testing.B, node *keystore.Vault, toks []string) {
+	b.Helper()
 	key := deviceKey(b, node)
 	type input struct{ msg, mac []byte }
 	in := make([]input, len(toks))

@@ -1,11 +1,13 @@
 package tokens_test
 
 import (
+	"encoding/base64"
 	"encoding/hex"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/keyward/keyward/internal/testmain"
 	"github.com/keyward/keyward/keyring"
 	"github.com/keyward/keyward/keystore"
@@ -41,7 +43,10 @@ func service(t testing.TB, dsn string) (*tokens.Service, *keystore.Vault, *clock
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, _ := hex.DecodeString(joinHex)
+	key, err := hex.DecodeString(joinHex)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := node.Import(t.Context(), keyring.Join, key, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -51,6 +56,36 @@ func service(t testing.TB, dsn string) (*tokens.Service, *keystore.Vault, *clock
 		t.Fatal(err)
 	}
 	return s, node, clk
+}
+
+// issue creates a token with s, failing tb if it cannot.
+func issue(tb testing.TB, s *tokens.Service, r tokens.Request) tokens.Issued {
+	tb.Helper()
+	iss, err := s.Create(tb.Context(), r)
+	if err != nil {
+		tb.Fatalf("create %s token for %q: %v", r.Kind, r.Subject, err)
+	}
+	return iss
+}
+
+// unverified reads a token's claims without verifying it.
+func unverified(tb testing.TB, token string) jwt.MapClaims {
+	tb.Helper()
+	var c jwt.MapClaims
+	if _, _, err := jwt.NewParser().ParseUnverified(token, &c); err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
+
+// unb64 decodes a token segment (base64url, no padding).
+func unb64(tb testing.TB, seg string) []byte {
+	tb.Helper()
+	b, err := base64.RawURLEncoding.DecodeString(seg)
+	if err != nil {
+		tb.Fatalf("token segment %q: %v", seg, err)
+	}
+	return b
 }
 
 func backends(t *testing.T, f func(t *testing.T, dsn func(testing.TB) string)) {

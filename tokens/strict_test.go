@@ -10,7 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/keyward/keyward/keystore/dbtest"
 	"github.com/keyward/keyward/tokens"
 )
@@ -19,6 +18,7 @@ import (
 // the join key's derived key), so a test can write JSON that no encoder
 // would.
 func forgeRaw(t *testing.T, header, payload string) string {
+	t.Helper()
 	key := plainGoHMACKey(t, "HS256")
 	return forgeRawWith(key, base64.RawURLEncoding.EncodeToString([]byte(header)), payload)
 }
@@ -36,11 +36,13 @@ func forgeRawWith(key []byte, headerSeg, payload string) string {
 // each case fails for its defect alone.
 func TestStrictParsing(t *testing.T) {
 	s, _, _ := service(t, dbtest.SQLite(t))
-	good, _ := s.Create(t.Context(), tokens.Request{Subject: "svc", Scope: []string{"read"}})
-	var c jwt.MapClaims
-	jwt.NewParser().ParseUnverified(good.AccessToken, &c)
+	good := issue(t, s, tokens.Request{Subject: "svc", Scope: []string{"read"}})
+	c := unverified(t, good.AccessToken)
 	exp, iat := int64(c["exp"].(float64)), int64(c["iat"].(float64))
-	aud, _ := json.Marshal(c["aud"])
+	aud, err := json.Marshal(c["aud"])
+	if err != nil {
+		t.Fatal(err)
+	}
 	claims := func(extra string) string {
 		return `{"iss":"` + c["iss"].(string) + `","sub":"svc","aud":` + string(aud) + `,"exp":` + itoa(int(exp)) + `,"nbf":` + itoa(int(iat)) +
 			`,"iat":` + itoa(int(iat)) + `,"jti":"` + c["jti"].(string) + `","scp":"read","knd":"access"` + extra + `}`
@@ -85,7 +87,7 @@ func TestStrictParsing(t *testing.T) {
 	}
 	// Padding or non-canonical base64url is refused too.
 	parts := strings.Split(good.AccessToken, ".")
-	sig, _ := base64.RawURLEncoding.DecodeString(parts[2])
+	sig := unb64(t, parts[2])
 	last := base64.RawURLEncoding.EncodeToString(sig)
 	bent := []byte(last)
 	bent[len(bent)-1] ^= 1 // the same bytes, with a non-zero unused bit
@@ -104,11 +106,11 @@ func TestStrictParsing(t *testing.T) {
 // direct codec is in play; with the token's own payload it must accept.
 func FuzzDifferential(f *testing.F) {
 	s, _, _ := service(f, dbtest.SQLite(f))
-	good, _ := s.Create(f.Context(), tokens.Request{Subject: "svc", Scope: []string{"read"}, Audience: []string{"a@*", "b@x"}})
+	good := issue(f, s, tokens.Request{Subject: "svc", Scope: []string{"read"}, Audience: []string{"a@*", "b@x"}})
 	parts := strings.Split(good.AccessToken, ".")
-	payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	payload := unb64(f, parts[1])
 	seed := payload
-	key := plainGoHMACKey(nil, "HS256")
+	key := plainGoHMACKey(f, "HS256")
 	f.Add([]byte(nil), payload)
 	f.Add([]byte(`{"alg":"HS256","kid":"join/v1"}`), payload)
 	f.Add([]byte(nil), []byte(strings.Replace(string(payload), `"sub":"svc"`, `"sub":"svc","sub":"admin"`, 1)))
