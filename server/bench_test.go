@@ -172,6 +172,7 @@ func newBenchEnv(b *testing.B) *benchEnv {
 
 // token creates an access token with scope for this node.
 func (e *benchEnv) token(b *testing.B, scope string) string {
+	b.Helper()
 	iss, err := e.n.Tokens().Create(b.Context(), tokens.Request{Subject: "bench-" + scope, Scope: []string{scope}})
 	if err != nil {
 		b.Fatal(err)
@@ -181,6 +182,7 @@ func (e *benchEnv) token(b *testing.B, scope string) string {
 
 // tokens creates n tokens, in parallel, for the first-time introspection.
 func (e *benchEnv) tokens(b *testing.B, n int) []string {
+	b.Helper()
 	out := make([]string, n)
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -251,6 +253,7 @@ func introspectOp(ctx context.Context, e *benchEnv, server, inproc []string) ben
 // prepareIntrospectFirst: every request introspects a token never
 // verified before (2n of them, made in process before the timer).
 func prepareIntrospectFirst(e *benchEnv, b *testing.B, n int) benchOp {
+	b.Helper()
 	toks := e.tokens(b, 2*n)
 	return introspectOp(b.Context(), e, toks[:n], toks[n:])
 }
@@ -258,6 +261,7 @@ func prepareIntrospectFirst(e *benchEnv, b *testing.B, n int) benchOp {
 // prepareIntrospectCached: every request introspects the same token,
 // verified before.
 func prepareIntrospectCached(e *benchEnv, b *testing.B, n int) benchOp {
+	b.Helper()
 	tok := e.tokens(b, 1)[0]
 	if _, err := e.n.Tokens().Introspect(b.Context(), tok, tokens.VerifyOptions{AnyAudience: true}); err != nil {
 		b.Fatal(err)
@@ -342,6 +346,7 @@ func (e *benchEnv) chunk(s *side, from, to int) error {
 }
 
 func (e *benchEnv) run(b *testing.B, prepare func(*benchEnv, *testing.B, int) benchOp) {
+	b.Helper()
 	warm := 4 * e.workers // opens every connection, derives the HMAC key
 	n := warm + b.N
 	op := prepare(e, b, n)

@@ -429,7 +429,10 @@ func TestOpenAPIRoutes(t *testing.T) {
 		// use the Error schema (readyz's 503 is its own report).
 		for _, st := range sp.statuses(op) {
 			var code int
-			fmt.Sscan(st, &code)
+			if _, err := fmt.Sscan(st, &code); err != nil {
+				t.Errorf("%s: status %q: %v", key, st, err)
+				continue
+			}
 			r := sp.response(op, code)
 			if r == nil || r["description"] == nil {
 				t.Errorf("%s %s: no description", key, st)
@@ -602,10 +605,15 @@ func (c *specClient) checkRequest(op string, o map[string]any, ct string, body a
 	case []byte:
 		return
 	default:
-		j, _ := json.Marshal(b)
+		j, err := json.Marshal(b)
+		if err != nil {
+			c.t.Fatal(err)
+		}
 		dec := json.NewDecoder(bytes.NewReader(j))
 		dec.UseNumber()
-		dec.Decode(&v)
+		if err := dec.Decode(&v); err != nil {
+			c.t.Fatal(err)
+		}
 	}
 	for _, e := range c.sp.validate("request", schema, v) {
 		c.t.Errorf("%s: %s", op, e)
@@ -879,6 +887,7 @@ func TestOpenAPIAnswers(t *testing.T) {
 
 // signingKeys counts the signing keys in the node's device.
 func signingKeys(t *testing.T, n *node.Node) int {
+	t.Helper()
 	list, err := n.ListKeys(t.Context())
 	if err != nil {
 		t.Fatal(err)
