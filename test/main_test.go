@@ -5,6 +5,7 @@ package test
 import (
 	"bytes"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -107,6 +108,7 @@ func (c *cli) holdsSecret(text string) (string, bool) {
 // SQLite --db (database, -wal, -shm) holds the test's PINs, key hex or key
 // bytes. (PostgreSQL's files are read once, by TestMain.)
 func (c *cli) checkNoLeaks() {
+	c.t.Helper()
 	roots := []string{filepath.Join(c.dir, "home")}
 	for _, e := range c.env {
 		if db, ok := strings.CutPrefix(e, "KEYWARD_DB="); ok && !strings.Contains(db, "://") {
@@ -209,6 +211,24 @@ func (c *cli) ok(args ...string) string {
 		c.t.Fatalf("keyward %v: %s", args, r)
 	}
 	return r.stdout
+}
+
+// writeAt writes content to path (mode 0600), failing the test if it
+// cannot.
+func writeAt(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// okJSON runs keyward like ok and decodes its standard output into v.
+func (c *cli) okJSON(v any, args ...string) {
+	c.t.Helper()
+	out := c.ok(args...)
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		c.t.Fatalf("keyward %v printed %q: %v", args, out, err)
+	}
 }
 
 // fails runs keyward and checks the exit code and that stderr says want.
