@@ -66,7 +66,9 @@ security:
 
 func TestSystemYAMLReadAndScrub(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "system.yaml")
-	os.WriteFile(path, []byte(systemYAML), 0o640)
+	if err := os.WriteFile(path, []byte(systemYAML), 0o640); err != nil {
+		t.Fatal(err)
+	}
 	y, err := ReadSystemYAML(path)
 	if err != nil {
 		t.Fatal(err)
@@ -82,13 +84,18 @@ func TestSystemYAMLReadAndScrub(t *testing.T) {
 	if err := y.Scrub(YAMLMasterKey, YAMLJoinKey); err != nil {
 		t.Fatal(err)
 	}
-	got, _ := os.ReadFile(path)
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
 	want := strings.NewReplacer("    masterKey: "+hex64+"\n", "", "    joinKey: \""+hex64[:32]+"\"   # quoted, with a comment\n", "",
 		"  masterKey: 00000000000000000000000000000000\n", "").Replace(systemYAML)
 	if string(got) != want {
 		t.Fatalf("scrubbed file:\n%s\nwant:\n%s", got, want)
 	}
-	if st, _ := os.Stat(path); st.Mode().Perm() != 0o640 {
+	if st, err := os.Stat(path); err != nil {
+		t.Error(err)
+	} else if st.Mode().Perm() != 0o640 {
 		t.Errorf("mode changed to %v", st.Mode())
 	}
 	again, err := ReadSystemYAML(path)
@@ -105,7 +112,10 @@ func TestSystemYAMLReadAndScrub(t *testing.T) {
 
 func TestShares(t *testing.T) {
 	key := bytes.Repeat([]byte{0xab}, 32)
-	kcv, _ := hsm.ComputeKCV(key)
+	kcv, err := hsm.ComputeKCV(key)
+	if err != nil {
+		t.Fatal(err)
+	}
 	lines, infos, err := SplitKey(key, kcv, 3, 5)
 	if err != nil {
 		t.Fatal(err)
@@ -139,8 +149,14 @@ func TestShares(t *testing.T) {
 		t.Fatalf("damaged share: %v", err)
 	}
 	// Shares of another split are refused.
-	other, _, _ := SplitKey(key, kcv, 3, 5)
-	o, _ := ParseShare(other[1], "other")
+	other, _, err := SplitKey(key, kcv, 3, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := ParseShare(other[1], "other")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := CombineShares([]ShareInfo{parse(0), o, parse(2)}, hsm.ComputeKCV); !errors.Is(err, ErrShares) {
 		t.Fatalf("mixed splits: %v", err)
 	}
@@ -149,7 +165,9 @@ func TestShares(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st, _ := os.Stat(path); st.Mode().Perm() != 0o600 {
+	if st, err := os.Stat(path); err != nil {
+		t.Error(err)
+	} else if st.Mode().Perm() != 0o600 {
 		t.Errorf("share file mode %v", st.Mode())
 	}
 	if s, err := ReadShareFile(path); err != nil || s.Index != 1 || s.Fingerprint != infos[0].Fingerprint {
@@ -162,7 +180,9 @@ func TestShares(t *testing.T) {
 
 func TestRemoveSource(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "master.key")
-	os.WriteFile(path, []byte(hex64), 0o600)
+	if err := os.WriteFile(path, []byte(hex64), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if err := RemoveSource(path); err != nil {
 		t.Fatal(err)
 	}

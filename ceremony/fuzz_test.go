@@ -152,8 +152,12 @@ func checkShare(t *testing.T, line string, s ShareInfo, err error) {
 }
 
 func shareSeeds(f *testing.F) []string {
+	f.Helper()
 	key := bytes.Repeat([]byte{0xab}, 32)
-	kcv, _ := hsm.ComputeKCV(key)
+	kcv, err := hsm.ComputeKCV(key)
+	if err != nil {
+		f.Fatal(err)
+	}
 	lines, _, err := SplitKey(key, kcv, 3, 5)
 	if err != nil {
 		f.Fatal(err)

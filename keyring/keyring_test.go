@@ -2,22 +2,17 @@ package keyring_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"errors"
-	"os"
 	"testing"
 
 	"github.com/keyward/keyward/hsm"
+	"github.com/keyward/keyward/internal/testmain"
 	"github.com/keyward/keyward/keyring"
 	"github.com/keyward/keyward/softhsm/softhsmtest"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	softhsmtest.CleanupTestTokens()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testmain.Run(m) }
 
 func TestParseLabel(t *testing.T) {
 	for _, tc := range []struct {
@@ -46,7 +41,7 @@ func TestParseLabel(t *testing.T) {
 }
 
 func TestVersionsAndUsages(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	_, tok := softhsmtest.OpenTestToken(t)
 	ring := keyring.New(tok)
 	if _, err := ring.Latest(ctx, keyring.Master); !errors.Is(err, keyring.ErrNoKey) {
@@ -63,9 +58,9 @@ func TestVersionsAndUsages(t *testing.T) {
 	if e1.Version != 1 || e2.Version != 2 || e1.Origin != keyring.Generated || e2.Origin != keyring.Imported || e2.Bits != 128 {
 		t.Fatalf("entries %+v %+v", e1, e2)
 	}
-	latest, _ := ring.Latest(ctx, keyring.Master)
-	if latest.Label != "keyward/master/v2" {
-		t.Fatalf("latest %+v", latest)
+	latest, err := ring.Latest(ctx, keyring.Master)
+	if err != nil || latest.Label != "keyward/master/v2" {
+		t.Fatalf("latest %+v %v", latest, err)
 	}
 	j, err := ring.Generate(ctx, keyring.Join, 256)
 	if err != nil || j.Version != 1 {
@@ -73,14 +68,20 @@ func TestVersionsAndUsages(t *testing.T) {
 	}
 	// The master key encrypts and cannot derive; the join key derives and
 	// cannot encrypt.
-	m, _, _ := ring.Get(ctx, keyring.Master, 1)
+	m, _, err := ring.Get(ctx, keyring.Master, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := m.Seal(ctx, []byte("x"), nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := tok.DeriveHMACKey(ctx, m, make([]byte, 64), "x"); err == nil {
 		t.Fatal("the master key could derive")
 	}
-	jk, _, _ := ring.Get(ctx, keyring.Join, 0)
+	jk, _, err := ring.Get(ctx, keyring.Join, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := jk.Seal(ctx, []byte("x"), nil); err == nil {
 		t.Fatal("the join key could encrypt")
 	}
@@ -95,8 +96,8 @@ func TestVersionsAndUsages(t *testing.T) {
 	} else if err := tok.Destroy(ctx, m2); err != nil {
 		t.Fatal(err)
 	}
-	if latest, _ := ring.Latest(ctx, keyring.Master); latest.Version != 1 {
-		t.Fatalf("after destroying v2, latest is %+v", latest)
+	if latest, err := ring.Latest(ctx, keyring.Master); err != nil || latest.Version != 1 {
+		t.Fatalf("after destroying v2, latest is %+v %v", latest, err)
 	}
 }
 
@@ -110,7 +111,7 @@ func randomKey(n int) []byte {
 func TestWeakKeysRefused(t *testing.T) {
 	_, tok := softhsmtest.OpenTestToken(t)
 	ring := keyring.New(tok)
-	ctx := context.Background()
+	ctx := t.Context()
 	counting := make([]byte, 32)
 	for i := range counting {
 		counting[i] = byte(i % 8) // 8 distinct values in 32 bytes
@@ -123,8 +124,8 @@ func TestWeakKeysRefused(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
-	if list, _ := ring.List(ctx); len(list) != 0 {
-		t.Fatalf("a weak key reached the device: %v", list)
+	if list, err := ring.List(ctx); err != nil || len(list) != 0 {
+		t.Fatalf("a weak key reached the device: %v %v", list, err)
 	}
 	for range 200 {
 		if err := keyring.CheckStrength(randomKey(16)); err != nil {

@@ -18,13 +18,14 @@ import (
 // BenchmarkGCMPair1K/raw.
 
 func benchBackends(b *testing.B, f func(b *testing.B, n *keystore.Vault)) {
+	b.Helper()
 	for _, be := range []struct {
 		name string
 		dsn  func(testing.TB) string
 	}{{"sqlite", dbtest.SQLite}, {"postgres", dbtest.Postgres}} {
 		b.Run(be.name, func(b *testing.B) {
 			n, _ := node(b, be.dsn(b))
-			if _, err := n.Generate(bg, keyring.Master, 256); err != nil {
+			if _, err := n.Generate(b.Context(), keyring.Master, 256); err != nil {
 				b.Fatal(err)
 			}
 			f(b, n)
@@ -42,7 +43,7 @@ func BenchmarkStorePut1K(b *testing.B) {
 	benchBackends(b, func(b *testing.B, n *keystore.Vault) {
 		b.ResetTimer()
 		for i := range b.N {
-			if err := n.Put(bg, "bench-"+strconv.Itoa(i), value1K); err != nil {
+			if err := n.Put(b.Context(), "bench-"+strconv.Itoa(i), value1K); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -53,12 +54,12 @@ func BenchmarkStorePut1K(b *testing.B) {
 func BenchmarkStoreGet1K(b *testing.B) {
 	benchBackends(b, func(b *testing.B, n *keystore.Vault) {
 		const records = 1000
-		if err := keystore.SeedRecords(bg, n, records, 1024); err != nil {
+		if err := keystore.SeedRecords(b.Context(), n, records, 1024); err != nil {
 			b.Fatal(err)
 		}
 		b.ResetTimer()
 		for i := range b.N {
-			if _, err := n.Get(bg, fmt.Sprintf("seed-%06d", i%records)); err != nil {
+			if _, err := n.Get(b.Context(), fmt.Sprintf("seed-%06d", i%records)); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -76,7 +77,7 @@ func BenchmarkRewrap(b *testing.B) {
 	}
 	benchBackends(b, func(b *testing.B, n *keystore.Vault) {
 		start := time.Now()
-		if err := keystore.SeedRecords(bg, n, records, 1024); err != nil {
+		if err := keystore.SeedRecords(b.Context(), n, records, 1024); err != nil {
 			b.Fatal(err)
 		}
 		b.Logf("seeded %d records in %s", records, time.Since(start).Round(time.Millisecond))
@@ -84,12 +85,12 @@ func BenchmarkRewrap(b *testing.B) {
 		var total time.Duration
 		for range b.N {
 			b.StopTimer()
-			if _, err := n.Rotate(bg, keyring.Master, 256); err != nil {
+			if _, err := n.Rotate(b.Context(), keyring.Master, 256); err != nil {
 				b.Fatal(err)
 			}
 			b.StartTimer()
 			t0 := time.Now()
-			done, err := n.Rewrap(bg, benchBatch(), nil)
+			done, err := n.Rewrap(b.Context(), benchBatch(), nil)
 			total += time.Since(t0)
 			if err != nil || done != records {
 				b.Fatalf("rewrapped %d of %d: %v", done, records, err)

@@ -18,7 +18,7 @@ import (
 func streamNode(t *testing.T) *keystore.Vault {
 	t.Helper()
 	n, _ := node(t, dbtest.SQLite(t))
-	if _, err := n.Import(bg, keyring.Master, hexKey(1), ""); err != nil {
+	if _, err := n.Import(t.Context(), keyring.Master, hexKey(1), ""); err != nil {
 		t.Fatal(err)
 	}
 	return n
@@ -27,7 +27,7 @@ func streamNode(t *testing.T) *keystore.Vault {
 func encrypt(t *testing.T, n *keystore.Vault, pt []byte, context string) []byte {
 	t.Helper()
 	var out bytes.Buffer
-	if err := n.EncryptStream(bg, bytes.NewReader(pt), &out, context); err != nil {
+	if err := n.EncryptStream(t.Context(), bytes.NewReader(pt), &out, context); err != nil {
 		t.Fatal(err)
 	}
 	return out.Bytes()
@@ -44,7 +44,7 @@ func TestStreamRoundTrip(t *testing.T) {
 			t.Fatalf("%d bytes: ciphertext %d, want %d", size, len(ct), want)
 		}
 		var out bytes.Buffer
-		if err := n.DecryptStream(bg, bytes.NewReader(ct), &out, "backup.tar"); err != nil || !bytes.Equal(out.Bytes(), pt) {
+		if err := n.DecryptStream(t.Context(), bytes.NewReader(ct), &out, "backup.tar"); err != nil || !bytes.Equal(out.Bytes(), pt) {
 			t.Fatalf("%d bytes: %v", size, err)
 		}
 	}
@@ -82,7 +82,7 @@ func TestStreamRejectsTampering(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out bytes.Buffer
-			err := n.DecryptStream(bg, bytes.NewReader(tc.ct), &out, tc.context)
+			err := n.DecryptStream(t.Context(), bytes.NewReader(tc.ct), &out, tc.context)
 			if !errors.Is(err, hsm.ErrAuthentication) {
 				t.Fatalf("got %v, want ErrAuthentication", err)
 			}
@@ -95,15 +95,23 @@ func TestStreamRejectsTampering(t *testing.T) {
 func TestIndependentDecrypt(t *testing.T) {
 	n := streamNode(t)
 	key := hexKey(1)
-	block, _ := aes.NewCipher(key)
-	gcm, _ := cipher.NewGCM(block)
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gcm, err := cipher.NewGCM(block)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	// A record: header ‖ nonce ‖ ciphertext ‖ tag, AAD = header ‖ len(name) ‖ name.
-	if err := n.Put(bg, "db/password", []byte("hunter2")); err != nil {
+	if err := n.Put(t.Context(), "db/password", []byte("hunter2")); err != nil {
 		t.Fatal(err)
 	}
 	var blob []byte
-	rawDB(t, n.Store().Where()).QueryRow(`SELECT ciphertext FROM records WHERE name = 'db/password'`).Scan(&blob)
+	if err := rawDB(t, n.Store().Where()).QueryRow(`SELECT ciphertext FROM records WHERE name = 'db/password'`).Scan(&blob); err != nil {
+		t.Fatal(err)
+	}
 	header := blob[:13]
 	if string(header[:4]) != "KWE1" || header[4] != 1 || header[5] != 1 || binary.BigEndian.Uint32(header[6:10]) != 1 {
 		t.Fatalf("header % x", header)

@@ -53,7 +53,7 @@ func fuzzNode(f *testing.F) (*keystore.Vault, string) {
 	f.Helper()
 	dsn := dbtest.SQLite(f)
 	n, _ := node(f, dsn)
-	e, err := n.Import(bg, keyring.Master, bytes.Clone(fuzzKey), "")
+	e, err := n.Import(f.Context(), keyring.Master, bytes.Clone(fuzzKey), "")
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -100,7 +100,10 @@ var refAEAD = func() cipher.AEAD {
 // refKCV is fuzzKey's KCV: the first 3 bytes of AES-ECB(key, 0¹²⁸).
 var refKCV = func() []byte {
 	b := make([]byte, aes.BlockSize)
-	block, _ := aes.NewCipher(fuzzKey)
+	block, err := aes.NewCipher(fuzzKey)
+	if err != nil {
+		panic(err)
+	}
 	block.Encrypt(b, b)
 	return b[:3]
 }()
@@ -237,7 +240,7 @@ func FuzzGet(f *testing.F) {
 	db := rawSQLite(f, dsn)
 	sealed := map[string][]byte{} // ciphertext → plaintext, sealed by this process
 	for _, pt := range [][]byte{[]byte("hunter2"), {}, bytes.Repeat([]byte("0123456789abcdef"), 64)} {
-		if err := n.Put(bg, fuzzName, pt); err != nil {
+		if err := n.Put(f.Context(), fuzzName, pt); err != nil {
 			f.Fatal(err)
 		}
 		blob := recordBlob(f, db, fuzzName)
@@ -248,12 +251,12 @@ func FuzzGet(f *testing.F) {
 		}
 	}
 	// A transit ciphertext and a stream under the record's name are not it.
-	transit, err := n.Seal(bg, []byte("hunter2"), fuzzName)
+	transit, err := n.Seal(f.Context(), []byte("hunter2"), fuzzName)
 	if err != nil {
 		f.Fatal(err)
 	}
 	var stream bytes.Buffer
-	if err := n.EncryptStream(bg, strings.NewReader("hunter2"), &stream, fuzzName); err != nil {
+	if err := n.EncryptStream(f.Context(), strings.NewReader("hunter2"), &stream, fuzzName); err != nil {
 		f.Fatal(err)
 	}
 	f.Add(transit)
@@ -262,11 +265,11 @@ func FuzzGet(f *testing.F) {
 	f.Fuzz(func(t *testing.T, blob []byte) {
 		if res, err := db.Exec(`UPDATE records SET ciphertext = ? WHERE name = ?`, blob, fuzzName); err != nil {
 			t.Fatal(err)
-		} else if c, _ := res.RowsAffected(); c != 1 {
-			t.Fatalf("updated %d records", c)
+		} else if c, err := res.RowsAffected(); err != nil || c != 1 {
+			t.Fatalf("updated %d records: %v", c, err)
 		}
 		since := allocBytes()
-		pt, err := n.Get(bg, fuzzName)
+		pt, err := n.Get(t.Context(), fuzzName)
 		checkAlloc(t, since, len(blob))
 		want, ok := refOpenRecord(blob, fuzzName)
 		checkRecord(t, blob, pt, err, want, ok, sealed)
@@ -308,7 +311,7 @@ func FuzzUnseal(f *testing.F) {
 		{"", ""},
 		{strings.Repeat("secret value ", 100), "app/prod/api-key"},
 	} {
-		blob, err := n.Seal(bg, []byte(tc.pt), tc.context)
+		blob, err := n.Seal(f.Context(), []byte(tc.pt), tc.context)
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -320,7 +323,7 @@ func FuzzUnseal(f *testing.F) {
 		}
 	}
 	// A stored record is not a transit ciphertext of the same name.
-	if err := n.Put(bg, "db/password", []byte("hunter2")); err != nil {
+	if err := n.Put(f.Context(), "db/password", []byte("hunter2")); err != nil {
 		f.Fatal(err)
 	}
 	f.Add(recordBlob(f, rawSQLite(f, dsn), "db/password"), "db/password")
@@ -329,7 +332,7 @@ func FuzzUnseal(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, blob []byte, context string) {
 		since := allocBytes()
-		pt, err := n.Unseal(bg, blob, context)
+		pt, err := n.Unseal(t.Context(), blob, context)
 		checkAlloc(t, since, len(blob)+len(context))
 		want, ok := refOpenRecord(blob, "transit\x00"+context)
 		checkRecord(t, blob, pt, err, want, ok, sealed)
@@ -348,7 +351,7 @@ func FuzzDecryptStream(f *testing.F) {
 	}{{0, ""}, {7, "backup.tar"}, {1000, ""}, {keystore.ChunkSize + 10, "big"}} {
 		pt := bytes.Repeat([]byte("stream plaintext "), tc.size/17+1)[:tc.size]
 		var ct bytes.Buffer
-		if err := n.EncryptStream(bg, bytes.NewReader(pt), &ct, tc.context); err != nil {
+		if err := n.EncryptStream(f.Context(), bytes.NewReader(pt), &ct, tc.context); err != nil {
 			f.Fatal(err)
 		}
 		sealed[ct.String()] = pt
@@ -372,7 +375,7 @@ func FuzzDecryptStream(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte, context string) {
 		var out bytes.Buffer
 		since := allocBytes()
-		err := n.DecryptStream(bg, bytes.NewReader(data), &out, context)
+		err := n.DecryptStream(t.Context(), bytes.NewReader(data), &out, context)
 		checkAlloc(t, since, len(data)+len(context))
 		want, ok := refOpenStream(data, context)
 		if err != nil {

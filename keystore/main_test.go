@@ -1,25 +1,17 @@
 package keystore_test
 
 import (
-	"context"
-	"os"
 	"testing"
 
 	"github.com/keyward/keyward/hsm"
+	"github.com/keyward/keyward/internal/testmain"
 	"github.com/keyward/keyward/keyring"
 	"github.com/keyward/keyward/keystore"
 	"github.com/keyward/keyward/keystore/dbtest"
 	"github.com/keyward/keyward/softhsm/softhsmtest"
 )
 
-var bg = context.Background()
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	dbtest.Stop()
-	softhsmtest.CleanupTestTokens()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testmain.Run(m) }
 
 // backends runs f against SQLite and PostgreSQL.
 func backends(t *testing.T, f func(t *testing.T, newDSN func(testing.TB) string)) {
@@ -36,12 +28,12 @@ func node(t testing.TB, dsn string) (*keystore.Vault, *hsm.Token) {
 
 func nodeOn(t testing.TB, dsn string, tok *hsm.Token) *keystore.Vault {
 	t.Helper()
-	store, err := keystore.Open(bg, dsn)
+	store, err := keystore.Open(t.Context(), dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	n, err := keystore.NewVault(bg, store, keyring.New(tok), keystore.VaultOptions{})
+	n, err := keystore.NewVault(t.Context(), store, keyring.New(tok), keystore.VaultOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

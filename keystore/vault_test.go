@@ -22,44 +22,47 @@ import (
 func TestRecords(t *testing.T) {
 	backends(t, func(t *testing.T, newDSN func(testing.TB) string) {
 		n, _ := node(t, newDSN(t))
-		if err := n.Put(bg, "db/password", []byte("x")); !errors.Is(err, keystore.ErrNoActiveKey) {
+		if err := n.Put(t.Context(), "db/password", []byte("x")); !errors.Is(err, keystore.ErrNoActiveKey) {
 			t.Fatalf("put without a master key: %v", err)
 		}
-		e, err := n.Generate(bg, keyring.Master, 256)
+		e, err := n.Generate(t.Context(), keyring.Master, 256)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := n.Put(bg, "db/password", []byte("hunter2")); err != nil {
+		if err := n.Put(t.Context(), "db/password", []byte("hunter2")); err != nil {
 			t.Fatal(err)
 		}
-		if err := n.Put(bg, "api/token", bytes.Repeat([]byte("a"), 1024)); err != nil {
+		if err := n.Put(t.Context(), "api/token", bytes.Repeat([]byte("a"), 1024)); err != nil {
 			t.Fatal(err)
 		}
-		if err := n.Put(bg, "db/password", []byte("correct horse")); err != nil {
+		if err := n.Put(t.Context(), "db/password", []byte("correct horse")); err != nil {
 			t.Fatal(err)
 		}
-		got, err := n.Get(bg, "db/password")
+		got, err := n.Get(t.Context(), "db/password")
 		if err != nil || string(got) != "correct horse" {
 			t.Fatalf("get after overwrite: %q %v", got, err)
 		}
-		recs, err := n.Store().Records(bg)
+		recs, err := n.Store().Records(t.Context())
 		if err != nil || len(recs) != 2 || recs[0].Name != "api/token" || recs[1].KeyVersion != 1 {
 			t.Fatalf("records: %+v %v", recs, err)
 		}
-		if err := n.Delete(bg, "api/token"); err != nil {
+		if err := n.Delete(t.Context(), "api/token"); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := n.Get(bg, "api/token"); !errors.Is(err, keystore.ErrNotFound) {
+		if _, err := n.Get(t.Context(), "api/token"); !errors.Is(err, keystore.ErrNotFound) {
 			t.Fatalf("get deleted: %v", err)
 		}
-		if err := n.Delete(bg, "api/token"); !errors.Is(err, keystore.ErrNotFound) {
+		if err := n.Delete(t.Context(), "api/token"); !errors.Is(err, keystore.ErrNotFound) {
 			t.Fatalf("delete twice: %v", err)
 		}
-		st, _ := n.KeyStatuses(bg)
-		if len(st) != 1 || st[0].Encryptions != 3 || st[0].Records != 1 || st[0].State != keystore.StateActive || st[0].KCV != e.KCV {
-			t.Fatalf("registry: %+v", st)
+		st, err := n.KeyStatuses(t.Context())
+		if err != nil || len(st) != 1 || st[0].Encryptions != 3 || st[0].Records != 1 || st[0].State != keystore.StateActive || st[0].KCV != e.KCV {
+			t.Fatalf("registry: %+v %v", st, err)
 		}
-		log, _ := n.Store().AuditLog(bg, 100)
+		log, err := n.Store().AuditLog(t.Context(), 100)
+		if err != nil {
+			t.Fatal(err)
+		}
 		var actions []string
 		for _, a := range log {
 			actions = append(actions, a.Action+" "+a.Subject)
@@ -102,12 +105,12 @@ func TestTamperedRecords(t *testing.T) {
 	backends(t, func(t *testing.T, newDSN func(testing.TB) string) {
 		dsn := newDSN(t)
 		n, _ := node(t, dsn)
-		e, err := n.Generate(bg, keyring.Master, 256)
+		e, err := n.Generate(t.Context(), keyring.Master, 256)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, name := range []string{"a", "b"} {
-			if err := n.Put(bg, name, []byte("secret "+name)); err != nil {
+			if err := n.Put(t.Context(), name, []byte("secret "+name)); err != nil {
 				t.Fatalf("setup: put %s: %v", name, err)
 			}
 		}
@@ -119,39 +122,41 @@ func TestTamperedRecords(t *testing.T) {
 
 		for _, tc := range []struct {
 			name  string
-			write func()
+			write func() (sql.Result, error)
 			want  error
 			says  string
 		}{
-			{"flipped ciphertext bit", func() {
+			{"flipped ciphertext bit", func() (sql.Result, error) {
 				c := bytes.Clone(blob)
 				c[len(c)-20] ^= 1
-				db.Exec(q(dsn, `UPDATE records SET ciphertext = ? WHERE name = 'a'`), c)
+				return db.Exec(q(dsn, `UPDATE records SET ciphertext = ? WHERE name = 'a'`), c)
 			}, hsm.ErrAuthentication, "master key v1, KCV " + e.KCV},
-			{"moved to another name", func() {
-				db.Exec(q(dsn, `UPDATE records SET ciphertext = ? WHERE name = 'b'`), blob)
+			{"moved to another name", func() (sql.Result, error) {
+				return db.Exec(q(dsn, `UPDATE records SET ciphertext = ? WHERE name = 'b'`), blob)
 			}, hsm.ErrAuthentication, `record "b"`},
-			{"header names another version", func() {
+			{"header names another version", func() (sql.Result, error) {
 				c := bytes.Clone(blob)
 				c[9] = 7
-				db.Exec(q(dsn, `UPDATE records SET ciphertext = ? WHERE name = 'a'`), c)
+				return db.Exec(q(dsn, `UPDATE records SET ciphertext = ? WHERE name = 'a'`), c)
 			}, keystore.ErrKeyMissing, "master key v7"},
-			{"header names another KCV", func() {
+			{"header names another KCV", func() (sql.Result, error) {
 				c := bytes.Clone(blob)
 				c[12] ^= 0xff
-				db.Exec(q(dsn, `UPDATE records SET ciphertext = ? WHERE name = 'a'`), c)
+				return db.Exec(q(dsn, `UPDATE records SET ciphertext = ? WHERE name = 'a'`), c)
 			}, keystore.ErrKeyMismatch, "this device's master v1 has KCV " + e.KCV},
-			{"not a ciphertext", func() {
-				db.Exec(q(dsn, `UPDATE records SET ciphertext = ? WHERE name = 'a'`), []byte("plain"))
+			{"not a ciphertext", func() (sql.Result, error) {
+				return db.Exec(q(dsn, `UPDATE records SET ciphertext = ? WHERE name = 'a'`), []byte("plain"))
 			}, keystore.ErrFormat, "KWE1"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				tc.write()
+				if _, err := tc.write(); err != nil {
+					t.Fatalf("tamper: %v", err)
+				}
 				name := "a"
 				if strings.Contains(tc.name, "moved") {
 					name = "b"
 				}
-				pt, err := n.Get(bg, name)
+				pt, err := n.Get(t.Context(), name)
 				if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.says) || pt != nil {
 					t.Fatalf("got %q, %v; want %v saying %q", pt, err, tc.want, tc.says)
 				}
@@ -164,33 +169,41 @@ func TestReconcileRefusesOtherKeys(t *testing.T) {
 	backends(t, func(t *testing.T, newDSN func(testing.TB) string) {
 		dsn := newDSN(t)
 		a, _ := node(t, dsn)
-		ea, err := a.Import(bg, keyring.Master, hexKey(1), "")
+		ea, err := a.Import(t.Context(), keyring.Master, hexKey(1), "")
 		if err != nil {
 			t.Fatal(err)
 		}
-		a.Put(bg, "shared", []byte("v"))
+		if err := a.Put(t.Context(), "shared", []byte("v")); err != nil {
+			t.Fatal(err)
+		}
 
 		// Node B with the same key: accepted, same version, reads A's data.
 		_, tokB := softhsmtest.OpenTestToken(t)
 		ringB := keyring.New(tokB)
-		store, _ := keystore.Open(bg, dsn)
+		store, err := keystore.Open(t.Context(), dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
 		defer store.Close()
-		if _, err := keystore.NewVault(bg, store, ringB, keystore.VaultOptions{}); !errors.Is(err, keystore.ErrKeyMissing) ||
+		if _, err := keystore.NewVault(t.Context(), store, ringB, keystore.VaultOptions{}); !errors.Is(err, keystore.ErrKeyMissing) ||
 			!strings.Contains(err.Error(), "master key v1 (KCV "+ea.KCV+") is registered") {
 			t.Fatalf("node without the key: %v", err)
 		}
-		if _, err := ringB.ImportVersion(bg, keyring.Master, 1, hexKey(1), ""); err != nil {
+		if _, err := ringB.ImportVersion(t.Context(), keyring.Master, 1, hexKey(1), ""); err != nil {
 			t.Fatal(err)
 		}
 		b := nodeOn(t, dsn, tokB)
-		if v, err := b.Get(bg, "shared"); err != nil || string(v) != "v" {
+		if v, err := b.Get(t.Context(), "shared"); err != nil || string(v) != "v" {
 			t.Fatalf("node B reads: %q %v", v, err)
 		}
 
 		// Node C holds a different key under the same label: refused.
 		_, tokC := softhsmtest.OpenTestToken(t)
-		ec, _ := keyring.New(tokC).ImportVersion(bg, keyring.Master, 1, hexKey(9), "")
-		_, err = keystore.NewVault(bg, store, keyring.New(tokC), keystore.VaultOptions{})
+		ec, err := keyring.New(tokC).ImportVersion(t.Context(), keyring.Master, 1, hexKey(9), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = keystore.NewVault(t.Context(), store, keyring.New(tokC), keystore.VaultOptions{})
 		want := fmt.Sprintf("master key v1: this device holds KCV %s, the database expects KCV %s", ec.KCV, ea.KCV)
 		if !errors.Is(err, keystore.ErrKeyMismatch) || !strings.Contains(err.Error(), want) {
 			t.Fatalf("node with another key: %v\nwant %q", err, want)
@@ -201,38 +214,42 @@ func TestReconcileRefusesOtherKeys(t *testing.T) {
 func TestRotateRewrapRetire(t *testing.T) {
 	backends(t, func(t *testing.T, newDSN func(testing.TB) string) {
 		n, _ := node(t, newDSN(t))
-		n.Generate(bg, keyring.Master, 256)
+		if _, err := n.Generate(t.Context(), keyring.Master, 256); err != nil {
+			t.Fatal(err)
+		}
 		for i := range 120 {
-			if err := n.Put(bg, fmt.Sprintf("r%03d", i), []byte(fmt.Sprintf("value %d", i))); err != nil {
+			if err := n.Put(t.Context(), fmt.Sprintf("r%03d", i), []byte(fmt.Sprintf("value %d", i))); err != nil {
 				t.Fatal(err)
 			}
 		}
-		e2, err := n.Rotate(bg, keyring.Master, 256)
+		e2, err := n.Rotate(t.Context(), keyring.Master, 256)
 		if err != nil || e2.Version != 2 {
 			t.Fatalf("rotate: %+v %v", e2, err)
 		}
-		n.Put(bg, "new", []byte("under v2"))
-		if err := n.Retire(bg, keyring.Master, 1); !errors.Is(err, keystore.ErrKeyInUse) || !strings.Contains(err.Error(), "120 records still use master key v1") {
+		if err := n.Put(t.Context(), "new", []byte("under v2")); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Retire(t.Context(), keyring.Master, 1); !errors.Is(err, keystore.ErrKeyInUse) || !strings.Contains(err.Error(), "120 records still use master key v1") {
 			t.Fatalf("retire in use: %v", err)
 		}
-		if err := n.Retire(bg, keyring.Master, 2); !errors.Is(err, keystore.ErrKeyInUse) {
+		if err := n.Retire(t.Context(), keyring.Master, 2); !errors.Is(err, keystore.ErrKeyInUse) {
 			t.Fatalf("retire active: %v", err)
 		}
-		if err := n.CheckDestroy(bg, keyring.Master, 1); !errors.Is(err, keystore.ErrKeyInUse) {
+		if err := n.CheckDestroy(t.Context(), keyring.Master, 1); !errors.Is(err, keystore.ErrKeyInUse) {
 			t.Fatalf("destroy decrypt-only: %v", err)
 		}
 		// The library itself refuses: no caller can destroy a key that
 		// still opens data, whatever it checked before.
 		for _, v := range []int{1, 2} {
-			if _, err := n.Destroy(bg, keyring.Master, v); !errors.Is(err, keystore.ErrKeyInUse) {
+			if _, err := n.Destroy(t.Context(), keyring.Master, v); !errors.Is(err, keystore.ErrKeyInUse) {
 				t.Fatalf("destroy master v%d (registered, not retired): %v", v, err)
 			}
-			if _, _, err := n.Ring().Get(bg, keyring.Master, v); err != nil {
+			if _, _, err := n.Ring().Get(t.Context(), keyring.Master, v); err != nil {
 				t.Fatalf("master v%d gone after a refused destroy: %v", v, err)
 			}
 		}
 		var calls []int
-		done, err := n.Rewrap(bg, 50, func(d, total int) {
+		done, err := n.Rewrap(t.Context(), 50, func(d, total int) {
 			if total != 120 {
 				t.Errorf("total %d", total)
 			}
@@ -252,36 +269,39 @@ func TestRotateRewrapRetire(t *testing.T) {
 		if err != nil || done != 120 || !steady || (!n.Store().Postgres() && fmt.Sprint(calls) != "[50 100 120]") {
 			t.Fatalf("rewrap: %d %v %v", done, calls, err)
 		}
-		if again, err := n.Rewrap(bg, 50, nil); again != 0 || err != nil {
+		if again, err := n.Rewrap(t.Context(), 50, nil); again != 0 || err != nil {
 			t.Fatalf("second rewrap did %d: %v", again, err)
 		}
 		for i := range 120 {
-			v, err := n.Get(bg, fmt.Sprintf("r%03d", i))
+			v, err := n.Get(t.Context(), fmt.Sprintf("r%03d", i))
 			if err != nil || string(v) != fmt.Sprintf("value %d", i) {
 				t.Fatalf("record %d after rewrap: %q %v", i, v, err)
 			}
 		}
-		recs, _ := n.Store().Records(bg)
+		recs, err := n.Store().Records(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
 		for _, r := range recs {
 			if r.KeyVersion != 2 {
 				t.Fatalf("%s still under v%d", r.Name, r.KeyVersion)
 			}
 		}
-		if err := n.Retire(bg, keyring.Master, 1); err != nil {
+		if err := n.Retire(t.Context(), keyring.Master, 1); err != nil {
 			t.Fatal(err)
 		}
-		if err := n.CheckDestroy(bg, keyring.Master, 1); err != nil {
+		if err := n.CheckDestroy(t.Context(), keyring.Master, 1); err != nil {
 			t.Fatal(err)
 		}
-		if e, err := n.Destroy(bg, keyring.Master, 1); err != nil || e.Label != "keyward/master/v1" {
+		if e, err := n.Destroy(t.Context(), keyring.Master, 1); err != nil || e.Label != "keyward/master/v1" {
 			t.Fatalf("destroy retired v1: %+v %v", e, err)
 		}
-		if _, _, err := n.Ring().Get(bg, keyring.Master, 1); !errors.Is(err, keyring.ErrNoKey) {
+		if _, _, err := n.Ring().Get(t.Context(), keyring.Master, 1); !errors.Is(err, keyring.ErrNoKey) {
 			t.Fatalf("master v1 after destroy: %v", err)
 		}
-		st, _ := n.KeyStatuses(bg)
-		if st[0].State != keystore.StateRetired || st[1].State != keystore.StateActive || st[1].Encryptions != 121 {
-			t.Fatalf("registry: %+v", st)
+		st, err := n.KeyStatuses(t.Context())
+		if err != nil || len(st) != 2 || st[0].State != keystore.StateRetired || st[1].State != keystore.StateActive || st[1].Encryptions != 121 {
+			t.Fatalf("registry: %+v %v", st, err)
 		}
 	})
 }
@@ -290,19 +310,30 @@ func TestConcurrentRewrapsOnTwoNodes(t *testing.T) {
 	backends(t, func(t *testing.T, newDSN func(testing.TB) string) {
 		dsn := newDSN(t)
 		a, _ := node(t, dsn)
-		a.Import(bg, keyring.Master, hexKey(1), "")
+		if _, err := a.Import(t.Context(), keyring.Master, hexKey(1), ""); err != nil {
+			t.Fatal(err)
+		}
 		const records = 400
 		for i := range records {
-			a.Put(bg, fmt.Sprintf("r%04d", i), []byte(fmt.Sprintf("value %d", i)))
+			if err := a.Put(t.Context(), fmt.Sprintf("r%04d", i), []byte(fmt.Sprintf("value %d", i))); err != nil {
+				t.Fatal(err)
+			}
 		}
-		a.Import(bg, keyring.Master, hexKey(2), "")
+		if _, err := a.Import(t.Context(), keyring.Master, hexKey(2), ""); err != nil {
+			t.Fatal(err)
+		}
 
 		_, tokB := softhsmtest.OpenTestToken(t)
 		ringB := keyring.New(tokB)
-		ringB.ImportVersion(bg, keyring.Master, 1, hexKey(1), "")
-		ringB.ImportVersion(bg, keyring.Master, 2, hexKey(2), "")
+		for v := 1; v <= 2; v++ {
+			if _, err := ringB.ImportVersion(t.Context(), keyring.Master, v, hexKey(byte(v)), ""); err != nil {
+				t.Fatal(err)
+			}
+		}
 		b := nodeOn(t, dsn, tokB)
-		a.Reconcile(bg)
+		if err := a.Reconcile(t.Context()); err != nil {
+			t.Fatal(err)
+		}
 
 		var wg sync.WaitGroup
 		counts := make([]int, 2)
@@ -311,7 +342,7 @@ func TestConcurrentRewrapsOnTwoNodes(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				counts[i], errs[i] = n.Rewrap(bg, 25, nil)
+				counts[i], errs[i] = n.Rewrap(t.Context(), 25, nil)
 			}()
 		}
 		wg.Wait()
@@ -321,12 +352,15 @@ func TestConcurrentRewrapsOnTwoNodes(t *testing.T) {
 		if counts[0]+counts[1] != records {
 			t.Fatalf("nodes rewrapped %d + %d records, want %d in all (none twice)", counts[0], counts[1], records)
 		}
-		st, _ := a.KeyStatuses(bg)
+		st, err := a.KeyStatuses(t.Context())
+		if err != nil || len(st) != 2 {
+			t.Fatalf("registry: %+v %v", st, err)
+		}
 		if st[1].Encryptions != records {
 			t.Fatalf("v2 encrypted %d times, want %d", st[1].Encryptions, records)
 		}
 		for i := range records {
-			if v, err := b.Get(bg, fmt.Sprintf("r%04d", i)); err != nil || string(v) != fmt.Sprintf("value %d", i) {
+			if v, err := b.Get(t.Context(), fmt.Sprintf("r%04d", i)); err != nil || string(v) != fmt.Sprintf("value %d", i) {
 				t.Fatalf("record %d: %q %v", i, v, err)
 			}
 		}
@@ -338,15 +372,19 @@ func TestFailedWriteKeepsOldValue(t *testing.T) {
 	backends(t, func(t *testing.T, newDSN func(testing.TB) string) {
 		dsn := newDSN(t)
 		n, tok := node(t, dsn)
-		n.Generate(bg, keyring.Master, 256)
-		n.Put(bg, "cfg", []byte("old"))
+		if _, err := n.Generate(t.Context(), keyring.Master, 256); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Put(t.Context(), "cfg", []byte("old")); err != nil {
+			t.Fatal(err)
+		}
 		// The database goes away mid-life.
 		n.Store().Close()
-		if err := n.Put(bg, "cfg", []byte("new")); !errors.Is(err, keystore.ErrDatabase) {
+		if err := n.Put(t.Context(), "cfg", []byte("new")); !errors.Is(err, keystore.ErrDatabase) {
 			t.Fatalf("put on a closed database: %v", err)
 		}
 		n2 := nodeOn(t, dsn, tok)
-		if v, err := n2.Get(bg, "cfg"); err != nil || string(v) != "old" {
+		if v, err := n2.Get(t.Context(), "cfg"); err != nil || string(v) != "old" {
 			t.Fatalf("after a failed write: %q %v", v, err)
 		}
 	})
@@ -354,20 +392,24 @@ func TestFailedWriteKeepsOldValue(t *testing.T) {
 
 func TestDatabaseErrors(t *testing.T) {
 	dsn := dbtest.SQLite(t)
-	s, err := keystore.Open(bg, dsn)
+	s, err := keystore.Open(t.Context(), dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v, _ := s.SchemaVersion(bg); v != 2 {
-		t.Fatalf("schema version %d", v)
+	if v, err := s.SchemaVersion(t.Context()); err != nil || v != 2 {
+		t.Fatalf("schema version %d: %v", v, err)
 	}
-	s.Close()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
 	db := rawDB(t, dsn)
-	db.Exec(`INSERT INTO schema_version (version) VALUES (99)`)
-	if _, err := keystore.Open(bg, dsn); !errors.Is(err, keystore.ErrSchemaNewer) || !strings.Contains(err.Error(), "upgrade keyward") {
+	if _, err := db.Exec(`INSERT INTO schema_version (version) VALUES (99)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keystore.Open(t.Context(), dsn); !errors.Is(err, keystore.ErrSchemaNewer) || !strings.Contains(err.Error(), "upgrade keyward") {
 		t.Fatalf("newer schema: %v", err)
 	}
-	_, err = keystore.Open(bg, "postgres://keyward:secretpw@127.0.0.1:1/keyward?sslmode=disable&connect_timeout=2")
+	_, err = keystore.Open(t.Context(), "postgres://keyward:secretpw@127.0.0.1:1/keyward?sslmode=disable&connect_timeout=2")
 	if !errors.Is(err, keystore.ErrDatabase) || !strings.Contains(err.Error(), "cannot be reached") || strings.Contains(err.Error(), "secretpw") {
 		t.Fatalf("dead database: %v", err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/keyward/keyward/ceremony"
 	"github.com/keyward/keyward/hsm"
+	"github.com/keyward/keyward/internal/testmain"
 	"github.com/keyward/keyward/keyring"
 	"github.com/keyward/keyward/keystore"
 	"github.com/keyward/keyward/keystore/dbtest"
@@ -20,26 +21,19 @@ import (
 	"github.com/keyward/keyward/tokens"
 )
 
-var bg = context.Background()
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	dbtest.Stop()
-	softhsmtest.CleanupTestTokens()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testmain.Run(m) }
 
 func TestOpenDefaultsAndClose(t *testing.T) {
 	tok := softhsmtest.NewTestToken(t)
 	home := t.TempDir()
-	n, err := node.Open(bg, node.Config{Device: tok.Config(), Home: home})
+	n, err := node.Open(t.Context(), node.Config{Device: tok.Config(), Home: home})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(home, "keyward.db")); err != nil || n.Home() != home || n.Device().Software == "" {
 		t.Fatalf("opened in %s (device %+v): %v", n.Home(), n.Device(), err)
 	}
-	if _, err := n.GenerateKey(bg, keyring.Join, node.KeySpec{}); err != nil {
+	if _, err := n.GenerateKey(t.Context(), keyring.Join, node.KeySpec{}); err != nil {
 		t.Fatal(err)
 	}
 	// Close commits the tokens queued for the group commit before it
@@ -48,7 +42,7 @@ func TestOpenDefaultsAndClose(t *testing.T) {
 	ids := make(chan string, 64)
 	for range 64 {
 		wg.Go(func() {
-			iss, err := n.Tokens().Create(bg, tokens.Request{Subject: "close"})
+			iss, err := n.Tokens().Create(t.Context(), tokens.Request{Subject: "close"})
 			if err == nil {
 				ids <- iss.TokenID
 			}
@@ -59,37 +53,39 @@ func TestOpenDefaultsAndClose(t *testing.T) {
 	if err := n.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n.Tokens().Create(bg, tokens.Request{Subject: "late"}); err == nil {
+	if _, err := n.Tokens().Create(t.Context(), tokens.Request{Subject: "late"}); err == nil {
 		t.Fatalf("create after Close: %v", err)
 	}
-	n2, err := node.Open(bg, node.Config{Device: tok.Config(), Home: home})
+	n2, err := node.Open(t.Context(), node.Config{Device: tok.Config(), Home: home})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer n2.Close()
-	list, _ := n2.Tokens().List(bg, "close", true)
-	if len(list) != 64 {
-		t.Fatalf("%d of 64 tokens recorded", len(list))
+	list, err := n2.Tokens().List(t.Context(), "close", true)
+	if err != nil || len(list) != 64 {
+		t.Fatalf("%d of 64 tokens recorded: %v", len(list), err)
 	}
 }
 
 func TestOpenReconciles(t *testing.T) {
 	dsn := dbtest.SQLite(t)
 	a := softhsmtest.NewTestToken(t)
-	na, err := node.Open(bg, node.Config{Device: a.Config(), DB: dsn, Home: t.TempDir()})
+	na, err := node.Open(t.Context(), node.Config{Device: a.Config(), DB: dsn, Home: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := na.GenerateKey(bg, keyring.Master, node.KeySpec{}); err != nil {
+	if _, err := na.GenerateKey(t.Context(), keyring.Master, node.KeySpec{}); err != nil {
 		t.Fatal(err)
 	}
-	na.Close()
+	if err := na.Close(); err != nil {
+		t.Fatal(err)
+	}
 	// Another device on the same database lacks the registered key.
 	b := softhsmtest.NewTestToken(t)
-	if _, err := node.Open(bg, node.Config{Device: b.Config(), DB: dsn, Home: t.TempDir()}); !errors.Is(err, keystore.ErrKeyMissing) {
+	if _, err := node.Open(t.Context(), node.Config{Device: b.Config(), DB: dsn, Home: t.TempDir()}); !errors.Is(err, keystore.ErrKeyMissing) {
 		t.Fatalf("a node without the registered key opened: %v", err)
 	}
-	nb, err := node.Open(bg, node.Config{Device: b.Config(), DB: dsn, Home: t.TempDir(), Joining: true})
+	nb, err := node.Open(t.Context(), node.Config{Device: b.Config(), DB: dsn, Home: t.TempDir(), Joining: true})
 	if err != nil {
 		t.Fatalf("joining: %v", err)
 	}
@@ -103,13 +99,13 @@ func TestOpenExplainsDeviceErrors(t *testing.T) {
 	tok := softhsmtest.NewTestToken(t)
 	cfg := tok.Config()
 	cfg.PIN = hsm.PINFromPrompt(func(context.Context, string) ([]byte, error) { return []byte("wrong-pin"), nil })
-	_, err := node.Open(bg, node.Config{Device: cfg, Home: t.TempDir()})
+	_, err := node.Open(t.Context(), node.Config{Device: cfg, Home: t.TempDir()})
 	if !errors.Is(err, hsm.ErrPINIncorrect) || !strings.Contains(err.Error(), "check the PIN source") || strings.Contains(err.Error(), "wrong-pin") {
 		t.Fatalf("wrong PIN: %v", err)
 	}
 	cfg = tok.Config()
 	cfg.TokenLabel = "no-such-token"
-	if _, err := node.Open(bg, node.Config{Device: cfg, Home: t.TempDir()}); !errors.Is(err, hsm.ErrTokenNotFound) {
+	if _, err := node.Open(t.Context(), node.Config{Device: cfg, Home: t.TempDir()}); !errors.Is(err, hsm.ErrTokenNotFound) {
 		t.Fatalf("missing token: %v", err)
 	}
 }
@@ -118,39 +114,39 @@ func TestOpenExplainsDeviceErrors(t *testing.T) {
 // it) cannot destroy a key that still opens data, whatever it checked.
 func TestDestroyKeyRefusesKeysInUse(t *testing.T) {
 	tok := softhsmtest.NewTestToken(t)
-	n, err := node.Open(bg, node.Config{Device: tok.Config(), Home: t.TempDir()})
+	n, err := node.Open(t.Context(), node.Config{Device: tok.Config(), Home: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer n.Close()
-	if _, err := n.GenerateKey(bg, keyring.Master, node.KeySpec{}); err != nil {
+	if _, err := n.GenerateKey(t.Context(), keyring.Master, node.KeySpec{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := n.Put(bg, "db/password", []byte("s3cret")); err != nil {
+	if err := n.Put(t.Context(), "db/password", []byte("s3cret")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n.DestroyKey(bg, keyring.Master, 1); !errors.Is(err, keystore.ErrKeyInUse) || node.KindOf(err) != node.KindKeyState {
+	if _, err := n.DestroyKey(t.Context(), keyring.Master, 1); !errors.Is(err, keystore.ErrKeyInUse) || node.KindOf(err) != node.KindKeyState {
 		t.Fatalf("destroy the active master key: %v", err)
 	}
-	if _, err := n.RotateKey(bg, keyring.Master, 256); err != nil {
+	if _, err := n.RotateKey(t.Context(), keyring.Master, 256); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n.DestroyKey(bg, keyring.Master, 1); !errors.Is(err, keystore.ErrKeyInUse) {
+	if _, err := n.DestroyKey(t.Context(), keyring.Master, 1); !errors.Is(err, keystore.ErrKeyInUse) {
 		t.Fatalf("destroy a decrypt-only master key: %v", err)
 	}
-	if v, err := n.Get(bg, "db/password"); err != nil || string(v) != "s3cret" {
+	if v, err := n.Get(t.Context(), "db/password"); err != nil || string(v) != "s3cret" {
 		t.Fatalf("the record after refused destroys: %q %v", v, err)
 	}
-	if _, err := n.Rewrap(bg, 10, nil); err != nil {
+	if _, err := n.Rewrap(t.Context(), 10, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := n.RetireKey(bg, keyring.Master, 1); err != nil {
+	if err := n.RetireKey(t.Context(), keyring.Master, 1); err != nil {
 		t.Fatal(err)
 	}
-	if e, err := n.DestroyKey(bg, keyring.Master, 1); err != nil || e.Label != "keyward/master/v1" {
+	if e, err := n.DestroyKey(t.Context(), keyring.Master, 1); err != nil || e.Label != "keyward/master/v1" {
 		t.Fatalf("destroy the retired master key: %+v %v", e, err)
 	}
-	list, err := n.ListKeys(bg)
+	list, err := n.ListKeys(t.Context())
 	if err != nil || len(list.Keys) != 1 || list.Keys[0].Version != 2 {
 		t.Fatalf("keys after destroying v1: %+v %v", list, err)
 	}

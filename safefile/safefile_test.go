@@ -45,14 +45,18 @@ func TestCommitPutsTheWholeFileInPlace(t *testing.T) {
 	bothWays(t, func(t *testing.T) {
 		dir := t.TempDir()
 		path := filepath.Join(dir, "out")
-		os.WriteFile(path, []byte("old"), 0o644)
+		if err := os.WriteFile(path, []byte("old"), 0o644); err != nil {
+			t.Fatal(err)
+		}
 		f, err := Create(dir, 0o600)
 		if err != nil {
 			t.Fatal(err)
 		}
-		f.Write([]byte("new content"))
-		if got, _ := os.ReadFile(path); string(got) != "old" {
-			t.Fatalf("before Commit, %s holds %q, want the old content", path, got)
+		if _, err := f.Write([]byte("new content")); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := os.ReadFile(path); err != nil || string(got) != "old" {
+			t.Fatalf("before Commit, %s holds %q, want the old content: %v", path, got, err)
 		}
 		if !forceNamed && runtime.GOOS == "linux" {
 			if names := entries(t, dir); len(names) != 1 {
@@ -62,8 +66,14 @@ func TestCommitPutsTheWholeFileInPlace(t *testing.T) {
 		if err := f.Commit(path); err != nil {
 			t.Fatal(err)
 		}
-		got, _ := os.ReadFile(path)
-		st, _ := os.Stat(path)
+		got, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if string(got) != "new content" || st.Mode().Perm() != 0o600 {
 			t.Fatalf("after Commit: %q, mode %v; want the new content, 0600", got, st.Mode().Perm())
 		}
@@ -83,8 +93,12 @@ func TestCloseLeavesNothing(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		f.Write(bytes.Repeat([]byte("plaintext"), 1000))
-		f.Close()
+		if _, err := f.Write(bytes.Repeat([]byte("plaintext"), 1000)); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
 		if names := entries(t, dir); len(names) != 0 {
 			t.Fatalf("Close left %v", names)
 		}
@@ -116,7 +130,9 @@ func TestRemoveStaleRemovesOnlyFilesOfDeadProcesses(t *testing.T) {
 	liveName := prefix + strconv.Itoa(os.Getppid()) + "-0123456789abcdef" + suffix
 	otherNames := []string{".keyward-12345", "keyward-1-0123456789abcdef.tmp", prefix + "x-0123456789abcdef" + suffix}
 	for _, n := range append([]string{deadName, liveName}, otherNames...) {
-		os.WriteFile(filepath.Join(dir, n), []byte("x"), 0o600)
+		if err := os.WriteFile(filepath.Join(dir, n), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	RemoveStale(dir)
 	names := entries(t, dir)
@@ -155,20 +171,26 @@ func TestSignalRemovesTheFile(t *testing.T) {
 			if tc.named {
 				cmd.Env = append(cmd.Env, "KEYWARD_SAFEFILE_NAMED=1")
 			}
-			out, _ := cmd.StdoutPipe()
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
-			line, _ := bufio.NewReader(out).ReadString('\n')
+			line, err := bufio.NewReader(out).ReadString('\n')
 			if line != "holding\n" {
 				cmd.Process.Kill()
-				t.Fatalf("helper said %q", line)
+				t.Fatalf("helper said %q (%v)", line, err)
 			}
 			if tc.named && len(entries(t, dir)) != 1 {
 				t.Fatalf("the named file is not there while held: %v", entries(t, dir))
 			}
-			cmd.Process.Signal(tc.sig)
-			err := cmd.Wait()
+			if err := cmd.Process.Signal(tc.sig); err != nil {
+				cmd.Process.Kill()
+				t.Fatal(err)
+			}
+			err = cmd.Wait()
 			var exit *exec.ExitError
 			if !errors.As(err, &exit) {
 				t.Fatalf("the helper exited 0 after %v", tc.sig)
@@ -189,7 +211,11 @@ func TestHelperHoldsAFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.Write(bytes.Repeat([]byte("plaintext"), 100000))
-	os.Stdout.WriteString("holding\n")
+	if _, err := f.Write(bytes.Repeat([]byte("plaintext"), 100000)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stdout.WriteString("holding\n"); err != nil {
+		t.Fatal(err)
+	}
 	time.Sleep(time.Minute)
 }

@@ -15,12 +15,14 @@ func TestLinkViaProc(t *testing.T) {
 		t.Skipf("this filesystem has no O_TMPFILE: %v", err)
 	}
 	defer f.Close()
-	f.WriteString("content")
+	if _, err := f.WriteString("content"); err != nil {
+		t.Fatal(err)
+	}
 	path := filepath.Join(dir, "named")
 	if err := linkViaProc(f, path); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := os.ReadFile(path); string(got) != "content" {
-		t.Fatalf("linked file holds %q", got)
+	if got, err := os.ReadFile(path); err != nil || string(got) != "content" {
+		t.Fatalf("linked file holds %q: %v", got, err)
 	}
 }

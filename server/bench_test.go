@@ -94,7 +94,7 @@ func newBenchEnv(b *testing.B) *benchEnv {
 	metrics := server.NewMetrics()
 	dev := softhsmtest.NewTestToken(b).Config()
 	dev.Observe = metrics.ObserveDevice
-	n, err := node.Open(bg, node.Config{Device: dev, DB: dbtest.SQLite(b), Home: b.TempDir(),
+	n, err := node.Open(b.Context(), node.Config{Device: dev, DB: dbtest.SQLite(b), Home: b.TempDir(),
 		Tokens: tokens.Options{RevocationRefresh: 250 * time.Millisecond}})
 	if err != nil {
 		b.Fatal(err)
@@ -102,7 +102,7 @@ func newBenchEnv(b *testing.B) *benchEnv {
 	b.Cleanup(func() { n.Close() }) // runs after the server has stopped
 	e.n = n
 	for _, role := range []keyring.Role{keyring.Master, keyring.Join} {
-		if _, err := n.GenerateKey(bg, role, node.KeySpec{}); err != nil {
+		if _, err := n.GenerateKey(b.Context(), role, node.KeySpec{}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -117,7 +117,9 @@ func newBenchEnv(b *testing.B) *benchEnv {
 	}
 	logw := server.NewLogWriter(logf) // as keyward serve writes its log
 	srv := server.New(n, server.Config{Metrics: metrics, Log: slog.New(slog.NewJSONHandler(logw, nil))})
-	ctx, cancel := context.WithCancel(bg)
+	// Stopped by the Cleanup below, after b.Context() is done: the
+	// server's context is its own.
+	ctx, cancel := context.WithCancel(context.Background())
 	ready, done := make(chan string, 1), make(chan error, 1)
 	go func() {
 		done <- srv.Run(ctx, server.Listen{Addr: "127.0.0.1:0"}, nil, func(url string) { ready <- url })
@@ -170,7 +172,8 @@ func newBenchEnv(b *testing.B) *benchEnv {
 
 // token creates an access token with scope for this node.
 func (e *benchEnv) token(b *testing.B, scope string) string {
-	iss, err := e.n.Tokens().Create(bg, tokens.Request{Subject: "bench-" + scope, Scope: []string{scope}})
+	b.Helper()
+	iss, err := e.n.Tokens().Create(b.Context(), tokens.Request{Subject: "bench-" + scope, Scope: []string{scope}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -179,6 +182,7 @@ func (e *benchEnv) token(b *testing.B, scope string) string {
 
 // tokens creates n tokens, in parallel, for the first-time introspection.
 func (e *benchEnv) tokens(b *testing.B, n int) []string {
+	b.Helper()
 	out := make([]string, n)
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -186,7 +190,7 @@ func (e *benchEnv) tokens(b *testing.B, n int) []string {
 	for range 16 {
 		wg.Go(func() {
 			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
-				iss, err := e.n.Tokens().Create(bg, tokens.Request{Subject: "svc", Scope: []string{"read"}})
+				iss, err := e.n.Tokens().Create(b.Context(), tokens.Request{Subject: "svc", Scope: []string{"read"}})
 				if err != nil {
 					errs <- err
 					return
@@ -218,23 +222,24 @@ func prepareCreate(e *benchEnv, b *testing.B, n int) benchOp {
 	return benchOp{path: "/access/api/v1/tokens", contentType: "application/json", bearer: e.admin,
 		body: func(int) string { return body }, want: []byte(`"access_token":"`),
 		inproc: func(int) error {
-			if _, err := e.n.Tokens().Verify(bg, e.admin, tokens.VerifyOptions{}); err != nil {
+			if _, err := e.n.Tokens().Verify(b.Context(), e.admin, tokens.VerifyOptions{}); err != nil {
 				return err
 			}
-			_, err := e.n.Tokens().Create(bg, tokens.Request{Subject: "bench", Scope: strings.Fields("read")})
+			_, err := e.n.Tokens().Create(b.Context(), tokens.Request{Subject: "bench", Scope: strings.Fields("read")})
 			return err
 		}}
 }
 
-// introspectOp introspects server[i] over HTTP and inproc[i] in process.
-func introspectOp(e *benchEnv, server, inproc []string) benchOp {
+// introspectOp introspects server[i] over HTTP and inproc[i] in process,
+// with ctx.
+func introspectOp(ctx context.Context, e *benchEnv, server, inproc []string) benchOp {
 	return benchOp{path: "/oauth2/introspect", contentType: "application/x-www-form-urlencoded", bearer: e.introspect,
 		body: func(i int) string { return "token=" + server[i] }, want: []byte(`"active":true`),
 		inproc: func(i int) error {
-			if _, err := e.n.Tokens().Verify(bg, e.introspect, tokens.VerifyOptions{}); err != nil {
+			if _, err := e.n.Tokens().Verify(ctx, e.introspect, tokens.VerifyOptions{}); err != nil {
 				return err
 			}
-			out, err := e.n.Tokens().Introspect(bg, inproc[i], tokens.VerifyOptions{AnyAudience: true})
+			out, err := e.n.Tokens().Introspect(ctx, inproc[i], tokens.VerifyOptions{AnyAudience: true})
 			if err != nil {
 				return err
 			}
@@ -248,22 +253,24 @@ func introspectOp(e *benchEnv, server, inproc []string) benchOp {
 // prepareIntrospectFirst: every request introspects a token never
 // verified before (2n of them, made in process before the timer).
 func prepareIntrospectFirst(e *benchEnv, b *testing.B, n int) benchOp {
+	b.Helper()
 	toks := e.tokens(b, 2*n)
-	return introspectOp(e, toks[:n], toks[n:])
+	return introspectOp(b.Context(), e, toks[:n], toks[n:])
 }
 
 // prepareIntrospectCached: every request introspects the same token,
 // verified before.
 func prepareIntrospectCached(e *benchEnv, b *testing.B, n int) benchOp {
+	b.Helper()
 	tok := e.tokens(b, 1)[0]
-	if _, err := e.n.Tokens().Introspect(bg, tok, tokens.VerifyOptions{AnyAudience: true}); err != nil {
+	if _, err := e.n.Tokens().Introspect(b.Context(), tok, tokens.VerifyOptions{AnyAudience: true}); err != nil {
 		b.Fatal(err)
 	}
 	same := make([]string, n)
 	for i := range same {
 		same[i] = tok
 	}
-	return introspectOp(e, same, same)
+	return introspectOp(b.Context(), e, same, same)
 }
 
 // post sends request i of op to base and checks the answer.
@@ -339,6 +346,7 @@ func (e *benchEnv) chunk(s *side, from, to int) error {
 }
 
 func (e *benchEnv) run(b *testing.B, prepare func(*benchEnv, *testing.B, int) benchOp) {
+	b.Helper()
 	warm := 4 * e.workers // opens every connection, derives the HMAC key
 	n := warm + b.N
 	op := prepare(e, b, n)

@@ -1,19 +1,9 @@
 package server_test
 
 import (
-	"context"
-	"os"
 	"testing"
 
-	"github.com/keyward/keyward/keystore/dbtest"
-	"github.com/keyward/keyward/softhsm/softhsmtest"
+	"github.com/keyward/keyward/internal/testmain"
 )
 
-var bg = context.Background()
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	dbtest.Stop()
-	softhsmtest.CleanupTestTokens()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testmain.Run(m) }

@@ -28,7 +28,7 @@ import (
 )
 
 // The package's TestMain (main_test.go) cleans up the SoftHSM2 home and
-// the PostgreSQL cluster; bg is its context.
+// the PostgreSQL cluster.
 
 const specPath = "../docs/openapi.yaml"
 
@@ -335,18 +335,18 @@ func walkSpecRefs(v any, f func(string)) {
 func openAPINode(t *testing.T) (*node.Node, string) {
 	t.Helper()
 	tok := softhsmtest.NewTestToken(t)
-	n, err := node.Open(bg, node.Config{Device: tok.Config(), DB: dbtest.SQLite(t), Home: t.TempDir(), MaxRecord: server.DefaultMaxRecord})
+	n, err := node.Open(t.Context(), node.Config{Device: tok.Config(), DB: dbtest.SQLite(t), Home: t.TempDir(), MaxRecord: server.DefaultMaxRecord})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.Close() })
 	for _, role := range []keyring.Role{keyring.Master, keyring.Join} {
-		if _, err := n.GenerateKey(bg, role, node.KeySpec{}); err != nil {
+		if _, err := n.GenerateKey(t.Context(), role, node.KeySpec{}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for _, kind := range []hsm.KeyPairType{hsm.ECP256, hsm.Ed25519, hsm.RSA2048} {
-		_, err := n.GenerateKey(bg, keyring.Signing, node.KeySpec{Type: kind})
+		_, err := n.GenerateKey(t.Context(), keyring.Signing, node.KeySpec{Type: kind})
 		if errors.Is(err, hsm.ErrNotSupported) {
 			// Said as a skipped subtest, so the output shows what the
 			// spec checks went without.
@@ -357,7 +357,7 @@ func openAPINode(t *testing.T) (*node.Node, string) {
 			t.Fatal(err)
 		}
 	}
-	admin, err := n.Tokens().Create(bg, tokens.Request{Subject: "admin", Scope: []string{server.ScopeAdmin}})
+	admin, err := n.Tokens().Create(t.Context(), tokens.Request{Subject: "admin", Scope: []string{server.ScopeAdmin}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -429,7 +429,10 @@ func TestOpenAPIRoutes(t *testing.T) {
 		// use the Error schema (readyz's 503 is its own report).
 		for _, st := range sp.statuses(op) {
 			var code int
-			fmt.Sscan(st, &code)
+			if _, err := fmt.Sscan(st, &code); err != nil {
+				t.Errorf("%s: status %q: %v", key, st, err)
+				continue
+			}
 			r := sp.response(op, code)
 			if r == nil || r["description"] == nil {
 				t.Errorf("%s %s: no description", key, st)
@@ -602,10 +605,15 @@ func (c *specClient) checkRequest(op string, o map[string]any, ct string, body a
 	case []byte:
 		return
 	default:
-		j, _ := json.Marshal(b)
+		j, err := json.Marshal(b)
+		if err != nil {
+			c.t.Fatal(err)
+		}
 		dec := json.NewDecoder(bytes.NewReader(j))
 		dec.UseNumber()
-		dec.Decode(&v)
+		if err := dec.Decode(&v); err != nil {
+			c.t.Fatal(err)
+		}
 	}
 	for _, e := range c.sp.validate("request", schema, v) {
 		c.t.Errorf("%s: %s", op, e)
@@ -647,7 +655,7 @@ func TestOpenAPIServed(t *testing.T) {
 	srv := server.New(n, server.Config{})
 	c := &specClient{t: t, sp: sp, ops: sp.operations(), h: srv.Handler(), tried: map[string]bool{}}
 	tokenWith := func(scope ...string) string {
-		iss, err := n.Tokens().Create(bg, tokens.Request{Subject: "openapi", Scope: scope})
+		iss, err := n.Tokens().Create(t.Context(), tokens.Request{Subject: "openapi", Scope: scope})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -879,7 +887,8 @@ func TestOpenAPIAnswers(t *testing.T) {
 
 // signingKeys counts the signing keys in the node's device.
 func signingKeys(t *testing.T, n *node.Node) int {
-	list, err := n.ListKeys(bg)
+	t.Helper()
+	list, err := n.ListKeys(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,21 +1,17 @@
 package softhsm_test
 
 import (
-	"context"
 	"os"
 	"strings"
 	"testing"
 
 	"github.com/keyward/keyward/hsm"
+	"github.com/keyward/keyward/internal/testmain"
 	"github.com/keyward/keyward/softhsm"
 	"github.com/keyward/keyward/softhsm/softhsmtest"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	softhsmtest.CleanupTestTokens()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testmain.Run(m) }
 
 func TestFreshTokens(t *testing.T) {
 	a, ta := softhsmtest.OpenTestToken(t)
@@ -23,10 +19,10 @@ func TestFreshTokens(t *testing.T) {
 	if a.Label == b.Label || a.Serial == b.Serial {
 		t.Fatalf("two test tokens share a label or serial: %v %v", a, b)
 	}
-	if _, err := ta.GenerateAES(context.Background(), "k", 128, hsm.UsageEncrypt); err != nil {
+	if _, err := ta.GenerateAES(t.Context(), "k", 128, hsm.UsageEncrypt); err != nil {
 		t.Fatal(err)
 	}
-	if keys, err := tb.List(context.Background()); err != nil || len(keys) != 0 {
+	if keys, err := tb.List(t.Context()); err != nil || len(keys) != 0 {
 		t.Fatalf("a fresh token has keys: %v %v", keys, err)
 	}
 	if strings.Contains(a.String(), string(a.PIN())) {

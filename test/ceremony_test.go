@@ -114,13 +114,15 @@ func TestImportSystemYAML(t *testing.T) {
 	text := "# platform configuration\nshared:\n  security:\n    masterKey: " + master + "\n    joinKey: " + join +
 		"   # join key\n    other: kept\n  node:\n    id: node-1  # this node\n"
 	path := c.writeFile("system.yaml", text)
-	os.Chmod(path, 0o640)
+	if err := os.Chmod(path, 0o640); err != nil {
+		t.Fatal(err)
+	}
 
 	out := c.ok("key", "import", "--role", "all", "--from-system-yaml", path, "--scrub")
 	if !strings.Contains(out, "keyward/master/v1  KCV "+goKCV(t, master)) || !strings.Contains(out, "keyward/join/v1  KCV "+goKCV(t, join)) {
 		t.Fatalf("import printed %q", out)
 	}
-	after, _ := os.ReadFile(path)
+	after := []byte(c.readFile(path))
 	var doc map[string]any
 	if err := yaml.Unmarshal(after, &doc); err != nil {
 		t.Fatalf("scrubbed system.yaml no longer parses: %v", err)
@@ -132,7 +134,9 @@ func TestImportSystemYAML(t *testing.T) {
 	if !strings.Contains(string(after), "# platform configuration") || !strings.Contains(string(after), "id: node-1  # this node") {
 		t.Fatalf("scrub lost comments:\n%s", after)
 	}
-	if st, _ := os.Stat(path); st.Mode().Perm() != 0o640 {
+	if st, err := os.Stat(path); err != nil {
+		t.Error(err)
+	} else if st.Mode().Perm() != 0o640 {
 		t.Errorf("scrub changed the mode to %v", st.Mode())
 	}
 	// A system.yaml with a malformed key is refused whole and left alone.
@@ -168,7 +172,10 @@ func TestImportComponents(t *testing.T) {
 	key := make([]byte, 32)
 	for i, p := range parts {
 		c.secret(p)
-		b, _ := hex.DecodeString(p)
+		b, err := hex.DecodeString(p)
+		if err != nil {
+			t.Fatal(err)
+		}
 		for j := range key {
 			key[j] ^= b[j]
 		}
@@ -255,9 +262,9 @@ func TestSplitAndCombine(t *testing.T) {
 		t.Fatalf("2 shares: %s", r)
 	}
 	// A damaged share is refused on its own.
-	text, _ := os.ReadFile(share(3))
-	i := strings.LastIndex(string(text), ":") - 2
-	damaged := []byte(string(text))
+	text := c.readFile(share(3))
+	i := strings.LastIndex(text, ":") - 2
+	damaged := []byte(text)
 	damaged[i] = map[bool]byte{true: '1', false: '0'}[damaged[i] == '0']
 	dp := c.writeFile("damaged.txt", string(damaged))
 	r = c.run("", node2, "ceremony", "combine", "--role", "master", "--share", share(1), "--share", dp, "--share", share(5))

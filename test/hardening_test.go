@@ -35,19 +35,27 @@ func TestFilesArePrivate(t *testing.T) {
 	if r := c.run("", nil, "key", "list"); strings.Contains(r.stderr, "warning") {
 		t.Fatalf("a 0600 database is warned of: %s", r)
 	}
-	os.Chmod(db, 0o644)
+	if err := os.Chmod(db, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if r := c.run("", nil, "key", "list"); r.code != 0 || !strings.Contains(r.stderr, "keyward: warning: database "+db+" is accessible to group or others (mode 0644): chmod 600 "+db) {
 		t.Fatalf("a 0644 database: %s", r)
 	}
-	os.Chmod(db, 0o600)
+	if err := os.Chmod(db, 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	pinFile := filepath.Join(c.dir, "pin")
-	os.WriteFile(pinFile, append(c.tok.PIN(), '\n'), 0o644)
+	if err := os.WriteFile(pinFile, append(c.tok.PIN(), '\n'), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	env := []string{"KEYWARD_PIN=", "KEYWARD_PIN_SOURCE=file:" + pinFile}
 	if r := c.run("", env, "key", "list"); r.code != 0 || !strings.Contains(r.stderr, "keyward: warning: PIN file "+pinFile+" is accessible to group or others (mode 0644): chmod 600 "+pinFile) {
 		t.Fatalf("a 0644 PIN file: %s", r)
 	}
-	os.Chmod(pinFile, 0o600)
+	if err := os.Chmod(pinFile, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if r := c.run("", env, "key", "list"); r.code != 0 || strings.Contains(r.stderr, "warning") {
 		t.Fatalf("a 0600 PIN file: %s", r)
 	}
@@ -56,7 +64,9 @@ func TestFilesArePrivate(t *testing.T) {
 func writeTemp(t *testing.T, content string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "value")
-	os.WriteFile(p, []byte(content), 0o600)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	return p
 }
 
@@ -70,7 +80,10 @@ func TestRecordNamesAndSizes(t *testing.T) {
 	c.ok("key", "generate", "--role", "master")
 	value := writeTemp(t, "v")
 	for _, bad := range []string{"evil\x1b[2J", "bell\a", "del\x7f", "c1\u0085", "rtl\u202egnp.exe"} {
-		name, _ := strconv.Unquote(`"` + bad + `"`)
+		name, err := strconv.Unquote(`"` + bad + `"`)
+		if err != nil {
+			t.Fatal(err)
+		}
 		c.fails(2, "control character", "store", "put", name, "--from", value)
 	}
 	c.ok("store", "put", "db/ok", "--from", value)
@@ -83,7 +96,9 @@ func TestRecordNamesAndSizes(t *testing.T) {
 	if _, err := sqldb.Exec("INSERT INTO records (name, key_version, ciphertext, created_at, updated_at) SELECT ?, key_version, ciphertext, created_at, updated_at FROM records WHERE name = 'db/ok'", "legacy\x1b]0;pwned\a"); err != nil {
 		t.Fatal(err)
 	}
-	sqldb.Close()
+	if err := sqldb.Close(); err != nil {
+		t.Fatal(err)
+	}
 	out := c.ok("store", "list")
 	if strings.ContainsAny(out, "\x1b\a") || !strings.Contains(out, `"legacy\x1b]0;pwned\a"`) {
 		t.Fatalf("store list printed a name with control characters raw, or not escaped: %q", out)
@@ -101,9 +116,16 @@ func TestRecordNamesAndSizes(t *testing.T) {
 		t.Fatalf("a value of exactly KEYWARD_MAX_RECORD: %s", r)
 	}
 	big := filepath.Join(t.TempDir(), "big")
-	f, _ := os.Create(big)
-	f.Truncate(16<<20 + 1)
-	f.Close()
+	f, err := os.Create(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(16<<20 + 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
 	c.fails(1, "over --max-record (16777216 bytes)", "store", "put", "big", "--from", big)
 }
 
@@ -131,7 +153,7 @@ func TestTokenLifetimes(t *testing.T) {
 	var p struct {
 		PairingToken string `json:"pairing_token"`
 	}
-	json.Unmarshal([]byte(c.ok("pairing", "create", "--base-url", "https://a", "--exchange-url", "https://a/x")), &p)
+	c.okJSON(&p, "pairing", "create", "--base-url", "https://a", "--exchange-url", "https://a/x")
 	if r := c.run(p.PairingToken, nil, "pairing", "redeem", "--expires-in", "9000h"); r.code != 2 || !strings.Contains(r.stderr, "over the longest token lifetime") {
 		t.Fatalf("redeem for 9000h: %s", r)
 	}

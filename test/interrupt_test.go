@@ -30,10 +30,15 @@ func TestDecryptInterrupted(t *testing.T) {
 	plain := make([]byte, 16<<20)
 	rand.Read(plain)
 	in := filepath.Join(c.dir, "big.tar")
-	os.WriteFile(in, plain, 0o600)
+	if err := os.WriteFile(in, plain, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	enc := filepath.Join(c.dir, "big.kw")
 	c.ok("encrypt", "--in", in, "--out", enc)
-	ct, _ := os.ReadFile(enc)
+	ct, err := os.ReadFile(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	for _, tc := range []struct {
 		name   string
@@ -65,15 +70,21 @@ func TestDecryptInterrupted(t *testing.T) {
 			}
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
-			stdin, _ := cmd.StdinPipe()
+			stdin, err := cmd.StdinPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
 			// Half the ciphertext, then wait until plaintext is on disk.
 			go stdin.Write(ct[:len(ct)/2])
 			waitForPlaintext(t, cmd.Process.Pid, watch)
-			cmd.Process.Signal(tc.sig)
-			err := cmd.Wait()
+			if err := cmd.Process.Signal(tc.sig); err != nil {
+				cmd.Process.Kill()
+				t.Fatal(err)
+			}
+			err = cmd.Wait()
 			stdin.Close()
 			c.printed("keyward decrypt (interrupted)", stderr.String())
 			var exit *exec.ExitError

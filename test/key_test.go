@@ -52,7 +52,9 @@ func TestGenerateListKCV(t *testing.T) {
 func TestDeviceErrors(t *testing.T) {
 	c := newCLI(t)
 	wrong := filepath.Join(c.dir, "wrong.pin")
-	os.WriteFile(wrong, []byte("0000\n"), 0o600)
+	if err := os.WriteFile(wrong, []byte("0000\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	r := c.run("", []string{"KEYWARD_PIN=", "KEYWARD_PIN_SOURCE=file:" + wrong}, "key", "list")
 	// The PIN source is named once, after what the token says of retries
@@ -99,8 +101,8 @@ func TestSoftHSMInit(t *testing.T) {
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("PIN file: %v %v", st, err)
 	}
-	pin, _ := os.ReadFile(filepath.Join(dir, "dev.pin"))
-	if strings.Contains(r.stdout+r.stderr, strings.TrimSpace(string(pin))) {
+	pin := c.readFile(filepath.Join(dir, "dev.pin"))
+	if strings.Contains(r.stdout+r.stderr, strings.TrimSpace(pin)) {
 		t.Fatal("softhsm init printed the PIN")
 	}
 	// The printed exports work as they are.

@@ -5,6 +5,7 @@ package test
 import (
 	"bytes"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/keyward/keyward/internal/testmain"
 	"github.com/keyward/keyward/keystore/dbtest"
 	"github.com/keyward/keyward/softhsm"
 	"github.com/keyward/keyward/softhsm/softhsmtest"
@@ -20,30 +22,35 @@ import (
 
 var binary string
 
-func TestMain(m *testing.M) {
+// TestMain builds keyward first; after the tests it looks into
+// PostgreSQL's files for secrets.
+func TestMain(m *testing.M) { testmain.Main(m, buildBinary) }
+
+// buildBinary builds keyward (with the race detector) into a temporary
+// directory; the teardown it returns scans PostgreSQL's files for leaked
+// secrets and removes the directory.
+func buildBinary() (func(code int) int, error) {
 	dir, err := os.MkdirTemp("", "keyward-bin-")
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+		return nil, err
 	}
 	binary = filepath.Join(dir, "keyward")
 	build := exec.Command("go", "build", "-race", "-o", binary, "../cmd/keyward")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build keyward:", err)
-		os.Exit(1)
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("build keyward: %w", err)
 	}
-	code := m.Run()
-	// Invariant 1 in PostgreSQL's files: its tables, indexes and WAL
-	// hold nothing any test registered as secret.
-	if found := leaks.scan(dbtest.DataDirs()); len(found) > 0 {
-		fmt.Fprintf(os.Stderr, "FAIL: PostgreSQL files hold a PIN or key: %v\n", found)
-		code = 1
-	}
-	dbtest.Stop()
-	softhsmtest.CleanupTestTokens()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	return func(code int) int {
+		// Invariant 1 in PostgreSQL's files: its tables, indexes and WAL
+		// hold nothing any test registered as secret.
+		if found := leaks.scan(dbtest.DataDirs()); len(found) > 0 {
+			fmt.Fprintf(os.Stderr, "FAIL: PostgreSQL files hold a PIN or key: %v\n", found)
+			code = 1
+		}
+		os.RemoveAll(dir)
+		return code
+	}, nil
 }
 
 // cli runs keyward against one token.
@@ -101,6 +108,7 @@ func (c *cli) holdsSecret(text string) (string, bool) {
 // SQLite --db (database, -wal, -shm) holds the test's PINs, key hex or key
 // bytes. (PostgreSQL's files are read once, by TestMain.)
 func (c *cli) checkNoLeaks() {
+	c.t.Helper()
 	roots := []string{filepath.Join(c.dir, "home")}
 	for _, e := range c.env {
 		if db, ok := strings.CutPrefix(e, "KEYWARD_DB="); ok && !strings.Contains(db, "://") {
@@ -203,6 +211,24 @@ func (c *cli) ok(args ...string) string {
 		c.t.Fatalf("keyward %v: %s", args, r)
 	}
 	return r.stdout
+}
+
+// writeAt writes content to path (mode 0600), failing the test if it
+// cannot.
+func writeAt(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// okJSON runs keyward like ok and decodes its standard output into v.
+func (c *cli) okJSON(v any, args ...string) {
+	c.t.Helper()
+	out := c.ok(args...)
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		c.t.Fatalf("keyward %v printed %q: %v", args, out, err)
+	}
 }
 
 // fails runs keyward and checks the exit code and that stderr says want.

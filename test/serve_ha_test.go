@@ -264,8 +264,8 @@ func TestServeHATokens(t *testing.T) {
 		if !haActive(t, s, admin, masters[0]) {
 			t.Fatalf("the master token is not active on %s", s.url)
 		}
-		if code, body, _, _ := haDo(s, "POST", "/access/api/v1/pairing/redeem", "", "pairing_token="+url.QueryEscape(pt)); code != http.StatusConflict && code != http.StatusUnauthorized {
-			t.Fatalf("redeem a used pairing token on %s: status %d: %s", s.url, code, body)
+		if code, body, _, err := haDo(s, "POST", "/access/api/v1/pairing/redeem", "", "pairing_token="+url.QueryEscape(pt)); err != nil || (code != http.StatusConflict && code != http.StatusUnauthorized) {
+			t.Fatalf("redeem a used pairing token on %s: status %d: %s (%v)", s.url, code, body, err)
 		}
 	}
 }
@@ -300,7 +300,10 @@ func TestServeHAKillMidLoad(t *testing.T) {
 		t.Fatalf("B exited when A was killed:\n%s", b.stderr)
 	}
 	m := b.json(200, "GET", "/access/api/v1/tokens?all=true&subject="+subject, admin, nil)
-	raw, _ := json.Marshal(m["tokens"])
+	raw, err := json.Marshal(m["tokens"])
+	if err != nil {
+		t.Fatal(err)
+	}
 	var list []struct {
 		ID      string  `json:"token_id"`
 		Revoked *string `json:"revoked_at"`
@@ -408,7 +411,9 @@ func TestServeHADatabaseOutage(t *testing.T) {
 			rcode, rbody, _, _ := haDo(s, "GET", "/readyz", "", "")
 			if code == http.StatusOK && rcode == http.StatusOK {
 				var iss issued
-				json.Unmarshal(body, &iss)
+				if err := json.Unmarshal(body, &iss); err != nil {
+					t.Fatalf("token create on %s after PostgreSQL came back: %v: %s", s.url, err, body)
+				}
 				recovered = append(recovered, iss)
 				break
 			}

@@ -5,9 +5,11 @@ import (
 	"bytes"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -143,7 +145,10 @@ func (s *served) callH(method, path, token string, body any) (int, []byte, http.
 	case []byte:
 		rd, ct = bytes.NewReader(b), "application/octet-stream"
 	default:
-		j, _ := json.Marshal(b)
+		j, err := json.Marshal(b)
+		if err != nil {
+			s.t.Fatal(err)
+		}
 		rd, ct = bytes.NewReader(j), "application/json"
 	}
 	req, err := http.NewRequest(method, s.url+path, rd)
@@ -161,7 +166,10 @@ func (s *served) callH(method, path, token string, body any) (int, []byte, http.
 		s.t.Fatalf("%s %s: %v\nserver stderr:\n%s", method, path, err, s.stderr)
 	}
 	defer resp.Body.Close()
-	out, _ := io.ReadAll(resp.Body)
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		s.t.Fatalf("%s %s: reading the answer: %v\nserver stderr:\n%s", method, path, err, s.stderr)
+	}
 	return resp.StatusCode, out, resp.Header
 }
 
@@ -183,7 +191,9 @@ func (s *served) json(want int, method, path, token string, body any) map[string
 // returns the exit code.
 func (s *served) signal(sig syscall.Signal) int {
 	s.t.Helper()
-	s.cmd.Process.Signal(sig)
+	if err := s.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		s.t.Fatal(err)
+	}
 	select {
 	case <-s.exited:
 		return s.code

@@ -65,7 +65,7 @@ func TestServeStartsReadyAndStopsGracefully(t *testing.T) {
 		t.Fatal("no token was created under load")
 	}
 	var list []map[string]any
-	json.Unmarshal([]byte(c.ok("--json", "token", "list", "--all", "--subject", "load")), &list)
+	c.okJSON(&list, "--json", "token", "list", "--all", "--subject", "load")
 	have := map[string]bool{}
 	for _, r := range list {
 		have[r["token_id"].(string)] = true
@@ -112,14 +112,20 @@ type pki struct {
 
 func newPKI(t *testing.T) *pki {
 	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "keyward test CA"}, IsCA: true, BasicConstraintsValid: true,
 		KeyUsage: x509.KeyUsageCertSign, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, _ := x509.ParseCertificate(der)
+	ca, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
 	p := &pki{caPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), ca: ca, caKey: key, nextSerial: 10}
 	p.serverCert, p.serverKey, p.serverSerial = p.issue(t, true)
 	p.clientCert, p.clientKey, _ = p.issue(t, false)
@@ -129,7 +135,10 @@ func newPKI(t *testing.T) *pki {
 func (p *pki) issue(t *testing.T, server bool) (certPEM, keyPEM []byte, serial int64) {
 	t.Helper()
 	p.nextSerial++
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(p.nextSerial), Subject: pkix.Name{CommonName: "client"}, NotBefore: time.Now().Add(-time.Hour),
 		NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
 	if server {
@@ -141,7 +150,10 @@ func (p *pki) issue(t *testing.T, server bool) (certPEM, keyPEM []byte, serial i
 	if err != nil {
 		t.Fatal(err)
 	}
-	kb, _ := x509.MarshalECPrivateKey(key)
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), p.nextSerial
 }
 
@@ -155,8 +167,13 @@ func TestServeTLSClientCertAndReload(t *testing.T) {
 		t.Fatalf("ready line names %q", s.url)
 	}
 	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(p.caPEM)
-	clientPair, _ := tls.X509KeyPair(p.clientCert, p.clientKey)
+	if !roots.AppendCertsFromPEM(p.caPEM) {
+		t.Fatal("the test CA does not parse")
+	}
+	clientPair, err := tls.X509KeyPair(p.clientCert, p.clientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
 	get := func(cfg *tls.Config) (*http.Response, error) {
 		cl := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true}}
 		return cl.Get(s.url + "/healthz")
@@ -177,9 +194,15 @@ func TestServeTLSClientCertAndReload(t *testing.T) {
 	}
 	// Rotation without restart: new files, SIGHUP, new connections see them.
 	newCert, newKey, newSerial := p.issue(t, true)
-	os.WriteFile(keyFile, newKey, 0o600)
-	os.WriteFile(certFile, newCert, 0o600)
-	s.cmd.Process.Signal(syscall.SIGHUP)
+	if err := os.WriteFile(keyFile, newKey, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(certFile, newCert, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		resp, err := get(&tls.Config{RootCAs: roots, Certificates: []tls.Certificate{clientPair}})
@@ -195,8 +218,12 @@ func TestServeTLSClientCertAndReload(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	// A broken file on reload keeps the old certificate in use.
-	os.WriteFile(certFile, []byte("not a certificate"), 0o600)
-	s.cmd.Process.Signal(syscall.SIGHUP)
+	if err := os.WriteFile(certFile, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
 	time.Sleep(300 * time.Millisecond)
 	resp, err = get(&tls.Config{RootCAs: roots, Certificates: []tls.Certificate{clientPair}})
 	if err != nil {
@@ -393,10 +420,13 @@ func TestServeAPI(t *testing.T) {
 	}
 	ct := s.json(200, "POST", "/api/v1/encrypt", writer, map[string]any{"plaintext": base64.StdEncoding.EncodeToString([]byte("s3cret-value-42")), "context": "app"})["ciphertext"].(string)
 	pl := s.json(200, "POST", "/api/v1/decrypt", rt, map[string]any{"ciphertext": ct, "context": "app"})
-	if dec, _ := base64.StdEncoding.DecodeString(pl["plaintext"].(string)); string(dec) != "s3cret-value-42" {
-		t.Fatalf("decrypt: %v", pl)
+	if dec, err := base64.StdEncoding.DecodeString(pl["plaintext"].(string)); err != nil || string(dec) != "s3cret-value-42" {
+		t.Fatalf("decrypt: %v (%v)", pl, err)
 	}
-	raw, _ := base64.StdEncoding.DecodeString(ct)
+	raw, err := base64.StdEncoding.DecodeString(ct)
+	if err != nil {
+		t.Fatal(err)
+	}
 	raw[len(raw)-1] ^= 1
 	for _, body := range []map[string]any{{"ciphertext": ct, "context": "other"}, {"ciphertext": base64.StdEncoding.EncodeToString(raw), "context": "app"}} {
 		if code, b := s.call("POST", "/api/v1/decrypt", rt, body); code != 400 || errorCode(b) != "BAD_CIPHERTEXT" {

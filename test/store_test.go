@@ -2,10 +2,8 @@ package test
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -55,11 +53,13 @@ func TestStoreVerbs(t *testing.T) {
 		}
 		out := filepath.Join(c.dir, "value.txt")
 		c.ok("store", "get", "db/password", "--out", out)
-		if st, _ := os.Stat(out); st.Mode().Perm() != 0o600 {
+		if st, err := os.Stat(out); err != nil {
+			t.Error(err)
+		} else if st.Mode().Perm() != 0o600 {
 			t.Errorf("--out mode %v", st.Mode())
 		}
 		var recs []map[string]any
-		json.Unmarshal([]byte(c.ok("--json", "store", "list")), &recs)
+		c.okJSON(&recs, "--json", "store", "list")
 		if len(recs) != 1 || recs[0]["name"] != "db/password" || recs[0]["key_version"] != 1.0 {
 			t.Fatalf("list: %v", recs)
 		}
@@ -75,12 +75,14 @@ func TestEncryptDecryptFiles(t *testing.T) {
 	plain := make([]byte, 200_000)
 	rand.Read(plain)
 	in := filepath.Join(c.dir, "backup.tar")
-	os.WriteFile(in, plain, 0o600)
+	if err := os.WriteFile(in, plain, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	enc := filepath.Join(c.dir, "backup.kw")
 	c.ok("encrypt", "--in", in, "--out", enc, "--context", "nightly")
 	dec := filepath.Join(c.dir, "restored.tar")
 	c.ok("decrypt", "--in", enc, "--out", dec, "--context", "nightly")
-	if got, _ := os.ReadFile(dec); !bytes.Equal(got, plain) {
+	if got := c.readFile(dec); got != string(plain) {
 		t.Fatal("round trip differs")
 	}
 	// Through pipes too.
@@ -90,14 +92,16 @@ func TestEncryptDecryptFiles(t *testing.T) {
 		t.Fatalf("pipes: %d %d", r.code, r2.code)
 	}
 
-	ct, _ := os.ReadFile(enc)
+	ct := []byte(c.readFile(enc))
 	bad := filepath.Join(c.dir, "bad.kw")
 	for name, data := range map[string][]byte{
 		"truncated":  ct[:len(ct)-1000],
 		"bit flip":   append(append([]byte(nil), ct[:5000]...), append([]byte{ct[5000] ^ 1}, ct[5001:]...)...),
 		"chunk only": ct[:29+65564],
 	} {
-		os.WriteFile(bad, data, 0o600)
+		if err := os.WriteFile(bad, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
 		out := filepath.Join(c.dir, "out-"+strings.ReplaceAll(name, " ", "-"))
 		r := c.run("", nil, "decrypt", "--in", bad, "--out", out, "--context", "nightly")
 		if r.code != 3 || !strings.Contains(r.stderr, "message authentication failed") || !strings.Contains(r.stderr, "master key v1") {
@@ -112,7 +116,9 @@ func TestEncryptDecryptFiles(t *testing.T) {
 		t.Fatalf("wrong context: %s", r)
 	}
 	// Nothing reaches standard output from a failed decryption either.
-	os.WriteFile(bad, ct[:len(ct)-1000], 0o600)
+	if err := os.WriteFile(bad, ct[:len(ct)-1000], 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if r := c.run("", nil, "decrypt", "--in", bad, "--context", "nightly"); r.code != 3 || r.stdout != "" {
 		t.Fatalf("stdout on failure: %d bytes, exit %d", len(r.stdout), r.code)
 	}
@@ -138,20 +144,24 @@ func TestRotateRewrapKilled(t *testing.T) {
 		deadline := time.Now().Add(60 * time.Second)
 		for {
 			var n int
-			db.QueryRow(`SELECT COUNT(*) FROM records WHERE key_version = 2`).Scan(&n)
-			if n >= 100 {
+			err := db.QueryRow(`SELECT COUNT(*) FROM records WHERE key_version = 2`).Scan(&n)
+			if err == nil && n >= 100 {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("rewrap made no progress: %s", out.String())
+				t.Fatalf("rewrap made no progress (%d records moved, %v): %s", n, err, out.String())
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
-		cmd.Process.Signal(syscall.SIGKILL)
-		cmd.Wait()
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		cmd.Wait() // "signal: killed", or nil if it finished first (skipped below)
 		c.printed("keyward store rewrap (killed)", out.String())
 		var moved int
-		db.QueryRow(`SELECT COUNT(*) FROM records WHERE key_version = 2`).Scan(&moved)
+		if err := db.QueryRow(`SELECT COUNT(*) FROM records WHERE key_version = 2`).Scan(&moved); err != nil {
+			t.Fatal(err)
+		}
 		if moved == records {
 			t.Skip("rewrap finished before it could be killed")
 		}
@@ -162,7 +172,7 @@ func TestRotateRewrapKilled(t *testing.T) {
 			t.Fatalf("resume: %s (want %d)", res, records-moved)
 		}
 		var st []map[string]any
-		json.Unmarshal([]byte(c.ok("--json", "key", "list")), &st)
+		c.okJSON(&st, "--json", "key", "list")
 		if st[1]["encryptions"] != float64(records) {
 			t.Fatalf("master v2 made %v encryptions, want exactly %d", st[1]["encryptions"], records)
 		}
@@ -181,7 +191,7 @@ func TestRotateRewrapKilled(t *testing.T) {
 // minutes).
 func seed(t *testing.T, c *cli, dsn string, n int) {
 	t.Helper()
-	ctx := context.Background()
+	ctx := t.Context()
 	tok, err := c.tok.Open(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -204,6 +214,7 @@ func seed(t *testing.T, c *cli, dsn string, n int) {
 }
 
 func openRaw(t *testing.T, dsn string) *sql.DB {
+	t.Helper()
 	driver := "sqlite3"
 	if strings.HasPrefix(dsn, "postgres") {
 		driver = "pgx"
@@ -285,13 +296,15 @@ func TestNonceLimitWarning(t *testing.T) {
 	if strings.Contains(r.stderr, "warning") {
 		t.Fatalf("warning on a fresh key: %s", r)
 	}
-	openRaw(t, dsn).Exec(`UPDATE keys SET encryptions = 3000000000 WHERE version = 1`)
+	if _, err := openRaw(t, dsn).Exec(`UPDATE keys SET encryptions = 3000000000 WHERE version = 1`); err != nil {
+		t.Fatal(err)
+	}
 	r = c.run("", nil, "key", "list")
 	if r.code != 0 || !strings.Contains(r.stderr, "keyward/master/v1 has made 3000000000 encryptions") || !strings.Contains(r.stderr, "key rotate --role master") {
 		t.Fatalf("no nonce-limit warning: %s", r)
 	}
 	var list []map[string]any
-	json.Unmarshal([]byte(c.ok("--json", "key", "list")), &list)
+	c.okJSON(&list, "--json", "key", "list")
 	if list[0]["near_nonce_limit"] != true {
 		t.Fatalf("json: %v", list)
 	}

@@ -44,7 +44,9 @@ func TestTokenVerbs(t *testing.T) {
 	tokFile := c.writeFile("token", iss.AccessToken+"\n")
 	out := c.ok("token", "verify", "--token-file", tokFile, "--audience", "artifactory@node-7")
 	var claims map[string]any
-	json.Unmarshal([]byte(out), &claims)
+	if err := json.Unmarshal([]byte(out), &claims); err != nil {
+		t.Fatalf("token verify printed %q: %v", out, err)
+	}
 	if claims["sub"] != "ci" || claims["scp"] != "read write" || claims["jti"] != iss.TokenID || claims["knd"] != "access" {
 		t.Fatalf("verify: %v", claims)
 	}
@@ -59,7 +61,7 @@ func TestTokenVerbs(t *testing.T) {
 	c.fails(3, "bad signature", "token", "verify", "--token-file", c.writeFile("forged", parts[0]+"."+parts[1]+"."+strings.Repeat("A", len(parts[2]))), "--audience", "artifactory@x")
 
 	var intro map[string]any
-	json.Unmarshal([]byte(c.ok("token", "introspect", "--token-file", tokFile, "--audience", "artifactory@x")), &intro)
+	c.okJSON(&intro, "token", "introspect", "--token-file", tokFile, "--audience", "artifactory@x")
 	if intro["active"] != true || intro["scope"] != "read write" {
 		t.Fatalf("introspect: %v", intro)
 	}
@@ -75,12 +77,12 @@ func TestTokenVerbs(t *testing.T) {
 		t.Fatalf("list shows a revoked token without --all: %s", out)
 	}
 	var list []map[string]any
-	json.Unmarshal([]byte(c.ok("--json", "token", "list", "--all", "--subject", "svc")), &list)
+	c.okJSON(&list, "--json", "token", "list", "--all", "--subject", "svc")
 	if len(list) != 1 || list[0]["token_id"] != other.TokenID || list[0]["revoked_at"] == nil {
 		t.Fatalf("list: %v", list)
 	}
 	for _, l := range list {
-		if raw, _ := json.Marshal(l); strings.Contains(string(raw), "eyJ") {
+		if raw, err := json.Marshal(l); err != nil || strings.Contains(string(raw), "eyJ") {
 			t.Fatal("token list shows a token")
 		}
 	}
@@ -88,7 +90,7 @@ func TestTokenVerbs(t *testing.T) {
 	// Asymmetric: a signing key, a JWKS, an ES256 token.
 	c.ok("key", "generate", "--role", "signing", "--type", "ec-p256")
 	var set struct{ Keys []map[string]string }
-	json.Unmarshal([]byte(c.ok("token", "jwks")), &set)
+	c.okJSON(&set, "token", "jwks")
 	if len(set.Keys) != 1 || set.Keys[0]["kid"] != "signing/v1" || set.Keys[0]["kty"] != "EC" {
 		t.Fatalf("jwks: %v", set)
 	}
@@ -135,13 +137,13 @@ func TestSingleUseAcrossProcesses(t *testing.T) {
 		}
 		// The losers were reuses: the whole family is revoked, the winner's too.
 		var list []map[string]any
-		json.Unmarshal([]byte(c.ok("--json", "token", "list", "--subject", "ci")), &list)
+		c.okJSON(&list, "--json", "token", "list", "--subject", "ci")
 		if len(list) != 0 {
 			t.Fatalf("family not revoked after reuse: %v", list)
 		}
 
 		var p map[string]any
-		json.Unmarshal([]byte(c.ok("pairing", "create", "--base-url", "https://a.example", "--exchange-url", "https://a.example/exchange")), &p)
+		c.okJSON(&p, "pairing", "create", "--base-url", "https://a.example", "--exchange-url", "https://a.example/exchange")
 		if p["expires_in"] != 300.0 {
 			t.Fatalf("pairing: %v", p)
 		}
@@ -155,7 +157,7 @@ func TestSingleUseAcrossProcesses(t *testing.T) {
 		}
 		c.fails(2, "--exchange-url is required", "pairing", "create", "--base-url", "https://a.example")
 		var p2 map[string]any
-		json.Unmarshal([]byte(c.ok("pairing", "create", "--base-url", "https://a", "--exchange-url", "http://b/x")), &p2)
+		c.okJSON(&p2, "pairing", "create", "--base-url", "https://a", "--exchange-url", "http://b/x")
 		c.ok("pairing", "revoke", "--id", p2["token_id"].(string))
 		if r := c.run(p2["pairing_token"].(string), nil, "pairing", "redeem"); r.code != 3 {
 			t.Fatalf("redeem revoked: %s", r)
@@ -170,7 +172,7 @@ func TestRefreshVerb(t *testing.T) {
 	rt := c.writeFile("rt", grant.RefreshToken)
 	c.fails(2, "scope may only be narrowed", "token", "refresh", "--refresh-token-file", rt, "--scope", "admin")
 	var next issued
-	json.Unmarshal([]byte(c.ok("token", "refresh", "--refresh-token-file", rt, "--scope", "read")), &next)
+	c.okJSON(&next, "token", "refresh", "--refresh-token-file", rt, "--scope", "read")
 	if next.Scope != "read" || next.RefreshToken == "" || next.TokenID == grant.TokenID {
 		t.Fatalf("refresh: %+v", next)
 	}
@@ -185,15 +187,17 @@ func TestBootstrap(t *testing.T) {
 	c.env = append(c.env, "KEYWARD_DB="+dbtest.SQLite(t))
 	home := filepath.Join(c.dir, "home")
 	keys := filepath.Join(home, "bootstrap", "keys")
-	os.MkdirAll(keys, 0o700)
+	if err := os.MkdirAll(keys, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	master, join := randomHex(32), randomHex(32)
 	c.secret(master)
 	c.secret(join)
-	os.WriteFile(filepath.Join(keys, "master.key"), []byte(master+"\n"), 0o600)
-	os.WriteFile(filepath.Join(keys, "join.key"), []byte(join+"\n"), 0o600)
+	writeAt(t, filepath.Join(keys, "master.key"), master+"\n")
+	writeAt(t, filepath.Join(keys, "join.key"), join+"\n")
 	req := filepath.Join(keys, "generate.token.json")
 
-	os.WriteFile(req, []byte(`{"expires_in": 1000}`), 0o600)
+	writeAt(t, req, `{"expires_in": 1000}`)
 	r := c.run("", nil, "bootstrap", "--token-delete-after", "1s")
 	if r.code != 1 || !strings.Contains(r.stderr, "expires_in must be 1 to 900 seconds") {
 		t.Fatalf("a too long request: %s", r)
@@ -211,7 +215,7 @@ func TestBootstrap(t *testing.T) {
 		t.Fatalf("bootstrap key import: %s", r)
 	}
 
-	os.WriteFile(req, []byte(`{"subject": "installer", "expires_in": 600}`), 0o600)
+	writeAt(t, req, `{"subject": "installer", "expires_in": 600}`)
 	tokenJSON := filepath.Join(home, "etc", "keys", "token.json")
 	done := make(chan result)
 	go func() { done <- c.run("", nil, "bootstrap", "--token-delete-after", "2s") }()
@@ -231,7 +235,9 @@ func TestBootstrap(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if st, _ := os.Stat(tokenJSON); st.Mode().Perm() != 0o600 {
+	if st, err := os.Stat(tokenJSON); err != nil {
+		t.Error(err)
+	} else if st.Mode().Perm() != 0o600 {
 		t.Errorf("token.json mode %v", st.Mode())
 	}
 	// The request goes after token.json is in place (so a crash between
@@ -250,9 +256,8 @@ func TestBootstrap(t *testing.T) {
 	}
 	var claims map[string]any
 	r2 := c.run(tf.Token, nil, "token", "verify", "--audience", "keyward@some-node")
-	json.Unmarshal([]byte(r2.stdout), &claims)
-	if r2.code != 0 || claims["sub"] != "installer" || claims["scp"] != "admin" || claims["knd"] != "bootstrap" {
-		t.Fatalf("bootstrap token: %s", r2)
+	if err := json.Unmarshal([]byte(r2.stdout), &claims); r2.code != 0 || err != nil || claims["sub"] != "installer" || claims["scp"] != "admin" || claims["knd"] != "bootstrap" {
+		t.Fatalf("bootstrap token: %s (%v)", r2, err)
 	}
 	res := <-done
 	if res.code != 0 || !strings.Contains(res.stdout, "deleted "+tokenJSON) {
@@ -289,7 +294,9 @@ func TestBootstrapWatch(t *testing.T) {
 	c.ok("key", "generate", "--role", "join")
 	home := filepath.Join(c.dir, "home")
 	keys := filepath.Join(home, "bootstrap", "keys")
-	os.MkdirAll(keys, 0o700)
+	if err := os.MkdirAll(keys, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	req := filepath.Join(keys, "generate.token.json")
 	tokenJSON := filepath.Join(home, "etc", "keys", "token.json")
 
@@ -303,20 +310,21 @@ func TestBootstrapWatch(t *testing.T) {
 	defer cmd.Process.Kill()
 
 	// Two requests, one after the other, each answered while it watches.
-	os.WriteFile(req, []byte("{}"), 0o600)
+	writeAt(t, req, "{}")
 	first := waitForTokenFile(t, tokenJSON, "")
-	os.WriteFile(req, []byte(`{"subject":"second"}`), 0o600)
+	writeAt(t, req, `{"subject":"second"}`)
 	second := waitForTokenFile(t, tokenJSON, first.TokenID)
 	var claims map[string]any
 	r := c.run(second.Token, nil, "token", "verify", "--audience", "keyward@n1")
-	json.Unmarshal([]byte(r.stdout), &claims)
-	if r.code != 0 || claims["sub"] != "second" || claims["knd"] != "bootstrap" {
-		t.Fatalf("second bootstrap token: %s", r)
+	if err := json.Unmarshal([]byte(r.stdout), &claims); r.code != 0 || err != nil || claims["sub"] != "second" || claims["knd"] != "bootstrap" {
+		t.Fatalf("second bootstrap token: %s (%v)", r, err)
 	}
 
 	// Interrupted, it stops watching and removes token.json at once
 	// rather than leave an admin token behind for the hour.
-	cmd.Process.Signal(os.Interrupt)
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	select {

@@ -31,7 +31,10 @@ func (c *cli) onTerminal(lines []string, args ...string) (string, int) {
 	}
 	cmd.Env = env
 	cmd.Dir = c.dir
-	in, _ := cmd.StdinPipe()
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		c.t.Fatal(err)
+	}
 	var out lockedBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {

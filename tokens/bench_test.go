@@ -27,8 +27,9 @@ import (
 // benchService is a service with the default options (the test helper's
 // reads the revocation log on every verify).
 func benchService(b *testing.B) (*tokens.Service, *keystore.Vault) {
+	b.Helper()
 	_, node, _ := service(b, dbtest.SQLite(b))
-	s, err := tokens.New(bg, node, tokens.Options{})
+	s, err := tokens.New(b.Context(), node, tokens.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -38,7 +39,8 @@ func benchService(b *testing.B) (*tokens.Service, *keystore.Vault) {
 // deviceKey derives, from join v1, the HMAC key HS256 tokens are signed
 // with (docs/FORMAT.md), as a key of its own.
 func deviceKey(b *testing.B, node *keystore.Vault) *hsm.Key {
-	base, _, err := node.Ring().Get(bg, keyring.Join, 1)
+	b.Helper()
+	base, _, err := node.Ring().Get(b.Context(), keyring.Join, 1)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -47,7 +49,7 @@ func deviceKey(b *testing.B, node *keystore.Vault) *hsm.Key {
 		data = append(data, "kw-jwt-HS256"...)
 		data = append(data, 0, 0, 0, i)
 	}
-	k, err := node.Ring().Token().DeriveHMACKey(bg, base, data, "bench")
+	k, err := node.Ring().Token().DeriveHMACKey(b.Context(), base, data, "bench")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -64,6 +66,7 @@ func opsPerSecond(b *testing.B) {
 
 // parallel runs op under RunParallel and reports ops/s.
 func parallel(b *testing.B, op func(i int) error) {
+	b.Helper()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0
@@ -81,25 +84,26 @@ func parallel(b *testing.B, op func(i int) error) {
 func BenchmarkTokenCreate(b *testing.B) {
 	s, node := benchService(b)
 	req := tokens.Request{Subject: "svc", Scope: []string{"read", "write"}, Audience: []string{"artifactory@*"}}
-	first, err := s.Create(bg, req)
+	first, err := s.Create(b.Context(), req)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Run("keyward", func(b *testing.B) {
 		b.SetParallelism(16) // a server issues for many clients at once
-		parallel(b, func(int) error { _, err := s.Create(bg, req); return err })
+		parallel(b, func(int) error { _, err := s.Create(b.Context(), req); return err })
 	})
 	key, msg := deviceKey(b, node), signingInput(first.AccessToken)
 	b.Run("device", func(b *testing.B) {
-		parallel(b, func(int) error { _, err := key.HMAC(bg, crypto.SHA256, msg); return err })
+		parallel(b, func(int) error { _, err := key.HMAC(b.Context(), crypto.SHA256, msg); return err })
 	})
 }
 
 // issueMany makes n distinct tokens for the verify benchmarks.
 func issueMany(b *testing.B, s *tokens.Service, n int) []string {
+	b.Helper()
 	out := make([]string, n)
 	for i := range out {
-		iss, err := s.Create(bg, tokens.Request{Subject: "svc", Scope: []string{"read"}, Audience: []string{"artifactory@*"}})
+		iss, err := s.Create(b.Context(), tokens.Request{Subject: "svc", Scope: []string{"read"}, Audience: []string{"artifactory@*"}})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -112,6 +116,7 @@ func issueMany(b *testing.B, s *tokens.Service, n int) []string {
 // their signing inputs and MACs split out beforehand, and C_Verify of each
 // in turn, as the keyward side takes them.
 func benchDeviceVerify(b *testing.B, node *keystore.Vault, toks []string) {
+	b.Helper()
 	key := deviceKey(b, node)
 	type input struct{ msg, mac []byte }
 	in := make([]input, len(toks))
@@ -127,7 +132,7 @@ func benchDeviceVerify(b *testing.B, node *keystore.Vault, toks []string) {
 	b.Run("device", func(b *testing.B) {
 		parallel(b, func(int) error {
 			x := in[int(next.Add(1)-1)%len(in)]
-			return key.VerifyHMAC(bg, crypto.SHA256, x.msg, x.mac)
+			return key.VerifyHMAC(b.Context(), crypto.SHA256, x.msg, x.mac)
 		})
 	})
 }
@@ -138,7 +143,7 @@ func benchDeviceVerify(b *testing.B, node *keystore.Vault, toks []string) {
 // oldest first), so none is found there.
 func BenchmarkVerifyFirstTime(b *testing.B) {
 	s, node := benchService(b)
-	v, err := tokens.New(bg, node, tokens.Options{CacheSize: 10_000})
+	v, err := tokens.New(b.Context(), node, tokens.Options{CacheSize: 10_000})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -147,7 +152,7 @@ func BenchmarkVerifyFirstTime(b *testing.B) {
 	var next atomic.Int64
 	b.Run("keyward", func(b *testing.B) {
 		parallel(b, func(int) error {
-			_, err := v.Verify(bg, toks[int(next.Add(1)-1)%len(toks)], o)
+			_, err := v.Verify(b.Context(), toks[int(next.Add(1)-1)%len(toks)], o)
 			return err
 		})
 	})
@@ -162,12 +167,12 @@ func BenchmarkVerifyCached(b *testing.B) {
 	toks := issueMany(b, s, 100)
 	o := tokens.VerifyOptions{Audience: "artifactory@node-1"}
 	for _, t := range toks {
-		if _, err := s.Verify(bg, t, o); err != nil {
+		if _, err := s.Verify(b.Context(), t, o); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.Run("keyward", func(b *testing.B) {
-		parallel(b, func(i int) error { _, err := s.Verify(bg, toks[i%len(toks)], o); return err })
+		parallel(b, func(i int) error { _, err := s.Verify(b.Context(), toks[i%len(toks)], o); return err })
 	})
 	benchDeviceVerify(b, node, toks)
 }
@@ -185,7 +190,7 @@ func BenchmarkVerifyParsers(b *testing.B) {
 	var paths [2]*tokens.Paths
 	var vs [2]*tokens.Service
 	for i := range vs {
-		v, err := tokens.New(bg, node, tokens.Options{CacheSize: -1})
+		v, err := tokens.New(b.Context(), node, tokens.Options{CacheSize: -1})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -193,7 +198,7 @@ func BenchmarkVerifyParsers(b *testing.B) {
 			v.ForceStockPath()
 		}
 		// The first token teaches the direct parser keyward's header.
-		if _, err := v.Verify(bg, toks[0], o); err != nil {
+		if _, err := v.Verify(b.Context(), toks[0], o); err != nil {
 			b.Fatal(err)
 		}
 		vs[i], paths[i] = v, v.CountPaths()
@@ -204,7 +209,7 @@ func BenchmarkVerifyParsers(b *testing.B) {
 		n := next.Add(1) - 1
 		i := n % 2
 		start := time.Now()
-		_, err := vs[i].Verify(bg, toks[n/2%int64(len(toks))], o)
+		_, err := vs[i].Verify(b.Context(), toks[n/2%int64(len(toks))], o)
 		spent[i].Add(int64(time.Since(start)))
 		done[i].Add(1)
 		return err

@@ -14,13 +14,13 @@ func (s *Service) Settings() Options { return s.opts }
 
 // ParseDirect and ParseStock are the two parsers, for FuzzDifferential:
 // signature, issuer, jti, knd and exp checked, times not.
-func (s *Service) ParseDirect(token string) (c *Claims, err error, done bool) {
-	v, err, done := s.parseDirect(context.Background(), token, Algorithms, time.Now())
+func (s *Service) ParseDirect(ctx context.Context, token string) (c *Claims, err error, done bool) {
+	v, err, done := s.parseDirect(ctx, token, Algorithms, time.Now())
 	return v.claims, err, done
 }
 
-func (s *Service) ParseStock(token string) (*Claims, error) {
-	v, err := s.parseStock(context.Background(), token, Algorithms, false, time.Now())
+func (s *Service) ParseStock(ctx context.Context, token string) (*Claims, error) {
+	v, err := s.parseStock(ctx, token, Algorithms, false, time.Now())
 	return v.claims, err
 }
 

@@ -1,13 +1,14 @@
 package tokens_test
 
 import (
-	"context"
+	"encoding/base64"
 	"encoding/hex"
-	"os"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/keyward/keyward/internal/testmain"
 	"github.com/keyward/keyward/keyring"
 	"github.com/keyward/keyward/keystore"
 	"github.com/keyward/keyward/keystore/dbtest"
@@ -15,14 +16,7 @@ import (
 	"github.com/keyward/keyward/tokens"
 )
 
-var bg = context.Background()
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	dbtest.Stop()
-	softhsmtest.CleanupTestTokens()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testmain.Run(m) }
 
 const joinHex = "603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4"
 
@@ -40,25 +34,58 @@ func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unloc
 func service(t testing.TB, dsn string) (*tokens.Service, *keystore.Vault, *clock) {
 	t.Helper()
 	_, tok := softhsmtest.OpenTestToken(t)
-	store, err := keystore.Open(bg, dsn)
+	store, err := keystore.Open(t.Context(), dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	node, err := keystore.NewVault(bg, store, keyring.New(tok), keystore.VaultOptions{Joining: true})
+	node, err := keystore.NewVault(t.Context(), store, keyring.New(tok), keystore.VaultOptions{Joining: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, _ := hex.DecodeString(joinHex)
-	if _, err := node.Import(bg, keyring.Join, key, ""); err != nil {
+	key, err := hex.DecodeString(joinHex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := node.Import(t.Context(), keyring.Join, key, ""); err != nil {
 		t.Fatal(err)
 	}
 	clk := &clock{t: time.Now()}
-	s, err := tokens.New(bg, node, tokens.Options{Now: clk.Now, RevocationRefresh: time.Nanosecond})
+	s, err := tokens.New(t.Context(), node, tokens.Options{Now: clk.Now, RevocationRefresh: time.Nanosecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s, node, clk
+}
+
+// issue creates a token with s, failing tb if it cannot.
+func issue(tb testing.TB, s *tokens.Service, r tokens.Request) tokens.Issued {
+	tb.Helper()
+	iss, err := s.Create(tb.Context(), r)
+	if err != nil {
+		tb.Fatalf("create %s token for %q: %v", r.Kind, r.Subject, err)
+	}
+	return iss
+}
+
+// unverified reads a token's claims without verifying it.
+func unverified(tb testing.TB, token string) jwt.MapClaims {
+	tb.Helper()
+	var c jwt.MapClaims
+	if _, _, err := jwt.NewParser().ParseUnverified(token, &c); err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
+
+// unb64 decodes a token segment (base64url, no padding).
+func unb64(tb testing.TB, seg string) []byte {
+	tb.Helper()
+	b, err := base64.RawURLEncoding.DecodeString(seg)
+	if err != nil {
+		tb.Fatalf("token segment %q: %v", seg, err)
+	}
+	return b
 }
 
 func backends(t *testing.T, f func(t *testing.T, dsn func(testing.TB) string)) {

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/keyward/keyward/keystore/dbtest"
 	"github.com/keyward/keyward/tokens"
 )
@@ -19,6 +18,7 @@ import (
 // the join key's derived key), so a test can write JSON that no encoder
 // would.
 func forgeRaw(t *testing.T, header, payload string) string {
+	t.Helper()
 	key := plainGoHMACKey(t, "HS256")
 	return forgeRawWith(key, base64.RawURLEncoding.EncodeToString([]byte(header)), payload)
 }
@@ -36,11 +36,13 @@ func forgeRawWith(key []byte, headerSeg, payload string) string {
 // each case fails for its defect alone.
 func TestStrictParsing(t *testing.T) {
 	s, _, _ := service(t, dbtest.SQLite(t))
-	good, _ := s.Create(bg, tokens.Request{Subject: "svc", Scope: []string{"read"}})
-	var c jwt.MapClaims
-	jwt.NewParser().ParseUnverified(good.AccessToken, &c)
+	good := issue(t, s, tokens.Request{Subject: "svc", Scope: []string{"read"}})
+	c := unverified(t, good.AccessToken)
 	exp, iat := int64(c["exp"].(float64)), int64(c["iat"].(float64))
-	aud, _ := json.Marshal(c["aud"])
+	aud, err := json.Marshal(c["aud"])
+	if err != nil {
+		t.Fatal(err)
+	}
 	claims := func(extra string) string {
 		return `{"iss":"` + c["iss"].(string) + `","sub":"svc","aud":` + string(aud) + `,"exp":` + itoa(int(exp)) + `,"nbf":` + itoa(int(iat)) +
 			`,"iat":` + itoa(int(iat)) + `,"jti":"` + c["jti"].(string) + `","scp":"read","knd":"access"` + extra + `}`
@@ -49,7 +51,7 @@ func TestStrictParsing(t *testing.T) {
 	otherHeader := `{"typ":"JWT","kid":"join/v1","alg":"HS256"}` // not keyward's bytes: golang-jwt's path
 
 	for _, header := range []string{keywardHeader, otherHeader} {
-		if _, err := s.Verify(bg, forgeRaw(t, header, claims("")), tokens.VerifyOptions{}); err != nil {
+		if _, err := s.Verify(t.Context(), forgeRaw(t, header, claims("")), tokens.VerifyOptions{}); err != nil {
 			t.Fatalf("the well-formed control token %s does not verify: %v", header, err)
 		}
 	}
@@ -72,7 +74,7 @@ func TestStrictParsing(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := s.Verify(bg, forgeRaw(t, tc.header, tc.payload), tokens.VerifyOptions{})
+			got, err := s.Verify(t.Context(), forgeRaw(t, tc.header, tc.payload), tokens.VerifyOptions{})
 			if !errors.Is(err, tokens.ErrMalformed) || !strings.Contains(err.Error(), tc.says) || got != nil {
 				t.Fatalf("got %+v, %v; want ErrMalformed saying %s", got, err, tc.says)
 			}
@@ -80,17 +82,17 @@ func TestStrictParsing(t *testing.T) {
 	}
 	// A paired surrogate escape is a character like any other.
 	emoji := strings.Replace(claims(""), `"sub":"svc"`, `"sub":"svc\ud83d\ude00"`, 1)
-	if got, err := s.Verify(bg, forgeRaw(t, keywardHeader, emoji), tokens.VerifyOptions{}); err != nil || got.Subject != "svc😀" {
+	if got, err := s.Verify(t.Context(), forgeRaw(t, keywardHeader, emoji), tokens.VerifyOptions{}); err != nil || got.Subject != "svc😀" {
 		t.Fatalf("a paired surrogate escape: %+v, %v", got, err)
 	}
 	// Padding or non-canonical base64url is refused too.
 	parts := strings.Split(good.AccessToken, ".")
-	sig, _ := base64.RawURLEncoding.DecodeString(parts[2])
+	sig := unb64(t, parts[2])
 	last := base64.RawURLEncoding.EncodeToString(sig)
 	bent := []byte(last)
 	bent[len(bent)-1] ^= 1 // the same bytes, with a non-zero unused bit
 	if b, err := base64.RawURLEncoding.DecodeString(string(bent)); err == nil && string(b) == string(sig) {
-		if _, err := s.Verify(bg, parts[0]+"."+parts[1]+"."+string(bent), tokens.VerifyOptions{}); !errors.Is(err, tokens.ErrInvalid) {
+		if _, err := s.Verify(t.Context(), parts[0]+"."+parts[1]+"."+string(bent), tokens.VerifyOptions{}); !errors.Is(err, tokens.ErrInvalid) {
 			t.Fatalf("a signature with non-canonical base64url: %v", err)
 		}
 	}
@@ -104,11 +106,11 @@ func TestStrictParsing(t *testing.T) {
 // direct codec is in play; with the token's own payload it must accept.
 func FuzzDifferential(f *testing.F) {
 	s, _, _ := service(f, dbtest.SQLite(f))
-	good, _ := s.Create(bg, tokens.Request{Subject: "svc", Scope: []string{"read"}, Audience: []string{"a@*", "b@x"}})
+	good := issue(f, s, tokens.Request{Subject: "svc", Scope: []string{"read"}, Audience: []string{"a@*", "b@x"}})
 	parts := strings.Split(good.AccessToken, ".")
-	payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	payload := unb64(f, parts[1])
 	seed := payload
-	key := plainGoHMACKey(nil, "HS256")
+	key := plainGoHMACKey(f, "HS256")
 	f.Add([]byte(nil), payload)
 	f.Add([]byte(`{"alg":"HS256","kid":"join/v1"}`), payload)
 	f.Add([]byte(nil), []byte(strings.Replace(string(payload), `"sub":"svc"`, `"sub":"svc","sub":"admin"`, 1)))
@@ -120,8 +122,8 @@ func FuzzDifferential(f *testing.F) {
 			hdrSeg = base64.RawURLEncoding.EncodeToString(header)
 		}
 		tok := forgeRawWith(key, hdrSeg, string(payload))
-		direct, derr, done := s.ParseDirect(tok)
-		stock, serr := s.ParseStock(tok)
+		direct, derr, done := s.ParseDirect(t.Context(), tok)
+		stock, serr := s.ParseStock(t.Context(), tok)
 		if len(header) == 0 && bytes.Equal(payload, seed) && (!done || derr != nil) {
 			// Else a direct codec that declined everything would pass.
 			t.Fatalf("the direct codec did not accept keyward's own token: done %v, %v", done, derr)

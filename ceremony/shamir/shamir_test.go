@@ -86,8 +86,8 @@ func TestAnyThresholdSubsetRecovers(t *testing.T) {
 		t.Fatal("2 shares of a 3-of-5 split recovered the secret")
 	}
 	// All five work too.
-	if got, _ := Combine(shares); !bytes.Equal(got, secret) {
-		t.Fatal("all shares")
+	if got, err := Combine(shares); err != nil || !bytes.Equal(got, secret) {
+		t.Fatalf("all shares: %v", err)
 	}
 }
 
@@ -97,7 +97,10 @@ func TestBadParameters(t *testing.T) {
 			t.Errorf("Split %d of %d accepted", mn[0], mn[1])
 		}
 	}
-	s, _ := Split([]byte{1, 2}, 2, 3)
+	s, err := Split([]byte{1, 2}, 2, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := Combine([]Share{s[0], s[0]}); err == nil {
 		t.Error("repeated share accepted")
 	}

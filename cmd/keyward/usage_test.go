@@ -32,14 +32,10 @@ func TestUnknownFlagIsUsageErrorEverywhere(t *testing.T) {
 		t.Fatalf("only %d verbs found: %v", len(all), all)
 	}
 	for _, v := range all {
-		stdout, _ := os.Create(filepath.Join(dir, "out"))
-		stderr, _ := os.Create(filepath.Join(dir, "err"))
+		stdout, stderr := outFile(t, dir, "out"), outFile(t, dir, "err")
 		args := append(append([]string{"keyward"}, v...), "--no-such-flag")
 		code := run(args, nil, stdout, stderr)
-		stdout.Close()
-		stderr.Close()
-		out, _ := os.ReadFile(stdout.Name())
-		errb, _ := os.ReadFile(stderr.Name())
+		out, errb := readBack(t, stdout), readBack(t, stderr)
 		name := strings.Join(v, " ")
 		if code != exitUsage || len(out) != 0 || !strings.Contains(string(errb), "flag provided but not defined: -no-such-flag") ||
 			!strings.Contains(string(errb), "USAGE:") || !strings.Contains(string(errb), "keyward "+name) {
@@ -47,11 +43,33 @@ func TestUnknownFlagIsUsageErrorEverywhere(t *testing.T) {
 		}
 	}
 	// A mistake the verb finds itself shows the usage too.
-	stdout, _ := os.Create(filepath.Join(dir, "out"))
-	stderr, _ := os.Create(filepath.Join(dir, "err"))
+	stdout, stderr := outFile(t, dir, "out"), outFile(t, dir, "err")
 	code := run([]string{"keyward", "store", "put"}, nil, stdout, stderr)
-	errb, _ := os.ReadFile(stderr.Name())
+	errb := readBack(t, stderr)
 	if code != exitUsage || !strings.HasPrefix(string(errb), "keyward: give exactly one record NAME\n") || !strings.Contains(string(errb), "keyward store put [command options] NAME") {
 		t.Errorf("keyward store put: exit %d\nstderr:\n%s", code, errb)
 	}
+}
+
+// outFile creates dir/name for a run's output.
+func outFile(t *testing.T, dir, name string) *os.File {
+	t.Helper()
+	f, err := os.Create(filepath.Join(dir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// readBack closes f and returns what was written to it.
+func readBack(t *testing.T, f *os.File) []byte {
+	t.Helper()
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -32,6 +32,7 @@ const EnvPGURL = "KEYWARD_TEST_PG_URL"
 
 // SQLite returns the path of a fresh SQLite database file for tb.
 func SQLite(tb testing.TB) string {
+	tb.Helper()
 	return filepath.Join(tb.TempDir(), "keyward.db")
 }
 
@@ -66,7 +67,7 @@ func Postgres(tb testing.TB) string {
 		tb.Fatal(err)
 	}
 	defer db.Close()
-	if _, err := db.Exec("CREATE SCHEMA " + schema); err != nil {
+	if _, err := db.ExecContext(tb.Context(), "CREATE SCHEMA "+schema); err != nil {
 		tb.Fatalf("create schema: %v", err)
 	}
 	tb.Cleanup(func() {
@@ -102,7 +103,8 @@ var created struct {
 	dirs []string
 }
 
-// Stop stops the throwaway cluster; call it from TestMain after m.Run.
+// Stop stops the throwaway cluster after m.Run; internal/testmain calls
+// it for every test package.
 func Stop() {
 	if cluster.c != nil {
 		cluster.c.remove()
@@ -231,6 +233,7 @@ func (c *Cluster) Thaw(tb testing.TB) { tb.Helper(); c.signalAll(tb, syscall.SIG
 
 // signalAll signals the postmaster and its children.
 func (c *Cluster) signalAll(tb testing.TB, sig syscall.Signal) {
+	tb.Helper()
 	raw, err := os.ReadFile(filepath.Join(c.data, "postmaster.pid"))
 	if err != nil {
 		tb.Fatalf("postmaster.pid: %v", err)
@@ -287,9 +290,17 @@ func (c *Cluster) create(bin string) error {
 		if err != nil {
 			return fmt.Errorf("running as root and there is no postgres user: %v", err)
 		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		os.Chown(c.dir, uid, gid)
+		uid, err := strconv.Atoi(u.Uid)
+		if err != nil {
+			return fmt.Errorf("postgres user id %q: %v", u.Uid, err)
+		}
+		gid, err := strconv.Atoi(u.Gid)
+		if err != nil {
+			return fmt.Errorf("postgres group id %q: %v", u.Gid, err)
+		}
+		if err := os.Chown(c.dir, uid, gid); err != nil {
+			return err
+		}
 		c.asUser = "postgres"
 	}
 	if out, err := run(c.asUser, filepath.Join(bin, "initdb"), "-D", c.data, "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"); err != nil {

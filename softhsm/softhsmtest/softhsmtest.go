@@ -79,8 +79,8 @@ func NewTestToken(tb testing.TB) *softhsm.Token {
 	return tok
 }
 
-// CleanupTestTokens removes the test binary's SoftHSM2 home; call it from
-// TestMain after m.Run.
+// CleanupTestTokens removes the test binary's SoftHSM2 home after m.Run;
+// internal/testmain calls it for every test package.
 func CleanupTestTokens() {
 	if testHome.module != nil {
 		testHome.module.Close()
@@ -107,14 +107,14 @@ func externalToken(tb testing.TB) *softhsm.Token {
 	external.holder = tb
 	external.holderMu.Unlock()
 	tok := softhsm.External(os.Getenv(EnvTestModule), label, []byte(pin))
-	wipe := func() {
-		if err := wipeKeys(tok); err != nil {
+	wipe := func(ctx context.Context) {
+		if err := wipeKeys(ctx, tok); err != nil {
 			tb.Errorf("empty test token %s: %v", tok, err)
 		}
 	}
-	wipe()
+	wipe(tb.Context())
 	tb.Cleanup(func() {
-		wipe()
+		wipe(context.Background()) // tb.Context() is done before cleanups run
 		external.holderMu.Lock()
 		external.holder = nil
 		external.holderMu.Unlock()
@@ -124,8 +124,7 @@ func externalToken(tb testing.TB) *softhsm.Token {
 }
 
 // wipeKeys destroys every key on the token.
-func wipeKeys(tok *softhsm.Token) error {
-	ctx := context.Background()
+func wipeKeys(ctx context.Context, tok *softhsm.Token) error {
 	t, err := tok.Open(ctx)
 	if err != nil {
 		return err
@@ -151,7 +150,7 @@ func wipeKeys(tok *softhsm.Token) error {
 func OpenTestToken(tb testing.TB) (*softhsm.Token, *hsm.Token) {
 	tb.Helper()
 	tok := NewTestToken(tb)
-	t, err := tok.Open(context.Background())
+	t, err := tok.Open(tb.Context())
 	if err != nil {
 		tb.Fatalf("open %s: %v", tok, err)
 	}
