@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/keyward/keyward/hsm"
 	"github.com/keyward/keyward/keyring"
 	"github.com/keyward/keyward/node"
 	"github.com/keyward/keyward/safefile"
@@ -31,9 +32,9 @@ func TokenPath(home string) string     { return filepath.Join(home, "etc", "keys
 func keyFile(home, name string) string { return filepath.Join(keysDir(home), name) }
 
 // ImportKeys imports bootstrap/keys/master.key and join.key (hex) when
-// present, removing each only once it is in the device with a matching
-// KCV. report is told what happened.
-func ImportKeys(ctx context.Context, n *node.Node, home string, report func(string)) error {
+// present, as keys of policy, removing each only once it is in the device
+// with a matching KCV. report is told what happened.
+func ImportKeys(ctx context.Context, n *node.Node, home string, policy hsm.Policy, report func(string)) error {
 	for _, k := range []struct {
 		role keyring.Role
 		file string
@@ -42,7 +43,7 @@ func ImportKeys(ctx context.Context, n *node.Node, home string, report func(stri
 		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 			continue
 		}
-		e, err := n.ImportHexFile(ctx, k.role, path, nil, "", true)
+		e, err := n.ImportHexFile(ctx, k.role, policy, path, nil, "", true)
 		if err != nil {
 			return fmt.Errorf("bootstrap %s: %w", path, err)
 		}

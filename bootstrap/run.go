@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keyward/keyward/hsm"
 	"github.com/keyward/keyward/node"
 )
 
@@ -15,6 +16,7 @@ type Options struct {
 	DeleteAfter time.Duration // token.json is removed this long after it is written
 	Watch       bool          // keep looking (once a second) until ctx is done
 	Report      func(string)  // told what happened; nil: nothing is said
+	Policy      hsm.Policy    // of the keys imported from files; default local
 }
 
 // Run does a node's first-start work: it imports the bootstrap key files
@@ -30,7 +32,7 @@ func Run(ctx context.Context, n *node.Node, o Options) error {
 	var deletions sync.WaitGroup
 	defer deletions.Wait()
 	pass := func() error {
-		if err := ImportKeys(ctx, n, o.Home, report); err != nil {
+		if err := ImportKeys(ctx, n, o.Home, o.Policy, report); err != nil {
 			return err
 		}
 		if !Pending(o.Home) {

@@ -31,20 +31,20 @@ func setupBench(b *testing.B) *benchKeys {
 	_, tok := softhsmtest.OpenTestToken(b)
 	k := &benchKeys{tok: tok}
 	var err error
-	if k.gcm, err = tok.GenerateAES(bg, "keyward/master/v1", 256, hsm.UsageEncrypt|hsm.UsageDecrypt); err != nil {
+	if k.gcm, err = tok.GenerateAES(b.Context(), "keyward/master/v1", 256, hsm.UsageEncrypt|hsm.UsageDecrypt, hsm.PolicyLocal); err != nil {
 		b.Fatal(err)
 	}
-	join, err := tok.GenerateAES(bg, "keyward/join/v1", 256, hsm.UsageDerive)
+	join, err := tok.GenerateAES(b.Context(), "keyward/join/v1", 256, hsm.UsageDerive, hsm.PolicyLocal)
 	if err != nil {
 		b.Fatal(err)
 	}
-	if k.mac, err = tok.DeriveHMACKey(bg, join, hmacData(), "jwt-HS256"); err != nil {
+	if k.mac, err = tok.DeriveHMACKey(b.Context(), join, hmacData(), "jwt-HS256"); err != nil {
 		b.Fatal(err)
 	}
-	if k.ecdsa, err = tok.GenerateKeyPair(bg, "keyward/signing/v1", hsm.ECP256); err != nil {
+	if k.ecdsa, err = tok.GenerateKeyPair(b.Context(), "keyward/signing/v1", hsm.ECP256, hsm.PolicyLocal); err != nil {
 		b.Fatal(err)
 	}
-	if k.signer, err = k.ecdsa.Signer(bg); err != nil {
+	if k.signer, err = k.ecdsa.Signer(b.Context()); err != nil {
 		b.Fatal(err)
 	}
 	return k
@@ -96,7 +96,7 @@ func BenchmarkHMACSign(b *testing.B) {
 	k := setupBench(b)
 	mech := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_SHA256_HMAC, nil)}
 	pair(b, k.mac,
-		func() error { _, err := k.mac.HMAC(bg, crypto.SHA256, msg300); return err },
+		func() error { _, err := k.mac.HMAC(b.Context(), crypto.SHA256, msg300); return err },
 		func(r *hsm.Raw) error {
 			if err := r.Ctx.SignInit(r.Session, mech, r.Handle); err != nil {
 				return err
@@ -108,13 +108,13 @@ func BenchmarkHMACSign(b *testing.B) {
 
 func BenchmarkHMACVerify(b *testing.B) {
 	k := setupBench(b)
-	mac, err := k.mac.HMAC(bg, crypto.SHA256, msg300)
+	mac, err := k.mac.HMAC(b.Context(), crypto.SHA256, msg300)
 	if err != nil {
 		b.Fatal(err)
 	}
 	mech := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_SHA256_HMAC, nil)}
 	pair(b, k.mac,
-		func() error { return k.mac.VerifyHMAC(bg, crypto.SHA256, msg300, mac) },
+		func() error { return k.mac.VerifyHMAC(b.Context(), crypto.SHA256, msg300, mac) },
 		func(r *hsm.Raw) error {
 			if err := r.Ctx.VerifyInit(r.Session, mech, r.Handle); err != nil {
 				return err
@@ -130,7 +130,7 @@ func benchGCMSeal(b *testing.B, size int) {
 	aad := []byte("record-name")
 	b.SetBytes(int64(size))
 	pair(b, k.gcm,
-		func() error { _, err := k.gcm.Seal(bg, pt, aad); return err },
+		func() error { _, err := k.gcm.Seal(b.Context(), pt, aad); return err },
 		func(r *hsm.Raw) error {
 			// The raw loop counts its nonces instead of drawing them.
 			var nonce [12]byte
@@ -171,17 +171,17 @@ func BenchmarkGCMPair1K(b *testing.B) {
 	pt := make([]byte, 1024)
 	rand.Read(pt)
 	aad := []byte("record-name")
-	sealed, err := k.gcm.Seal(bg, pt, aad)
+	sealed, err := k.gcm.Seal(b.Context(), pt, aad)
 	if err != nil {
 		b.Fatal(err)
 	}
 	pair(b, k.gcm,
 		func() error {
-			p, err := k.gcm.Open(bg, sealed, aad)
+			p, err := k.gcm.Open(b.Context(), sealed, aad)
 			if err != nil {
 				return err
 			}
-			_, err = k.gcm.Seal(bg, p, aad)
+			_, err = k.gcm.Seal(b.Context(), p, aad)
 			return err
 		},
 		func(r *hsm.Raw) error {

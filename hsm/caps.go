@@ -25,6 +25,10 @@ const (
 	OpRSAPSS     Op = "rsa-pss"     // PS256 tokens
 	OpEdDSA      Op = "eddsa"       // EdDSA tokens
 	OpCheckValue Op = "check-value" // CKA_CHECK_VALUE on AES keys
+	// OpTrustedWrap moves keys to devices the security officer trusted:
+	// RSA-OAEP (SHA-1) under a node's transfer key, AES key wrap for key
+	// pairs, and CKA_WRAP_WITH_TRUSTED enforced by the device.
+	OpTrustedWrap Op = "trusted-wrap"
 )
 
 // opMechanisms are the mechanisms an operation needs, each with the
@@ -44,6 +48,8 @@ var opMechanisms = []struct {
 	{OpRSAPKCS1, []mechNeed{{pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN, pkcs11.CKF_GENERATE_KEY_PAIR}, {pkcs11.CKM_RSA_PKCS, pkcs11.CKF_SIGN}}},
 	{OpRSAPSS, []mechNeed{{pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN, pkcs11.CKF_GENERATE_KEY_PAIR}, {pkcs11.CKM_RSA_PKCS_PSS, pkcs11.CKF_SIGN}}},
 	{OpEdDSA, []mechNeed{{ckmECEdwardsKeyPairGen, pkcs11.CKF_GENERATE_KEY_PAIR}, {ckmEdDSA, pkcs11.CKF_SIGN}}},
+	{OpTrustedWrap, []mechNeed{{pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN, pkcs11.CKF_GENERATE_KEY_PAIR},
+		{pkcs11.CKM_RSA_PKCS_OAEP, pkcs11.CKF_WRAP | pkcs11.CKF_UNWRAP}, {pkcs11.CKM_AES_KEY_WRAP_PAD, pkcs11.CKF_WRAP | pkcs11.CKF_UNWRAP}}},
 }
 
 type mechNeed struct {
@@ -58,6 +64,7 @@ var mechNames = map[uint]string{
 	pkcs11.CKM_EC_KEY_PAIR_GEN: "CKM_EC_KEY_PAIR_GEN", pkcs11.CKM_ECDSA: "CKM_ECDSA",
 	pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN: "CKM_RSA_PKCS_KEY_PAIR_GEN", pkcs11.CKM_RSA_PKCS: "CKM_RSA_PKCS",
 	pkcs11.CKM_RSA_PKCS_PSS: "CKM_RSA_PKCS_PSS", ckmECEdwardsKeyPairGen: "CKM_EC_EDWARDS_KEY_PAIR_GEN", ckmEdDSA: "CKM_EDDSA",
+	pkcs11.CKM_RSA_PKCS_OAEP: "CKM_RSA_PKCS_OAEP", pkcs11.CKM_AES_KEY_WRAP_PAD: "CKM_AES_KEY_WRAP_PAD",
 }
 
 // Capability is one operation and whether this device can do it.
@@ -77,6 +84,10 @@ type capabilities struct {
 	// checkValue: 0 not yet seen, 1 the device reports CKA_CHECK_VALUE on
 	// AES keys, 2 it does not (NSS softokn).
 	checkValue atomic.Int32
+	// trustedWrap: 0 not yet tried, 1 the device refuses to wrap a
+	// CKA_WRAP_WITH_TRUSTED key under an untrusted key, 2 it wraps it
+	// (NSS softokn): see probeTrustedWrap.
+	trustedWrap atomic.Int32
 }
 
 // readCapabilities asks the device for its mechanisms, once per token.
@@ -136,6 +147,9 @@ func (t *Token) Supports(op Op) bool { return t.st.require(op) == nil }
 // Require is nil when the device can do op, else a *NotSupportedError
 // naming the operation, the mechanisms it lacks and the device.
 func (t *Token) Require(op Op) error {
+	if op == OpTrustedWrap {
+		return t.requireTrustedWrap(context.Background())
+	}
 	if op == OpCheckValue {
 		t.probeCheckValue(context.Background())
 	}
@@ -215,6 +229,9 @@ func (st *tokenState) notSupported(op Op, err error) error {
 func (t *Token) Capabilities(ctx context.Context) []Capability {
 	st := t.st
 	t.probeCheckValue(ctx)
+	if st.require(OpTrustedWrap) == nil {
+		t.probeTrustedWrap(ctx)
+	}
 	var out []Capability
 	for _, o := range opMechanisms {
 		c := Capability{Op: o.op, Supported: true}
@@ -230,6 +247,13 @@ func (t *Token) Capabilities(ctx context.Context) []Capability {
 		default:
 			c.Supported = false
 			c.Note = "lacks " + strings.Join(st.caps.missing[o.op], " and ")
+		}
+		if o.op == OpTrustedWrap && c.Supported && st.caps.trustedWrap.Load() != 1 {
+			c.Supported = false
+			c.Note = "does not enforce CKA_WRAP_WITH_TRUSTED: keys stay local"
+			if st.caps.trustedWrap.Load() == 0 {
+				c.Note = "CKA_WRAP_WITH_TRUSTED could not be tried: keys stay local"
+			}
 		}
 		out = append(out, c)
 	}

@@ -19,7 +19,7 @@ import (
 // mechanism and the device where it says no.
 func TestCapabilities(t *testing.T) {
 	_, tok := softhsmtest.OpenTestToken(t)
-	caps := tok.Capabilities(bg)
+	caps := tok.Capabilities(t.Context())
 	seen := map[hsm.Op]bool{}
 	for _, c := range caps {
 		if seen[c.Op] || len(c.Mechanisms) == 0 {
@@ -41,7 +41,7 @@ func TestCapabilities(t *testing.T) {
 		}
 	}
 	for _, kind := range []hsm.KeyPairType{hsm.ECP256, hsm.RSA2048, hsm.Ed25519} {
-		_, err := tok.GenerateKeyPair(bg, "caps-"+string(kind), kind)
+		_, err := tok.GenerateKeyPair(t.Context(), "caps-"+string(kind), kind, hsm.PolicyLocal)
 		if req := tok.Require(kind.Op()); req == nil {
 			if err != nil {
 				t.Errorf("%s: the table says supported, generation failed: %v", kind, err)
@@ -70,32 +70,32 @@ func TestKCVAndOriginOwnedByKeyward(t *testing.T) {
 		usage      hsm.Usage
 	}{{"imp-master", master, hsm.UsageEncrypt | hsm.UsageDecrypt}, {"imp-join", join, hsm.UsageDerive}} {
 		want, _ := hsm.ComputeKCV(mustHex(t, c.hex))
-		k, err := tok.ImportAES(bg, c.label, mustHex(t, c.hex), c.usage, "")
+		k, err := tok.ImportAES(t.Context(), c.label, mustHex(t, c.hex), c.usage, hsm.PolicyLocal, "")
 		if err != nil {
 			t.Fatal(err)
 		}
-		info, err := k.Info(bg)
+		info, err := k.Info(t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}
 		if info.KCV != want || info.Local {
 			t.Errorf("%s: KCV %q local %v, want KCV %s and imported", c.label, info.KCV, info.Local, want)
 		}
-		if got, err := k.KCV(bg); got != want || err != nil {
+		if got, err := k.KCV(t.Context()); got != want || err != nil {
 			t.Errorf("%s: KCV() = %q, %v; want %s", c.label, got, err, want)
 		}
 	}
 
-	gm, err := tok.GenerateAES(bg, "gen-master", 256, hsm.UsageEncrypt|hsm.UsageDecrypt)
+	gm, err := tok.GenerateAES(t.Context(), "gen-master", 256, hsm.UsageEncrypt|hsm.UsageDecrypt, hsm.PolicyLocal)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gj, err := tok.GenerateAES(bg, "gen-join", 256, hsm.UsageDerive)
+	gj, err := tok.GenerateAES(t.Context(), "gen-join", 256, hsm.UsageDerive, hsm.PolicyLocal)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, k := range []*hsm.Key{gm, gj} {
-		info, err := k.Info(bg)
+		info, err := k.Info(t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -103,12 +103,12 @@ func TestKCVAndOriginOwnedByKeyward(t *testing.T) {
 			t.Errorf("%s: origin imported, want generated", k.Label)
 		}
 	}
-	kcv, err := gm.KCV(bg)
+	kcv, err := gm.KCV(t.Context())
 	if err != nil || len(kcv) != 6 {
 		t.Fatalf("generated master: KCV %q, %v", kcv, err)
 	}
 	deviceKCV := func(k *hsm.Key) string {
-		v, err := k.Attribute(bg, pkcs11.CKA_CHECK_VALUE)
+		v, err := k.Attribute(t.Context(), pkcs11.CKA_CHECK_VALUE)
 		if err != nil {
 			return ""
 		}
@@ -117,7 +117,7 @@ func TestKCVAndOriginOwnedByKeyward(t *testing.T) {
 	if d := deviceKCV(gm); d != "" && d != kcv {
 		t.Errorf("generated master: keyward computes KCV %s, the device says %s", kcv, d)
 	}
-	kcv, err = gj.KCV(bg)
+	kcv, err = gj.KCV(t.Context())
 	if tok.Require(hsm.OpCheckValue) != nil {
 		if !errors.Is(err, hsm.ErrKCVUnavailable) || !errors.Is(err, hsm.ErrNotSupported) ||
 			!strings.Contains(err.Error(), "CKA_CHECK_VALUE") || !strings.Contains(err.Error(), tok.Label()) {
@@ -137,7 +137,7 @@ func TestImportProofCatchesAnotherValue(t *testing.T) {
 	a := "603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4"
 	b := "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
 	for _, usage := range []hsm.Usage{hsm.UsageEncrypt | hsm.UsageDecrypt, hsm.UsageDerive} {
-		k, err := tok.ImportAES(bg, "proof-"+usage.String(), mustHex(t, a), usage, "")
+		k, err := tok.ImportAES(t.Context(), "proof-"+usage.String(), mustHex(t, a), usage, hsm.PolicyLocal, "")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -25,7 +25,7 @@ const knownKey = "603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914df
 
 func TestGCMMatchesGo(t *testing.T) {
 	_, tok := softhsmtest.OpenTestToken(t)
-	k, err := tok.ImportAES(bg, "gcm", mustHex(t, knownKey), hsm.UsageEncrypt|hsm.UsageDecrypt, "")
+	k, err := tok.ImportAES(t.Context(), "gcm", mustHex(t, knownKey), hsm.UsageEncrypt|hsm.UsageDecrypt, hsm.PolicyLocal, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +35,7 @@ func TestGCMMatchesGo(t *testing.T) {
 	for _, size := range []int{0, 1, 16, 1000, 65536} {
 		pt := bytes.Repeat([]byte{byte(size)}, size)
 		aad := []byte("record:db-password")
-		sealed, err := k.Seal(bg, pt, aad)
+		sealed, err := k.Seal(t.Context(), pt, aad)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -48,15 +48,15 @@ func TestGCMMatchesGo(t *testing.T) {
 		}
 		// And the other way: the device opens what Go sealed.
 		goSealed := gcm.Seal(append([]byte(nil), nonce...), nonce, pt, aad)
-		got, err := k.Open(bg, goSealed, aad)
+		got, err := k.Open(t.Context(), goSealed, aad)
 		if err != nil || !bytes.Equal(got, pt) {
 			t.Fatalf("device could not open Go's ciphertext: %v", err)
 		}
 	}
 
 	// Two seals of one message never share a nonce.
-	a, _ := k.Seal(bg, []byte("x"), nil)
-	b, _ := k.Seal(bg, []byte("x"), nil)
+	a, _ := k.Seal(t.Context(), []byte("x"), nil)
+	b, _ := k.Seal(t.Context(), []byte("x"), nil)
 	if bytes.Equal(a[:hsm.NonceSize], b[:hsm.NonceSize]) {
 		t.Fatal("nonce repeated")
 	}
@@ -72,7 +72,7 @@ func TestSealSizesItsOwnBuffer(t *testing.T) {
 	if err := hsm.SizedEncrypt(tok); err != nil {
 		t.Fatalf("Seal cannot size its own buffer: %v", err)
 	}
-	k, err := tok.ImportAES(bg, "gcm", mustHex(t, knownKey), hsm.UsageEncrypt|hsm.UsageDecrypt, "")
+	k, err := tok.ImportAES(t.Context(), "gcm", mustHex(t, knownKey), hsm.UsageEncrypt|hsm.UsageDecrypt, hsm.PolicyLocal, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func TestSealSizesItsOwnBuffer(t *testing.T) {
 	gcm, _ := cipher.NewGCM(block)
 	for _, size := range []int{0, 65536} {
 		pt := bytes.Repeat([]byte{1}, size)
-		sealed, err := k.Seal(bg, pt, nil)
+		sealed, err := k.Seal(t.Context(), pt, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -93,16 +93,16 @@ func TestSealSizesItsOwnBuffer(t *testing.T) {
 
 func TestGCMRejectsTampering(t *testing.T) {
 	_, tok := softhsmtest.OpenTestToken(t)
-	k, err := tok.GenerateAES(bg, "gcm", 256, hsm.UsageEncrypt|hsm.UsageDecrypt)
+	k, err := tok.GenerateAES(t.Context(), "gcm", 256, hsm.UsageEncrypt|hsm.UsageDecrypt, hsm.PolicyLocal)
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := tok.GenerateAES(bg, "other", 256, hsm.UsageEncrypt|hsm.UsageDecrypt)
+	other, err := tok.GenerateAES(t.Context(), "other", 256, hsm.UsageEncrypt|hsm.UsageDecrypt, hsm.PolicyLocal)
 	if err != nil {
 		t.Fatal(err)
 	}
 	aad := []byte("context")
-	sealed, err := k.Seal(bg, []byte("the database password"), aad)
+	sealed, err := k.Seal(t.Context(), []byte("the database password"), aad)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +127,7 @@ func TestGCMRejectsTampering(t *testing.T) {
 		{"wrong key", other, sealed, aad},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			pt, err := tc.key.Open(bg, tc.sealed, tc.aad)
+			pt, err := tc.key.Open(t.Context(), tc.sealed, tc.aad)
 			if !errors.Is(err, hsm.ErrAuthentication) {
 				t.Fatalf("got %v, want ErrAuthentication", err)
 			}
@@ -137,7 +137,7 @@ func TestGCMRejectsTampering(t *testing.T) {
 		})
 	}
 	// The session that saw the failures still works.
-	if _, err := k.Open(bg, sealed, aad); err != nil {
+	if _, err := k.Open(t.Context(), sealed, aad); err != nil {
 		t.Fatalf("after failures: %v", err)
 	}
 }
@@ -155,16 +155,16 @@ func hmacData() []byte {
 
 func TestDerivedHMACMatchesGo(t *testing.T) {
 	_, tok := softhsmtest.OpenTestToken(t)
-	base, err := tok.ImportAES(bg, "keyward/join/v1", mustHex(t, knownKey), hsm.UsageDerive, "")
+	base, err := tok.ImportAES(t.Context(), "keyward/join/v1", mustHex(t, knownKey), hsm.UsageDerive, hsm.PolicyLocal, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	data := hmacData()
-	k, err := tok.DeriveHMACKey(bg, base, data, "jwt-HS256")
+	k, err := tok.DeriveHMACKey(t.Context(), base, data, "jwt-HS256")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v, err := k.Attribute(bg, 0x11 /* CKA_VALUE */); err == nil || len(v) != 0 {
+	if v, err := k.Attribute(t.Context(), 0x11 /* CKA_VALUE */); err == nil || len(v) != 0 {
 		t.Fatal("the derived HMAC key is readable")
 	}
 	// Independently: K = AES-ECB(base, data), then Go's HMAC.
@@ -181,20 +181,20 @@ func TestDerivedHMACMatchesGo(t *testing.T) {
 		mac := hmac.New(tc.new, K)
 		mac.Write(msg)
 		want := mac.Sum(nil)
-		got, err := k.HMAC(bg, tc.hash, msg)
+		got, err := k.HMAC(t.Context(), tc.hash, msg)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(got, want) {
 			t.Fatalf("%v: device HMAC differs from Go's HMAC over AES-ECB(base, data)", tc.hash)
 		}
-		if err := k.VerifyHMAC(bg, tc.hash, msg, want); err != nil {
+		if err := k.VerifyHMAC(t.Context(), tc.hash, msg, want); err != nil {
 			t.Fatalf("%v verify: %v", tc.hash, err)
 		}
 		bad := bytes.Clone(want)
 		bad[len(bad)-1] ^= 0x80
 		for _, m := range [][]byte{bad, want[:len(want)-1], nil} {
-			if err := k.VerifyHMAC(bg, tc.hash, msg, m); !errors.Is(err, hsm.ErrAuthentication) {
+			if err := k.VerifyHMAC(t.Context(), tc.hash, msg, m); !errors.Is(err, hsm.ErrAuthentication) {
 				t.Fatalf("%v verify of a wrong MAC: %v, want ErrAuthentication", tc.hash, err)
 			}
 		}
@@ -205,28 +205,28 @@ func TestDerivedHMACMatchesGo(t *testing.T) {
 	mac := hmac.New(sha256.New, K)
 	mac.Write(msg)
 	want := mac.Sum(nil)
-	if err := k.VerifyHMAC(bg, crypto.SHA256, msg, want); err != nil {
+	if err := k.VerifyHMAC(t.Context(), crypto.SHA256, msg, want); err != nil {
 		t.Fatalf("verify by signing: %v", err)
 	}
 	want[0] ^= 1
-	if err := k.VerifyHMAC(bg, crypto.SHA256, msg, want); !errors.Is(err, hsm.ErrAuthentication) {
+	if err := k.VerifyHMAC(t.Context(), crypto.SHA256, msg, want); !errors.Is(err, hsm.ErrAuthentication) {
 		t.Fatalf("verify by signing, wrong MAC: %v, want ErrAuthentication", err)
 	}
 }
 
 func TestDeriveRefusesBadBase(t *testing.T) {
 	_, tok := softhsmtest.OpenTestToken(t)
-	noDerive, err := tok.GenerateAES(bg, "master", 256, hsm.UsageEncrypt|hsm.UsageDecrypt)
+	noDerive, err := tok.GenerateAES(t.Context(), "master", 256, hsm.UsageEncrypt|hsm.UsageDecrypt, hsm.PolicyLocal)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// keyward checks CKA_DERIVE itself: NSS softokn would derive anyway.
-	if _, err := tok.DeriveHMACKey(bg, noDerive, hmacData(), "x"); !errors.Is(err, hsm.ErrNotSupported) ||
+	if _, err := tok.DeriveHMACKey(t.Context(), noDerive, hmacData(), "x"); !errors.Is(err, hsm.ErrNotSupported) ||
 		!strings.Contains(err.Error(), "CKR_KEY_FUNCTION_NOT_PERMITTED") {
 		t.Fatalf("derived from a key without CKA_DERIVE: %v", err)
 	}
-	join, _ := tok.GenerateAES(bg, "join", 256, hsm.UsageDerive)
-	if _, err := tok.DeriveHMACKey(bg, join, make([]byte, 20), "x"); !errors.Is(err, hsm.ErrConfig) {
+	join, _ := tok.GenerateAES(t.Context(), "join", 256, hsm.UsageDerive, hsm.PolicyLocal)
+	if _, err := tok.DeriveHMACKey(t.Context(), join, make([]byte, 20), "x"); !errors.Is(err, hsm.ErrConfig) {
 		t.Fatalf("20-byte derivation data: %v, want ErrConfig", err)
 	}
 }
@@ -240,11 +240,11 @@ func TestSigners(t *testing.T) {
 			if err := tok.Require(kind.Op()); err != nil {
 				t.Skip(err)
 			}
-			k, err := tok.GenerateKeyPair(bg, "sign-"+string(kind), kind)
+			k, err := tok.GenerateKeyPair(t.Context(), "sign-"+string(kind), kind, hsm.PolicyLocal)
 			if err != nil {
 				t.Fatal(err)
 			}
-			s, err := k.Signer(bg)
+			s, err := k.Signer(t.Context())
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -24,7 +24,10 @@ var (
 	ErrAuthentication = errors.New("message authentication failed")
 	ErrNotSupported   = errors.New("not supported by this key or device") // a *NotSupportedError says what the device lacks
 	ErrClosed         = errors.New("token closed")
-	ErrDevice         = errors.New("device error")
+	// ErrNotWrappable: the device refused to wrap a key under another —
+	// the key is not transferable, or the wrapping key not trusted.
+	ErrNotWrappable = errors.New("the device refuses to wrap this key under that key")
+	ErrDevice       = errors.New("device error")
 )
 
 // ErrKCVUnavailable: neither keyward nor the device can tell the key's

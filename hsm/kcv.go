@@ -74,33 +74,39 @@ func (st *tokenState) encryptZeroBlock(s pkcs11.SessionHandle, h pkcs11.ObjectHa
 }
 
 // idRecord is what keyward writes into the CKA_ID of every key it makes:
-// 8 random bytes, "kw", 'g' (generated) or 'i' (imported), and for an
-// imported AES key its 3-byte KCV. CKA_MODIFIABLE is false, so the record
-// stays as written. Keys keyward did not make have other IDs.
+// 8 random bytes, "kw", the origin — 'g' generated here, 'i' imported
+// from a value, 'r' received wrapped from another device — and for an
+// imported or received AES key its 3-byte KCV, recorded once keyward
+// proved the device holds that key. CKA_MODIFIABLE is false, so the
+// record stays as written. Keys keyward did not make have other IDs.
 type idRecord struct {
-	generated bool
-	kcv       []byte // imported AES keys only
+	origin byte
+	kcv    []byte // imported or received AES keys only
 }
+
+const (
+	originGenerated = 'g'
+	originImported  = 'i'
+	originReceived  = 'r'
+)
 
 func newID(rec idRecord) []byte {
 	id := make([]byte, 8, 14)
 	_, _ = rand.Read(id)
-	origin := byte('i')
-	if rec.generated {
-		origin = 'g'
-	}
-	return append(append(id, 'k', 'w', origin), rec.kcv...)
+	return append(append(id, 'k', 'w', rec.origin), rec.kcv...)
 }
 
 func parseID(id []byte) (idRecord, bool) {
-	if (len(id) != 11 && len(id) != 14) || id[8] != 'k' || id[9] != 'w' || (id[10] != 'g' && id[10] != 'i') {
+	if (len(id) != 11 && len(id) != 14) || id[8] != 'k' || id[9] != 'w' {
 		return idRecord{}, false
 	}
-	rec := idRecord{generated: id[10] == 'g'}
-	if len(id) == 14 {
-		if rec.generated {
-			return idRecord{}, false
-		}
+	rec := idRecord{origin: id[10]}
+	switch {
+	case rec.origin != originGenerated && rec.origin != originImported && rec.origin != originReceived:
+		return idRecord{}, false
+	case len(id) == 14 && rec.origin == originGenerated:
+		return idRecord{}, false
+	case len(id) == 14:
 		rec.kcv = id[11:14]
 	}
 	return rec, true

@@ -230,6 +230,12 @@ type KeyInfo struct {
 	// in CKA_ID says so for keys it made; CKA_LOCAL only for others (NSS
 	// softokn reports CKA_LOCAL false for keys it generated).
 	Local bool
+	// Received: unwrapped from a copy another device wrapped for this one
+	// (keyward's CKA_ID record says so).
+	Received bool
+	// Policy: local (non-extractable), transferable (extractable only
+	// under a trusted key), or extractable (a key keyward did not make).
+	Policy Policy
 }
 
 // List reports every secret and private key on the token.
@@ -276,7 +282,14 @@ func (st *tokenState) keyInfo(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) (Ke
 	}
 	rec, ours := parseID(info.ID)
 	if ours {
-		info.Local = rec.generated
+		info.Local, info.Received = rec.origin == originGenerated, rec.origin == originReceived
+	}
+	info.Policy = PolicyLocal
+	if info.Extractable {
+		// Read alone: a device without the attribute fails the whole
+		// C_GetAttributeValue it is asked in.
+		a, err := st.attrs(s, h, pkcs11.CKA_WRAP_WITH_TRUSTED)
+		info.Policy = policyOf(true, err == nil && isTrue(a[pkcs11.CKA_WRAP_WITH_TRUSTED]))
 	}
 	switch info.Type {
 	case TypeAES, TypeGenericSecret:

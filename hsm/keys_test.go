@@ -2,7 +2,6 @@ package hsm_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/aes"
 	"encoding/hex"
 	"errors"
@@ -12,8 +11,6 @@ import (
 	"github.com/keyward/keyward/softhsm/softhsmtest"
 	"github.com/miekg/pkcs11"
 )
-
-var bg = context.Background()
 
 func mustHex(t testing.TB, s string) []byte {
 	t.Helper()
@@ -41,11 +38,11 @@ var usageAttrs = []struct {
 
 func TestSecretKeysCannotBeRead(t *testing.T) {
 	_, tok := softhsmtest.OpenTestToken(t)
-	gen, err := tok.GenerateAES(bg, "keyward/master/v1", 256, hsm.UsageEncrypt|hsm.UsageDecrypt)
+	gen, err := tok.GenerateAES(t.Context(), "keyward/master/v1", 256, hsm.UsageEncrypt|hsm.UsageDecrypt, hsm.PolicyLocal)
 	if err != nil {
 		t.Fatal(err)
 	}
-	imp, err := tok.ImportAES(bg, "keyward/join/v1", bytes.Repeat([]byte{7}, 32), hsm.UsageDerive, "")
+	imp, err := tok.ImportAES(t.Context(), "keyward/join/v1", bytes.Repeat([]byte{7}, 32), hsm.UsageDerive, hsm.PolicyLocal, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,14 +55,14 @@ func TestSecretKeysCannotBeRead(t *testing.T) {
 		{imp, hsm.UsageDerive, false},
 	} {
 		t.Run(tc.key.Label, func(t *testing.T) {
-			v, err := tc.key.Attribute(bg, pkcs11.CKA_VALUE)
+			v, err := tc.key.Attribute(t.Context(), pkcs11.CKA_VALUE)
 			if err == nil || len(v) != 0 {
 				t.Fatalf("CKA_VALUE of %s was readable (%d bytes)", tc.key.Label, len(v))
 			}
 			if !errors.Is(err, pkcs11.Error(pkcs11.CKR_ATTRIBUTE_SENSITIVE)) {
 				t.Errorf("CKA_VALUE: got %v, want CKR_ATTRIBUTE_SENSITIVE", err)
 			}
-			info, err := tc.key.Info(bg)
+			info, err := tc.key.Info(t.Context())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -80,7 +77,7 @@ func TestSecretKeysCannotBeRead(t *testing.T) {
 				t.Errorf("got %d-bit %s %s, want 256-bit AES secret", info.Bits, info.Type, info.Class)
 			}
 			for _, u := range usageAttrs {
-				v, err := tc.key.Attribute(bg, u.attr)
+				v, err := tc.key.Attribute(t.Context(), u.attr)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -99,7 +96,7 @@ func TestKeyPairsCannotBeRead(t *testing.T) {
 			if err := tok.Require(kind.Op()); err != nil {
 				t.Skip(err)
 			}
-			k, err := tok.GenerateKeyPair(bg, "keyward/signing/"+string(kind), kind)
+			k, err := tok.GenerateKeyPair(t.Context(), "keyward/signing/"+string(kind), kind, hsm.PolicyLocal)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -107,10 +104,10 @@ func TestKeyPairsCannotBeRead(t *testing.T) {
 			if kind == hsm.RSA2048 {
 				secret = pkcs11.CKA_PRIVATE_EXPONENT
 			}
-			if v, err := k.Attribute(bg, secret); err == nil || len(v) != 0 {
+			if v, err := k.Attribute(t.Context(), secret); err == nil || len(v) != 0 {
 				t.Fatalf("private value of %s was readable", kind)
 			}
-			info, err := k.Info(bg)
+			info, err := k.Info(t.Context())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -118,7 +115,7 @@ func TestKeyPairsCannotBeRead(t *testing.T) {
 				t.Errorf("got %+v, want a sensitive, non-extractable, local private key", info)
 			}
 			for _, u := range usageAttrs {
-				v, err := k.Attribute(bg, u.attr)
+				v, err := k.Attribute(t.Context(), u.attr)
 				if err != nil {
 					continue // e.g. CKA_WRAP does not apply to every private key type
 				}
@@ -143,14 +140,14 @@ func TestImportedKCVMatchesGo(t *testing.T) {
 		block.Encrypt(zero, zero)
 		want := hex.EncodeToString(zero[:3])
 
-		k, err := tok.ImportAES(bg, "kcv-"+hexKey[:8]+hexKey[len(hexKey)-4:], key, hsm.UsageEncrypt, "")
+		k, err := tok.ImportAES(t.Context(), "kcv-"+hexKey[:8]+hexKey[len(hexKey)-4:], key, hsm.UsageEncrypt, hsm.PolicyLocal, "")
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(key, make([]byte, len(key))) {
 			t.Error("ImportAES left the caller's key buffer uncleared")
 		}
-		got, err := k.KCV(bg)
+		got, err := k.KCV(t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -167,34 +164,34 @@ func TestImportChecksExpectedKCV(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = tok.ImportAES(bg, "wrong-kcv", bytes.Clone(key), hsm.UsageEncrypt, "000000")
+	_, err = tok.ImportAES(t.Context(), "wrong-kcv", bytes.Clone(key), hsm.UsageEncrypt, hsm.PolicyLocal, "000000")
 	if !errors.Is(err, hsm.ErrKCVMismatch) {
 		t.Fatalf("import with a wrong KCV: got %v, want ErrKCVMismatch", err)
 	}
-	if _, err := tok.Find(bg, "wrong-kcv"); !errors.Is(err, hsm.ErrKeyNotFound) {
+	if _, err := tok.Find(t.Context(), "wrong-kcv"); !errors.Is(err, hsm.ErrKeyNotFound) {
 		t.Fatalf("a key with a wrong KCV was left in the device: %v", err)
 	}
-	k, err := tok.ImportAES(bg, "right-kcv", bytes.Clone(key), hsm.UsageEncrypt, kcv)
+	k, err := tok.ImportAES(t.Context(), "right-kcv", bytes.Clone(key), hsm.UsageEncrypt, hsm.PolicyLocal, kcv)
 	if err != nil {
 		t.Fatalf("import with the right KCV: %v", err)
 	}
-	if got, _ := k.KCV(bg); got != kcv {
+	if got, _ := k.KCV(t.Context()); got != kcv {
 		t.Errorf("KCV %s, want %s", got, kcv)
 	}
 }
 
 func TestListAndFind(t *testing.T) {
 	_, tok := softhsmtest.OpenTestToken(t)
-	if _, err := tok.GenerateAES(bg, "keyward/master/v1", 128, hsm.UsageEncrypt|hsm.UsageDecrypt); err != nil {
+	if _, err := tok.GenerateAES(t.Context(), "keyward/master/v1", 128, hsm.UsageEncrypt|hsm.UsageDecrypt, hsm.PolicyLocal); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tok.ImportAES(bg, "keyward/join/v1", bytes.Repeat([]byte{1}, 32), hsm.UsageDerive, ""); err != nil {
+	if _, err := tok.ImportAES(t.Context(), "keyward/join/v1", bytes.Repeat([]byte{1}, 32), hsm.UsageDerive, hsm.PolicyLocal, ""); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tok.GenerateKeyPair(bg, "keyward/signing/v1", hsm.ECP256); err != nil {
+	if _, err := tok.GenerateKeyPair(t.Context(), "keyward/signing/v1", hsm.ECP256, hsm.PolicyLocal); err != nil {
 		t.Fatal(err)
 	}
-	list, err := tok.List(bg)
+	list, err := tok.List(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,21 +213,21 @@ func TestListAndFind(t *testing.T) {
 	}
 
 	// A second token handle (a fresh cache) finds each key by label.
-	k, err := tok.Find(bg, "keyward/join/v1")
+	k, err := tok.Find(t.Context(), "keyward/join/v1")
 	if err != nil || k.Type != hsm.TypeAES || k.Bits != 256 {
 		t.Fatalf("Find join: %v %+v", err, k)
 	}
-	if err := tok.Destroy(bg, k); err != nil {
+	if err := tok.Destroy(t.Context(), k); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tok.Find(bg, "keyward/join/v1"); !errors.Is(err, hsm.ErrKeyNotFound) {
+	if _, err := tok.Find(t.Context(), "keyward/join/v1"); !errors.Is(err, hsm.ErrKeyNotFound) {
 		t.Errorf("Find after Destroy: %v, want ErrKeyNotFound", err)
 	}
-	s, _ := tok.Find(bg, "keyward/signing/v1")
-	if err := tok.Destroy(bg, s); err != nil {
+	s, _ := tok.Find(t.Context(), "keyward/signing/v1")
+	if err := tok.Destroy(t.Context(), s); err != nil {
 		t.Fatal(err)
 	}
-	if list, _ := tok.List(bg); len(list) != 1 {
+	if list, _ := tok.List(t.Context()); len(list) != 1 {
 		t.Errorf("after destroying two keys List has %d, want 1", len(list))
 	}
 }

@@ -10,9 +10,10 @@ import (
 )
 
 // secretTemplate is the template of every secret key keyward makes: token,
-// private, sensitive, non-extractable, usable only as asked.
-func secretTemplate(label string, id []byte, keyType KeyType, usage Usage) []*pkcs11.Attribute {
-	return append([]*pkcs11.Attribute{
+// private, sensitive, extractable only as policy says, usable only as
+// asked.
+func secretTemplate(label string, id []byte, keyType KeyType, usage Usage, policy Policy) []*pkcs11.Attribute {
+	t := append([]*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
 		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, uint(keyType)),
 		pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
@@ -20,9 +21,9 @@ func secretTemplate(label string, id []byte, keyType KeyType, usage Usage) []*pk
 		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
 		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
 		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
 		pkcs11.NewAttribute(pkcs11.CKA_MODIFIABLE, false),
 	}, usage.attrs()...)
+	return append(t, policy.attrs()...)
 }
 
 func checkLabel(label string) error {
@@ -45,10 +46,14 @@ func (st *tokenState) ensureFree(s pkcs11.SessionHandle, label string) error {
 	return nil
 }
 
-// GenerateAES makes an AES key of bits (128, 192 or 256) inside the device.
-func (t *Token) GenerateAES(ctx context.Context, label string, bits int, usage Usage) (*Key, error) {
+// GenerateAES makes an AES key of bits (128, 192 or 256) inside the device,
+// local or transferable as policy says.
+func (t *Token) GenerateAES(ctx context.Context, label string, bits int, usage Usage, policy Policy) (*Key, error) {
 	if err := checkLabel(label); err != nil {
 		return nil, err
+	}
+	if err := t.allow(ctx, policy); err != nil {
+		return nil, fmt.Errorf("generate %q: %w", label, err)
 	}
 	if bits != 128 && bits != 192 && bits != 256 {
 		return nil, fmt.Errorf("%w: AES key size must be 128, 192 or 256 bits, got %d", ErrInvalidKey, bits)
@@ -56,13 +61,13 @@ func (t *Token) GenerateAES(ctx context.Context, label string, bits int, usage U
 	if err := t.st.require(OpAESKeyGen); err != nil {
 		return nil, fmt.Errorf("generate %q: %w", label, err)
 	}
-	id := newID(idRecord{generated: true})
+	id := newID(idRecord{origin: originGenerated})
 	var h pkcs11.ObjectHandle
 	err := t.do(ctx, "generate", nil, func(s pkcs11.SessionHandle, _ pkcs11.ObjectHandle) error {
 		if err := t.st.ensureFree(s, label); err != nil {
 			return err
 		}
-		template := append(secretTemplate(label, id, TypeAES, usage), pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, bits/8))
+		template := append(secretTemplate(label, id, TypeAES, usage, policy), pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, bits/8))
 		var err error
 		h, err = t.st.mod.ctx.GenerateKey(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}, template)
 		return t.st.notSupported(OpAESKeyGen, call("C_GenerateKey", err))
@@ -80,10 +85,13 @@ func (t *Token) GenerateAES(ctx context.Context, label string, bits int, usage U
 // enough). Then keyward proves the device holds value (proveValue) and the
 // KCV computed here is recorded in the key's CKA_ID; on a mismatch the new
 // object is destroyed.
-func (t *Token) ImportAES(ctx context.Context, label string, value []byte, usage Usage, expectKCV string) (*Key, error) {
+func (t *Token) ImportAES(ctx context.Context, label string, value []byte, usage Usage, policy Policy, expectKCV string) (*Key, error) {
 	defer clear(value)
 	if err := checkLabel(label); err != nil {
 		return nil, err
+	}
+	if err := t.allow(ctx, policy); err != nil {
+		return nil, fmt.Errorf("import %q: %w", label, err)
 	}
 	kcv, err := ComputeKCV(value)
 	if err != nil {
@@ -100,13 +108,13 @@ func (t *Token) ImportAES(ctx context.Context, label string, value []byte, usage
 		}
 	}
 	kcvBytes, _ := hex.DecodeString(kcv)
-	id := newID(idRecord{kcv: kcvBytes})
+	id := newID(idRecord{origin: originImported, kcv: kcvBytes})
 	var h pkcs11.ObjectHandle
 	err = t.do(ctx, "import", nil, func(s pkcs11.SessionHandle, _ pkcs11.ObjectHandle) error {
 		if err := t.st.ensureFree(s, label); err != nil {
 			return err
 		}
-		template := append(secretTemplate(label, id, TypeAES, usage), pkcs11.NewAttribute(pkcs11.CKA_VALUE, value))
+		template := append(secretTemplate(label, id, TypeAES, usage, policy), pkcs11.NewAttribute(pkcs11.CKA_VALUE, value))
 		if expect != nil {
 			template = append(template, pkcs11.NewAttribute(pkcs11.CKA_CHECK_VALUE, expect))
 		}

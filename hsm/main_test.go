@@ -1,14 +1,9 @@
 package hsm_test
 
 import (
-	"os"
 	"testing"
 
-	"github.com/keyward/keyward/softhsm/softhsmtest"
+	"github.com/keyward/keyward/internal/testmain"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	softhsmtest.CleanupTestTokens()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testmain.Run(m) }

@@ -67,19 +67,9 @@ var (
 // derived (fixed, sensitive template), signs importCheckMsg with it in the
 // device and compares with the same computed from the value.
 func (st *tokenState) proveByDerive(s pkcs11.SessionHandle, h pkcs11.ObjectHandle, b cipher.Block) error {
-	dh, err := st.deriveFrom(s, h, importCheckData)
+	got, err := st.deriveProof(s, h, importCheckMsg)
 	if err != nil {
 		return err
-	}
-	defer st.mod.ctx.DestroyObject(s, dh)
-	c := st.mod.ctx
-	m := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_SHA256_HMAC, nil)}
-	if err := c.SignInit(s, m, dh); err != nil {
-		return call("C_SignInit", err)
-	}
-	got, err := c.Sign(s, importCheckMsg)
-	if err != nil {
-		return call("C_Sign", err)
 	}
 	derived := make([]byte, len(importCheckData))
 	for i := 0; i < len(derived); i += aes.BlockSize {

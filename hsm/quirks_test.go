@@ -29,15 +29,15 @@ func TestQuirksMatchDevice(t *testing.T) {
 	if q.Name == "" {
 		t.Skipf("device %q %q is not in hsm's quirks table (quirks.go, docs/DEVICES.md): nothing to check", tok.Manufacturer(), tok.Model())
 	}
-	aes, err := tok.GenerateAES(bg, "quirks-aes", 256, hsm.UsageEncrypt|hsm.UsageDecrypt)
+	aes, err := tok.GenerateAES(t.Context(), "quirks-aes", 256, hsm.UsageEncrypt|hsm.UsageDecrypt, hsm.PolicyLocal)
 	if err != nil {
 		t.Fatal(err)
 	}
-	join, err := tok.GenerateAES(bg, "quirks-join", 256, hsm.UsageDerive)
+	join, err := tok.GenerateAES(t.Context(), "quirks-join", 256, hsm.UsageDerive, hsm.PolicyLocal)
 	if err != nil {
 		t.Fatal(err)
 	}
-	mac, err := tok.DeriveHMACKey(bg, join, hmacData(), "quirks-hmac")
+	mac, err := tok.DeriveHMACKey(t.Context(), join, hmacData(), "quirks-hmac")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func TestQuirksMatchDevice(t *testing.T) {
 		says(t, "GCMSizeQueryOmitsTag", q.GCMSizeQueryOmitsTag, err != nil, "answered "+errString(err))
 	})
 	t.Run("BadTagIsGeneralError", func(t *testing.T) {
-		sealed, err := aes.Seal(bg, []byte("x"), nil)
+		sealed, err := aes.Seal(t.Context(), []byte("x"), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -95,7 +95,7 @@ func TestQuirksMatchDevice(t *testing.T) {
 		says(t, "NoCheckValue", q.NoCheckValue, err != nil, "answered "+errString(err))
 	})
 	t.Run("LocalFalseWhenGenerated", func(t *testing.T) {
-		v, err := aes.Attribute(bg, pkcs11.CKA_LOCAL)
+		v, err := aes.Attribute(t.Context(), pkcs11.CKA_LOCAL)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -106,7 +106,7 @@ func TestQuirksMatchDevice(t *testing.T) {
 		says(t, "NoEdDSA", q.NoEdDSA, !tok.Supports(hsm.OpEdDSA), "has other mechanisms")
 	})
 	t.Run("HMACVerifyFaults", func(t *testing.T) {
-		good, err := mac.HMAC(bg, crypto.SHA256, []byte("msg"))
+		good, err := mac.HMAC(t.Context(), crypto.SHA256, []byte("msg"))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -39,13 +39,16 @@ func curveByParams(params []byte) (elliptic.Curve, bool) {
 }
 
 // GenerateKeyPair makes a signing key pair inside the device and returns its
-// private half. The private key is token, private, sensitive,
-// non-extractable and may only sign; the public key may only verify.
-func (t *Token) GenerateKeyPair(ctx context.Context, label string, kind KeyPairType) (*Key, error) {
+// private half. The private key is token, private, sensitive, extractable
+// only as policy says, and may only sign; the public key may only verify.
+func (t *Token) GenerateKeyPair(ctx context.Context, label string, kind KeyPairType, policy Policy) (*Key, error) {
 	if err := checkLabel(label); err != nil {
 		return nil, err
 	}
-	id := newID(idRecord{generated: true})
+	if err := t.allow(ctx, policy); err != nil {
+		return nil, fmt.Errorf("generate %q: %w", label, err)
+	}
+	id := newID(idRecord{origin: originGenerated})
 	pub := []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY),
 		pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
@@ -58,19 +61,7 @@ func (t *Token) GenerateKeyPair(ctx context.Context, label string, kind KeyPairT
 		pkcs11.NewAttribute(pkcs11.CKA_WRAP, false),
 		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
 	}
-	priv := []*pkcs11.Attribute{
-		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY),
-		pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
-		pkcs11.NewAttribute(pkcs11.CKA_ID, id),
-		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
-		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
-		pkcs11.NewAttribute(pkcs11.CKA_SIGN, true),
-		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false),
-		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, false),
-		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
-	}
+	priv := privateTemplate(label, id, policy)
 	var mech uint
 	var keyType KeyType
 	bits := 256
@@ -115,6 +106,23 @@ func (t *Token) GenerateKeyPair(ctx context.Context, label string, kind KeyPairT
 	return t.remember(KeyInfo{Label: label, ID: id, Class: ClassPrivate, Type: keyType, Bits: bits}, h), nil
 }
 
+// privateTemplate is the template of a signing private key: token,
+// private, sensitive, extractable only as policy says, sign only.
+func privateTemplate(label string, id []byte, policy Policy) []*pkcs11.Attribute {
+	return append([]*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
+		pkcs11.NewAttribute(pkcs11.CKA_ID, id),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_SIGN, true),
+		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false),
+		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, false),
+		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
+	}, policy.attrs()...)
+}
+
 // Signer is a crypto.Signer whose private key stays in the device.
 // Signatures are in Go's standard formats: ASN.1 DER for ECDSA, PKCS #1 v1.5
 // or PSS for RSA, 64 bytes for Ed25519.
@@ -131,21 +139,35 @@ func (k *Key) Signer(ctx context.Context) (*Signer, error) {
 	if k.Class != ClassPrivate {
 		return nil, fmt.Errorf("%w: %s is not a private key", ErrNotSupported, k)
 	}
-	st := k.tok.st
+	pub, err := k.tok.PublicKey(ctx, k.Label)
+	if err != nil {
+		return nil, fmt.Errorf("public key of %q: %w", k.Label, err)
+	}
+	return &Signer{key: k, pub: pub}, nil
+}
+
+// PublicKey reads the public key object labelled label: the public half
+// of a key pair, or a public key stored alone (StorePublicKey).
+func (t *Token) PublicKey(ctx context.Context, label string) (crypto.PublicKey, error) {
+	st := t.st
 	var pub crypto.PublicKey
-	err := k.tok.do(ctx, "public_key", nil, func(s pkcs11.SessionHandle, _ pkcs11.ObjectHandle) error {
-		h, err := st.findOne(s, k.Label, ClassPublic)
+	err := t.do(ctx, "public_key", nil, func(s pkcs11.SessionHandle, _ pkcs11.ObjectHandle) error {
+		h, err := st.findOne(s, label, ClassPublic)
 		if err != nil {
 			return err
 		}
-		switch k.Type {
+		kt, err := st.attrs(s, h, pkcs11.CKA_KEY_TYPE)
+		if err != nil {
+			return err
+		}
+		switch KeyType(bytesToUint(kt[pkcs11.CKA_KEY_TYPE])) {
 		case TypeEC, TypeEd25519:
 			a, err := st.attrs(s, h, pkcs11.CKA_EC_PARAMS, pkcs11.CKA_EC_POINT)
 			if err != nil {
 				return err
 			}
 			point := unwrapOctetString(a[pkcs11.CKA_EC_POINT])
-			if k.Type == TypeEd25519 {
+			if bytes.Equal(a[pkcs11.CKA_EC_PARAMS], oidEd25519) {
 				if len(point) != ed25519.PublicKeySize {
 					return fmt.Errorf("%w: Ed25519 public key of %d bytes", ErrNotSupported, len(point))
 				}
@@ -154,11 +176,11 @@ func (k *Key) Signer(ctx context.Context) (*Signer, error) {
 			}
 			curve, ok := curveByParams(a[pkcs11.CKA_EC_PARAMS])
 			if !ok {
-				return fmt.Errorf("%w: EC curve of %q (P-256 only)", ErrNotSupported, k.Label)
+				return fmt.Errorf("%w: EC curve of %q (P-256 only)", ErrNotSupported, label)
 			}
 			ec, err := ecdsa.ParseUncompressedPublicKey(curve, point)
 			if err != nil {
-				return fmt.Errorf("%w: malformed EC point for %q: %v", ErrDevice, k.Label, err)
+				return fmt.Errorf("%w: malformed EC point for %q: %v", ErrDevice, label, err)
 			}
 			pub = ec
 		case TypeRSA:
@@ -169,14 +191,28 @@ func (k *Key) Signer(ctx context.Context) (*Signer, error) {
 			e := new(big.Int).SetBytes(a[pkcs11.CKA_PUBLIC_EXPONENT])
 			pub = &rsa.PublicKey{N: new(big.Int).SetBytes(a[pkcs11.CKA_MODULUS]), E: int(e.Int64())}
 		default:
-			return fmt.Errorf("%w: %s cannot sign", ErrNotSupported, k)
+			return fmt.Errorf("%w: public key %q of type %s", ErrNotSupported, label, KeyType(bytesToUint(kt[pkcs11.CKA_KEY_TYPE])))
 		}
 		return nil
 	})
+	return pub, err
+}
+
+// StorePublicKey stores pub in the device as a public token object
+// labelled label, which may only verify: a peer's key this device is told
+// to believe (a node's signing key, accepted by its operator).
+func (t *Token) StorePublicKey(ctx context.Context, label string, pub crypto.PublicKey) error {
+	template, _, err := publicTemplate(label, newID(idRecord{origin: originImported}), pub)
 	if err != nil {
-		return nil, fmt.Errorf("public key of %q: %w", k.Label, err)
+		return err
 	}
-	return &Signer{key: k, pub: pub}, nil
+	return t.do(ctx, "store_public_key", nil, func(s pkcs11.SessionHandle, _ pkcs11.ObjectHandle) error {
+		if err := t.st.ensureFree(s, label); err != nil {
+			return err
+		}
+		_, err := t.st.mod.ctx.CreateObject(s, template)
+		return call("C_CreateObject", err)
+	})
 }
 
 // unwrapOctetString strips the DER OCTET STRING that PKCS#11 puts around

@@ -23,7 +23,7 @@ func TestBadInput(t *testing.T) {
 	wrongPIN := hsm.PINFromPrompt(func(context.Context, string) ([]byte, error) { return []byte("not-the-pin"), nil })
 
 	_, tok := softhsmtest.OpenTestToken(t)
-	if _, err := tok.GenerateAES(bg, "taken", 256, hsm.UsageEncrypt); err != nil {
+	if _, err := tok.GenerateAES(t.Context(), "taken", 256, hsm.UsageEncrypt, hsm.PolicyLocal); err != nil {
 		t.Fatal(err)
 	}
 
@@ -34,53 +34,53 @@ func TestBadInput(t *testing.T) {
 		says string // what the message must tell a person
 	}{
 		{"relative module path", func() error {
-			_, err := hsm.Open(bg, hsm.Config{ModulePath: "libsofthsm2.so", TokenLabel: st.Label, PIN: st.PINSource()})
+			_, err := hsm.Open(t.Context(), hsm.Config{ModulePath: "libsofthsm2.so", TokenLabel: st.Label, PIN: st.PINSource()})
 			return err
 		}, hsm.ErrConfig, "not absolute"},
 		{"missing module file", func() error {
-			_, err := hsm.Open(bg, hsm.Config{ModulePath: "/nonexistent/libpkcs11.so", TokenLabel: st.Label, PIN: st.PINSource()})
+			_, err := hsm.Open(t.Context(), hsm.Config{ModulePath: "/nonexistent/libpkcs11.so", TokenLabel: st.Label, PIN: st.PINSource()})
 			return err
 		}, hsm.ErrModule, "/nonexistent/libpkcs11.so"},
 		{"module is not a library", func() error {
 			p := filepath.Join(t.TempDir(), "fake.so")
 			os.WriteFile(p, []byte("not an ELF file"), 0o600)
-			_, err := hsm.Open(bg, hsm.Config{ModulePath: p, TokenLabel: st.Label, PIN: st.PINSource()})
+			_, err := hsm.Open(t.Context(), hsm.Config{ModulePath: p, TokenLabel: st.Label, PIN: st.PINSource()})
 			return err
 		}, hsm.ErrModule, "could not be loaded"},
 		{"unknown token label", func() error {
-			_, err := hsm.Open(bg, hsm.Config{ModulePath: st.Module, TokenLabel: "no-such-token", PIN: st.PINSource()})
+			_, err := hsm.Open(t.Context(), hsm.Config{ModulePath: st.Module, TokenLabel: "no-such-token", PIN: st.PINSource()})
 			return err
 		}, hsm.ErrTokenNotFound, `"no-such-token"`},
 		{"two token selectors", func() error {
-			_, err := hsm.Open(bg, hsm.Config{ModulePath: st.Module, TokenLabel: st.Label, TokenSerial: st.Serial, PIN: st.PINSource()})
+			_, err := hsm.Open(t.Context(), hsm.Config{ModulePath: st.Module, TokenLabel: st.Label, TokenSerial: st.Serial, PIN: st.PINSource()})
 			return err
 		}, hsm.ErrConfig, "exactly one"},
 		{"PIN variable unset", func() error {
-			_, err := hsm.Open(bg, hsm.Config{ModulePath: st.Module, TokenLabel: st.Label, PIN: hsm.PINFromEnv("KEYWARD_TEST_UNSET_PIN")})
+			_, err := hsm.Open(t.Context(), hsm.Config{ModulePath: st.Module, TokenLabel: st.Label, PIN: hsm.PINFromEnv("KEYWARD_TEST_UNSET_PIN")})
 			return err
 		}, hsm.ErrPINSource, "KEYWARD_TEST_UNSET_PIN"},
 		{"wrong PIN", func() error {
-			_, err := hsm.Open(bg, hsm.Config{ModulePath: st.Module, TokenLabel: st.Label, PIN: wrongPIN})
+			_, err := hsm.Open(t.Context(), hsm.Config{ModulePath: st.Module, TokenLabel: st.Label, PIN: wrongPIN})
 			return err
 		}, hsm.ErrPINIncorrect, "CKR_PIN_INCORRECT"},
 		{"20-byte AES key", func() error {
-			_, err := tok.ImportAES(bg, "short", make([]byte, 20), hsm.UsageEncrypt, "")
+			_, err := tok.ImportAES(t.Context(), "short", make([]byte, 20), hsm.UsageEncrypt, hsm.PolicyLocal, "")
 			return err
 		}, hsm.ErrInvalidKey, "16, 24 or 32 bytes"},
 		{"AES key of 100 bits", func() error {
-			_, err := tok.GenerateAES(bg, "odd", 100, hsm.UsageEncrypt)
+			_, err := tok.GenerateAES(t.Context(), "odd", 100, hsm.UsageEncrypt, hsm.PolicyLocal)
 			return err
 		}, hsm.ErrInvalidKey, "128, 192 or 256"},
 		{"duplicate label", func() error {
-			_, err := tok.GenerateAES(bg, "taken", 256, hsm.UsageEncrypt)
+			_, err := tok.GenerateAES(t.Context(), "taken", 256, hsm.UsageEncrypt, hsm.PolicyLocal)
 			return err
 		}, hsm.ErrKeyExists, `"taken"`},
 		{"duplicate label on import", func() error {
-			_, err := tok.ImportAES(bg, "taken", make([]byte, 32), hsm.UsageEncrypt, "")
+			_, err := tok.ImportAES(t.Context(), "taken", make([]byte, 32), hsm.UsageEncrypt, hsm.PolicyLocal, "")
 			return err
 		}, hsm.ErrKeyExists, `"taken"`},
 		{"unknown label", func() error {
-			_, err := tok.Find(bg, "keyward/master/v9")
+			_, err := tok.Find(t.Context(), "keyward/master/v9")
 			return err
 		}, hsm.ErrKeyNotFound, `"keyward/master/v9"`},
 	}
@@ -104,7 +104,7 @@ func TestBadInput(t *testing.T) {
 		t.Errorf("only %d distinct sentinels", len(seen))
 	}
 	// The wrong PIN was tried once: the right one still works.
-	ok, err := st.Open(bg)
+	ok, err := st.Open(t.Context())
 	if err != nil {
 		t.Fatalf("right PIN after a wrong one: %v", err)
 	}
@@ -113,32 +113,32 @@ func TestBadInput(t *testing.T) {
 
 func TestSecondOpenSharesLogin(t *testing.T) {
 	st, a := softhsmtest.OpenTestToken(t)
-	b, err := st.Open(bg)
+	b, err := st.Open(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	k, err := a.GenerateAES(bg, "shared", 256, hsm.UsageEncrypt|hsm.UsageDecrypt)
+	k, err := a.GenerateAES(t.Context(), "shared", 256, hsm.UsageEncrypt|hsm.UsageDecrypt, hsm.PolicyLocal)
 	if err != nil {
 		t.Fatal(err)
 	}
-	kb, err := b.Find(bg, "shared")
+	kb, err := b.Find(t.Context(), "shared")
 	if err != nil {
 		t.Fatal(err)
 	}
 	b.Close()
 	// a is still logged in after b's Close.
-	sealed, err := k.Seal(bg, []byte("x"), nil)
+	sealed, err := k.Seal(t.Context(), []byte("x"), nil)
 	if err != nil {
 		t.Fatalf("after closing the second handle: %v", err)
 	}
-	if _, err := kb.Open(bg, sealed, nil); !errors.Is(err, hsm.ErrClosed) {
+	if _, err := kb.Open(t.Context(), sealed, nil); !errors.Is(err, hsm.ErrClosed) {
 		t.Fatalf("key of a closed handle: %v, want ErrClosed", err)
 	}
 	// A second Open with a wrong PIN is refused, not waved through by
 	// CKR_USER_ALREADY_LOGGED_IN.
 	bad := st.Config()
 	bad.PIN = hsm.PINFromPrompt(func(context.Context, string) ([]byte, error) { return []byte("wrong"), nil })
-	if _, err := hsm.Open(bg, bad); !errors.Is(err, hsm.ErrPINIncorrect) {
+	if _, err := hsm.Open(t.Context(), bad); !errors.Is(err, hsm.ErrPINIncorrect) {
 		t.Fatalf("second Open with a wrong PIN: %v", err)
 	}
 }
@@ -178,23 +178,23 @@ func mixedOps(ctx context.Context, tok *hsm.Token, gcm, mac *hsm.Key, signer cry
 
 func setupMixed(t *testing.T, tok *hsm.Token) (gcm, mac *hsm.Key, signer crypto.Signer) {
 	t.Helper()
-	gcm, err := tok.GenerateAES(bg, "gcm", 256, hsm.UsageEncrypt|hsm.UsageDecrypt)
+	gcm, err := tok.GenerateAES(t.Context(), "gcm", 256, hsm.UsageEncrypt|hsm.UsageDecrypt, hsm.PolicyLocal)
 	if err != nil {
 		t.Fatal(err)
 	}
-	join, err := tok.GenerateAES(bg, "join", 256, hsm.UsageDerive)
+	join, err := tok.GenerateAES(t.Context(), "join", 256, hsm.UsageDerive, hsm.PolicyLocal)
 	if err != nil {
 		t.Fatal(err)
 	}
-	mac, err = tok.DeriveHMACKey(bg, join, hmacData(), "mac")
+	mac, err = tok.DeriveHMACKey(t.Context(), join, hmacData(), "mac")
 	if err != nil {
 		t.Fatal(err)
 	}
-	pair, err := tok.GenerateKeyPair(bg, "sign", hsm.ECP256)
+	pair, err := tok.GenerateKeyPair(t.Context(), "sign", hsm.ECP256, hsm.PolicyLocal)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := pair.Signer(bg)
+	s, err := pair.Signer(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +211,7 @@ func TestConcurrentMixedOperations(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range 200 {
-				if err := mixedOps(bg, tok, gcm, mac, signer, g+i); err != nil {
+				if err := mixedOps(t.Context(), tok, gcm, mac, signer, g+i); err != nil {
 					errs <- fmt.Errorf("goroutine %d op %d: %w", g, i, err)
 					return
 				}
@@ -232,7 +232,7 @@ func TestRecoversFromLostSessionsAndLogin(t *testing.T) {
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Add(1)
-		go func() { defer wg.Done(); mixedOps(bg, tok, gcm, mac, signer, g) }()
+		go func() { defer wg.Done(); mixedOps(t.Context(), tok, gcm, mac, signer, g) }()
 	}
 	wg.Wait()
 
@@ -249,7 +249,7 @@ func TestRecoversFromLostSessionsAndLogin(t *testing.T) {
 				t.Fatal(err)
 			}
 			for i := range 8 {
-				if err := mixedOps(bg, tok, gcm, mac, signer, i); err != nil {
+				if err := mixedOps(t.Context(), tok, gcm, mac, signer, i); err != nil {
 					t.Fatalf("op %d after %s: %v", i, tc.name, err)
 				}
 			}
@@ -261,15 +261,15 @@ func TestPoolWaitHonoursContext(t *testing.T) {
 	st := softhsmtest.NewTestToken(t)
 	cfg := st.Config()
 	cfg.MaxSessions = 1
-	tok, err := hsm.Open(bg, cfg)
+	tok, err := hsm.Open(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tok.Close()
-	k, _ := tok.GenerateAES(bg, "k", 128, hsm.UsageEncrypt)
+	k, _ := tok.GenerateAES(t.Context(), "k", 128, hsm.UsageEncrypt, hsm.PolicyLocal)
 	// Hold the only session through a reader that blocks inside the device
 	// call is not possible; instead exhaust it with a cancelled context.
-	ctx, cancel := context.WithCancel(bg)
+	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	// An idle session is handed out even to a cancelled context...
 	if _, err := k.Seal(ctx, []byte("x"), nil); err != nil {
@@ -278,7 +278,7 @@ func TestPoolWaitHonoursContext(t *testing.T) {
 	// ...but with the only session taken, a waiter gives up on its deadline.
 	release := hsm.HoldSession(tok)
 	defer release()
-	ctx, cancel = context.WithTimeout(bg, 50*time.Millisecond)
+	ctx, cancel = context.WithTimeout(t.Context(), 50*time.Millisecond)
 	defer cancel()
 	if _, err := k.Seal(ctx, []byte("x"), nil); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("got %v, want DeadlineExceeded", err)
@@ -293,12 +293,12 @@ func TestWrongPINSaysTheTokenCountsIt(t *testing.T) {
 	st := softhsmtest.NewTestToken(t)
 	cfg := st.Config()
 	cfg.PIN = hsm.PINFromPrompt(func(context.Context, string) ([]byte, error) { return []byte("wrong-pin"), nil })
-	_, err := hsm.Open(bg, cfg)
+	_, err := hsm.Open(t.Context(), cfg)
 	if !errors.Is(err, hsm.ErrPINIncorrect) {
 		t.Fatalf("wrong PIN: %v; want ErrPINIncorrect", err)
 	}
 	counted := softhsmtest.PINCounted(t, st)
-	tok, oerr := st.Open(bg)
+	tok, oerr := st.Open(t.Context())
 	if oerr != nil {
 		t.Fatalf("the right PIN after the wrong one: %v", oerr)
 	}
@@ -326,7 +326,7 @@ func TestPINFileModeWarns(t *testing.T) {
 		os.Chmod(path, mode)
 		cfg := st.Config()
 		cfg.PIN = hsm.PINFromFile(path)
-		tok, err := hsm.Open(bg, cfg)
+		tok, err := hsm.Open(t.Context(), cfg)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -83,19 +83,23 @@ type Origin string
 const (
 	Generated Origin = "generated" // made in the device (CKA_LOCAL)
 	Imported  Origin = "imported"  // created from a value (CKA_LOCAL false)
+	Received  Origin = "received"  // unwrapped from a copy another device wrapped for this one
 )
 
 // Entry is one keyward key in the device.
 type Entry struct {
-	Role        Role   `json:"role"`
-	Version     int    `json:"version"`
-	Label       string `json:"label"`
-	Type        string `json:"type"`
-	Bits        int    `json:"bits"`
-	KCV         string `json:"kcv"`
-	Origin      Origin `json:"origin"`
-	Sensitive   bool   `json:"sensitive"`
-	Extractable bool   `json:"extractable"`
+	Role    Role   `json:"role"`
+	Version int    `json:"version"`
+	Label   string `json:"label"`
+	Type    string `json:"type"`
+	Bits    int    `json:"bits"`
+	KCV     string `json:"kcv"`
+	Origin  Origin `json:"origin"`
+	// Policy is local (never leaves the device) or transferable (leaves
+	// only wrapped for a device whose security officer trusted it).
+	Policy      hsm.Policy `json:"policy"`
+	Sensitive   bool       `json:"sensitive"`
+	Extractable bool       `json:"extractable"`
 }
 
 // DisplayKCV is the entry's KCV for people: "unavailable" for an AES key
@@ -116,11 +120,14 @@ func entryOf(info hsm.KeyInfo) (Entry, bool) {
 		return Entry{}, false
 	}
 	origin := Imported
-	if info.Local {
+	switch {
+	case info.Received:
+		origin = Received
+	case info.Local:
 		origin = Generated
 	}
 	return Entry{Role: role, Version: v, Label: info.Label, Type: info.Type.String(), Bits: info.Bits,
-		KCV: info.KCV, Origin: origin, Sensitive: info.Sensitive, Extractable: info.Extractable}, true
+		KCV: info.KCV, Origin: origin, Policy: info.Policy, Sensitive: info.Sensitive, Extractable: info.Extractable}, true
 }
 
 // Ring is the keyward keys of one token.
@@ -218,23 +225,23 @@ func (r *Ring) NextVersion(ctx context.Context, role Role) (int, error) {
 }
 
 // Generate makes the next version of an AES role key inside the device.
-func (r *Ring) Generate(ctx context.Context, role Role, bits int) (Entry, error) {
+func (r *Ring) Generate(ctx context.Context, role Role, bits int, policy hsm.Policy) (Entry, error) {
 	v, err := r.NextVersion(ctx, role)
 	if err != nil {
 		return Entry{}, err
 	}
-	return r.GenerateVersion(ctx, role, v, bits)
+	return r.GenerateVersion(ctx, role, v, bits, policy)
 }
 
 // GenerateVersion makes version v of an AES role key inside the device.
-func (r *Ring) GenerateVersion(ctx context.Context, role Role, v, bits int) (Entry, error) {
+func (r *Ring) GenerateVersion(ctx context.Context, role Role, v, bits int, policy hsm.Policy) (Entry, error) {
 	if role == Signing {
 		return Entry{}, fmt.Errorf("%w: signing keys are key pairs; use GenerateSigning", ErrRole)
 	}
 	if role == Join && bits == 192 {
 		return Entry{}, fmt.Errorf("%w: the join key is AES-128 or AES-256", hsm.ErrInvalidKey)
 	}
-	k, err := r.tok.GenerateAES(ctx, Label(role, v), bits, role.Usage())
+	k, err := r.tok.GenerateAES(ctx, Label(role, v), bits, role.Usage(), policy)
 	if err != nil {
 		return Entry{}, err
 	}
@@ -242,12 +249,12 @@ func (r *Ring) GenerateVersion(ctx context.Context, role Role, v, bits int) (Ent
 }
 
 // GenerateSigning makes the next version of the signing key pair.
-func (r *Ring) GenerateSigning(ctx context.Context, kind hsm.KeyPairType) (Entry, error) {
+func (r *Ring) GenerateSigning(ctx context.Context, kind hsm.KeyPairType, policy hsm.Policy) (Entry, error) {
 	v, err := r.NextVersion(ctx, Signing)
 	if err != nil {
 		return Entry{}, err
 	}
-	k, err := r.tok.GenerateKeyPair(ctx, Label(Signing, v), kind)
+	k, err := r.tok.GenerateKeyPair(ctx, Label(Signing, v), kind, policy)
 	if err != nil {
 		return Entry{}, err
 	}
@@ -257,13 +264,13 @@ func (r *Ring) GenerateSigning(ctx context.Context, kind hsm.KeyPairType) (Entry
 // Import puts value (16, 24 or 32 bytes; cleared afterwards) into the device
 // as the next version of role. With expectKCV set, a key whose KCV differs
 // is refused and nothing is imported.
-func (r *Ring) Import(ctx context.Context, role Role, value []byte, expectKCV string) (Entry, error) {
+func (r *Ring) Import(ctx context.Context, role Role, value []byte, policy hsm.Policy, expectKCV string) (Entry, error) {
 	defer clear(value)
 	v, err := r.NextVersion(ctx, role)
 	if err != nil {
 		return Entry{}, err
 	}
-	return r.ImportVersion(ctx, role, v, value, expectKCV)
+	return r.ImportVersion(ctx, role, v, value, policy, expectKCV)
 }
 
 // ErrWeakKey is a key value no one should use: all zero, or so few
@@ -295,7 +302,7 @@ func CheckStrength(value []byte) error {
 
 // ImportVersion is Import as version v. A weak key (CheckStrength) is
 // refused before it reaches the device.
-func (r *Ring) ImportVersion(ctx context.Context, role Role, v int, value []byte, expectKCV string) (Entry, error) {
+func (r *Ring) ImportVersion(ctx context.Context, role Role, v int, value []byte, policy hsm.Policy, expectKCV string) (Entry, error) {
 	defer clear(value)
 	if role == Signing {
 		return Entry{}, fmt.Errorf("%w: signing keys cannot be imported as hex; generate them in the device", ErrRole)
@@ -306,7 +313,7 @@ func (r *Ring) ImportVersion(ctx context.Context, role Role, v int, value []byte
 	if err := CheckStrength(value); err != nil {
 		return Entry{}, err
 	}
-	k, err := r.tok.ImportAES(ctx, Label(role, v), value, role.Usage(), expectKCV)
+	k, err := r.tok.ImportAES(ctx, Label(role, v), value, role.Usage(), policy, expectKCV)
 	if err != nil {
 		return Entry{}, err
 	}

@@ -47,11 +47,11 @@ func TestVersionsAndUsages(t *testing.T) {
 	if _, err := ring.Latest(ctx, keyring.Master); !errors.Is(err, keyring.ErrNoKey) {
 		t.Fatalf("Latest on an empty token: %v", err)
 	}
-	e1, err := ring.Generate(ctx, keyring.Master, 256)
+	e1, err := ring.Generate(ctx, keyring.Master, 256, hsm.PolicyLocal)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e2, err := ring.Import(ctx, keyring.Master, randomKey(16), "")
+	e2, err := ring.Import(ctx, keyring.Master, randomKey(16), hsm.PolicyLocal, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func TestVersionsAndUsages(t *testing.T) {
 	if err != nil || latest.Label != "keyward/master/v2" {
 		t.Fatalf("latest %+v %v", latest, err)
 	}
-	j, err := ring.Generate(ctx, keyring.Join, 256)
+	j, err := ring.Generate(ctx, keyring.Join, 256, hsm.PolicyLocal)
 	if err != nil || j.Version != 1 {
 		t.Fatalf("join: %+v %v", j, err)
 	}
@@ -88,7 +88,7 @@ func TestVersionsAndUsages(t *testing.T) {
 	if _, err := tok.DeriveHMACKey(ctx, jk, make([]byte, 64), "x"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ring.Import(ctx, keyring.Join, make([]byte, 24), ""); !errors.Is(err, hsm.ErrInvalidKey) {
+	if _, err := ring.Import(ctx, keyring.Join, make([]byte, 24), hsm.PolicyLocal, ""); !errors.Is(err, hsm.ErrInvalidKey) {
 		t.Fatalf("AES-192 join key: %v", err)
 	}
 	if m2, _, err := ring.Get(ctx, keyring.Master, 2); err != nil {
@@ -120,7 +120,7 @@ func TestWeakKeysRefused(t *testing.T) {
 		"all zero 16": make([]byte, 16), "all zero 32": make([]byte, 32),
 		"one value": bytes.Repeat([]byte{0xab}, 32), "eight values": counting,
 	} {
-		if _, err := ring.Import(ctx, keyring.Master, key, ""); !errors.Is(err, keyring.ErrWeakKey) {
+		if _, err := ring.Import(ctx, keyring.Master, key, hsm.PolicyLocal, ""); !errors.Is(err, keyring.ErrWeakKey) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}

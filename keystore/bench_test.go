@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyward/keyward/hsm"
 	"github.com/keyward/keyward/keyring"
 	"github.com/keyward/keyward/keystore"
 	"github.com/keyward/keyward/keystore/dbtest"
@@ -25,7 +26,7 @@ func benchBackends(b *testing.B, f func(b *testing.B, n *keystore.Vault)) {
 	}{{"sqlite", dbtest.SQLite}, {"postgres", dbtest.Postgres}} {
 		b.Run(be.name, func(b *testing.B) {
 			n, _ := node(b, be.dsn(b))
-			if _, err := n.Generate(b.Context(), keyring.Master, 256); err != nil {
+			if _, err := n.Generate(b.Context(), keyring.Master, 256, hsm.PolicyLocal); err != nil {
 				b.Fatal(err)
 			}
 			f(b, n)
@@ -85,7 +86,7 @@ func BenchmarkRewrap(b *testing.B) {
 		var total time.Duration
 		for range b.N {
 			b.StopTimer()
-			if _, err := n.Rotate(b.Context(), keyring.Master, 256); err != nil {
+			if _, err := n.Rotate(b.Context(), keyring.Master, 256, hsm.PolicyLocal); err != nil {
 				b.Fatal(err)
 			}
 			b.StartTimer()

@@ -22,4 +22,6 @@ var (
 	ErrTokenRevoked = errors.New("token revoked")
 	ErrTokenExpired = errors.New("token expired")
 	ErrTokenUnknown = errors.New("token unknown")
+
+	ErrNodeUnknown = errors.New("no such node")
 )

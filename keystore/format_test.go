@@ -18,7 +18,7 @@ import (
 func streamNode(t *testing.T) *keystore.Vault {
 	t.Helper()
 	n, _ := node(t, dbtest.SQLite(t))
-	if _, err := n.Import(t.Context(), keyring.Master, hexKey(1), ""); err != nil {
+	if _, err := n.Import(t.Context(), keyring.Master, hexKey(1), hsm.PolicyLocal, ""); err != nil {
 		t.Fatal(err)
 	}
 	return n

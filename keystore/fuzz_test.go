@@ -53,7 +53,7 @@ func fuzzNode(f *testing.F) (*keystore.Vault, string) {
 	f.Helper()
 	dsn := dbtest.SQLite(f)
 	n, _ := node(f, dsn)
-	e, err := n.Import(f.Context(), keyring.Master, bytes.Clone(fuzzKey), "")
+	e, err := n.Import(f.Context(), keyring.Master, bytes.Clone(fuzzKey), hsm.PolicyLocal, "")
 	if err != nil {
 		f.Fatal(err)
 	}

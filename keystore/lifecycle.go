@@ -34,12 +34,12 @@ func (vt *Vault) nextVersion(ctx context.Context, role keyring.Role) (int, error
 // Generate makes the next version of role in the device and registers it
 // as active. (Generated keys cannot leave the device: in an HA cluster use
 // Import on every node instead.)
-func (vt *Vault) Generate(ctx context.Context, role keyring.Role, bits int) (keyring.Entry, error) {
+func (vt *Vault) Generate(ctx context.Context, role keyring.Role, bits int, policy hsm.Policy) (keyring.Entry, error) {
 	v, err := vt.nextVersion(ctx, role)
 	if err != nil {
 		return keyring.Entry{}, err
 	}
-	e, err := vt.ring.GenerateVersion(ctx, role, v, bits)
+	e, err := vt.ring.GenerateVersion(ctx, role, v, bits, policy)
 	if err != nil {
 		return keyring.Entry{}, err
 	}
@@ -50,7 +50,7 @@ func (vt *Vault) Generate(ctx context.Context, role keyring.Role, bits int) (key
 // already knows (same role and KCV: imported on another node) takes that
 // version, so every node labels it alike; a new key becomes the next
 // version and active.
-func (vt *Vault) Import(ctx context.Context, role keyring.Role, key []byte, expectKCV string) (keyring.Entry, error) {
+func (vt *Vault) Import(ctx context.Context, role keyring.Role, key []byte, policy hsm.Policy, expectKCV string) (keyring.Entry, error) {
 	defer clear(key)
 	kcv, err := hsm.ComputeKCV(key)
 	if err != nil {
@@ -71,7 +71,7 @@ func (vt *Vault) Import(ctx context.Context, role keyring.Role, key []byte, expe
 			return keyring.Entry{}, err
 		}
 	}
-	e, err := vt.ring.ImportVersion(ctx, role, v, key, expectKCV)
+	e, err := vt.ring.ImportVersion(ctx, role, v, key, policy, expectKCV)
 	if err != nil {
 		return keyring.Entry{}, err
 	}
@@ -79,7 +79,7 @@ func (vt *Vault) Import(ctx context.Context, role keyring.Role, key []byte, expe
 }
 
 func (vt *Vault) registerEntry(ctx context.Context, e keyring.Entry) error {
-	err := vt.store.register(ctx, KeyRecord{Role: string(e.Role), Version: e.Version, Label: e.Label, KCV: e.KCV, Origin: string(e.Origin)})
+	err := vt.store.register(ctx, KeyRecord{Role: string(e.Role), Version: e.Version, Label: e.Label, KCV: e.KCV, Origin: string(e.Origin), Policy: string(e.Policy)})
 	if err != nil {
 		return fmt.Errorf("%s is in the device but not registered: %w", e.Label, err)
 	}
@@ -88,8 +88,8 @@ func (vt *Vault) registerEntry(ctx context.Context, e keyring.Entry) error {
 
 // Rotate makes a new master (or join) version in the device, active; the
 // older versions become decrypt-only. Follow with Rewrap.
-func (vt *Vault) Rotate(ctx context.Context, role keyring.Role, bits int) (keyring.Entry, error) {
-	e, err := vt.Generate(ctx, role, bits)
+func (vt *Vault) Rotate(ctx context.Context, role keyring.Role, bits int, policy hsm.Policy) (keyring.Entry, error) {
+	e, err := vt.Generate(ctx, role, bits, policy)
 	if err == nil {
 		err = vt.store.Audit(ctx, "key.rotate", e.Label, "KCV "+e.KCV)
 	}

@@ -27,6 +27,7 @@ type KeyRecord struct {
 	Label       string    `json:"label"`
 	KCV         string    `json:"kcv"`
 	Origin      string    `json:"origin"`
+	Policy      string    `json:"policy"` // local or transferable (hsm.Policy)
 	State       string    `json:"state"`
 	Created     time.Time `json:"created"`
 	Encryptions int64     `json:"encryptions"`
@@ -34,7 +35,7 @@ type KeyRecord struct {
 
 // Keys lists the registry, by role then version.
 func (s *Store) Keys(ctx context.Context) ([]KeyRecord, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT role, version, label, kcv, origin, state, created_at, encryptions FROM keys ORDER BY role, version`)
+	rows, err := s.db.QueryContext(ctx, `SELECT role, version, label, kcv, origin, policy, state, created_at, encryptions FROM keys ORDER BY role, version`)
 	if err != nil {
 		return nil, s.dbErr("read key registry", err)
 	}
@@ -43,7 +44,7 @@ func (s *Store) Keys(ctx context.Context) ([]KeyRecord, error) {
 	for rows.Next() {
 		var k KeyRecord
 		var created int64
-		if err := rows.Scan(&k.Role, &k.Version, &k.Label, &k.KCV, &k.Origin, &k.State, &created, &k.Encryptions); err != nil {
+		if err := rows.Scan(&k.Role, &k.Version, &k.Label, &k.KCV, &k.Origin, &k.Policy, &k.State, &created, &k.Encryptions); err != nil {
 			return nil, s.dbErr("read key registry", err)
 		}
 		k.Created = time.UnixMilli(created).UTC()
@@ -83,12 +84,12 @@ func (s *Store) register(ctx context.Context, k KeyRecord) error {
 	if newer > 0 {
 		state = StateDecryptOnly
 	}
-	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO keys (role, version, label, kcv, origin, state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`),
-		k.Role, k.Version, k.Label, k.KCV, k.Origin, state, now()); err != nil {
+	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO keys (role, version, label, kcv, origin, policy, state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+		k.Role, k.Version, k.Label, k.KCV, k.Origin, k.Policy, state, now()); err != nil {
 		return s.dbErr("register key", err)
 	}
 	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO audit (at, actor, action, subject, detail) VALUES (?, ?, ?, ?, ?)`),
-		now(), s.actor, "key.register", k.Label, "KCV "+k.KCV+", "+k.Origin); err != nil {
+		now(), s.actor, "key.register", k.Label, "KCV "+k.KCV+", "+k.Origin+", "+k.Policy); err != nil {
 		return s.dbErr("register key", err)
 	}
 	return s.dbErr("register key", tx.Commit())

@@ -25,7 +25,7 @@ func TestRecords(t *testing.T) {
 		if err := n.Put(t.Context(), "db/password", []byte("x")); !errors.Is(err, keystore.ErrNoActiveKey) {
 			t.Fatalf("put without a master key: %v", err)
 		}
-		e, err := n.Generate(t.Context(), keyring.Master, 256)
+		e, err := n.Generate(t.Context(), keyring.Master, 256, hsm.PolicyLocal)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -105,7 +105,7 @@ func TestTamperedRecords(t *testing.T) {
 	backends(t, func(t *testing.T, newDSN func(testing.TB) string) {
 		dsn := newDSN(t)
 		n, _ := node(t, dsn)
-		e, err := n.Generate(t.Context(), keyring.Master, 256)
+		e, err := n.Generate(t.Context(), keyring.Master, 256, hsm.PolicyLocal)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -169,7 +169,7 @@ func TestReconcileRefusesOtherKeys(t *testing.T) {
 	backends(t, func(t *testing.T, newDSN func(testing.TB) string) {
 		dsn := newDSN(t)
 		a, _ := node(t, dsn)
-		ea, err := a.Import(t.Context(), keyring.Master, hexKey(1), "")
+		ea, err := a.Import(t.Context(), keyring.Master, hexKey(1), hsm.PolicyLocal, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -189,7 +189,7 @@ func TestReconcileRefusesOtherKeys(t *testing.T) {
 			!strings.Contains(err.Error(), "master key v1 (KCV "+ea.KCV+") is registered") {
 			t.Fatalf("node without the key: %v", err)
 		}
-		if _, err := ringB.ImportVersion(t.Context(), keyring.Master, 1, hexKey(1), ""); err != nil {
+		if _, err := ringB.ImportVersion(t.Context(), keyring.Master, 1, hexKey(1), hsm.PolicyLocal, ""); err != nil {
 			t.Fatal(err)
 		}
 		b := nodeOn(t, dsn, tokB)
@@ -199,7 +199,7 @@ func TestReconcileRefusesOtherKeys(t *testing.T) {
 
 		// Node C holds a different key under the same label: refused.
 		_, tokC := softhsmtest.OpenTestToken(t)
-		ec, err := keyring.New(tokC).ImportVersion(t.Context(), keyring.Master, 1, hexKey(9), "")
+		ec, err := keyring.New(tokC).ImportVersion(t.Context(), keyring.Master, 1, hexKey(9), hsm.PolicyLocal, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -214,7 +214,7 @@ func TestReconcileRefusesOtherKeys(t *testing.T) {
 func TestRotateRewrapRetire(t *testing.T) {
 	backends(t, func(t *testing.T, newDSN func(testing.TB) string) {
 		n, _ := node(t, newDSN(t))
-		if _, err := n.Generate(t.Context(), keyring.Master, 256); err != nil {
+		if _, err := n.Generate(t.Context(), keyring.Master, 256, hsm.PolicyLocal); err != nil {
 			t.Fatal(err)
 		}
 		for i := range 120 {
@@ -222,7 +222,7 @@ func TestRotateRewrapRetire(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		e2, err := n.Rotate(t.Context(), keyring.Master, 256)
+		e2, err := n.Rotate(t.Context(), keyring.Master, 256, hsm.PolicyLocal)
 		if err != nil || e2.Version != 2 {
 			t.Fatalf("rotate: %+v %v", e2, err)
 		}
@@ -310,7 +310,7 @@ func TestConcurrentRewrapsOnTwoNodes(t *testing.T) {
 	backends(t, func(t *testing.T, newDSN func(testing.TB) string) {
 		dsn := newDSN(t)
 		a, _ := node(t, dsn)
-		if _, err := a.Import(t.Context(), keyring.Master, hexKey(1), ""); err != nil {
+		if _, err := a.Import(t.Context(), keyring.Master, hexKey(1), hsm.PolicyLocal, ""); err != nil {
 			t.Fatal(err)
 		}
 		const records = 400
@@ -319,14 +319,14 @@ func TestConcurrentRewrapsOnTwoNodes(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if _, err := a.Import(t.Context(), keyring.Master, hexKey(2), ""); err != nil {
+		if _, err := a.Import(t.Context(), keyring.Master, hexKey(2), hsm.PolicyLocal, ""); err != nil {
 			t.Fatal(err)
 		}
 
 		_, tokB := softhsmtest.OpenTestToken(t)
 		ringB := keyring.New(tokB)
 		for v := 1; v <= 2; v++ {
-			if _, err := ringB.ImportVersion(t.Context(), keyring.Master, v, hexKey(byte(v)), ""); err != nil {
+			if _, err := ringB.ImportVersion(t.Context(), keyring.Master, v, hexKey(byte(v)), hsm.PolicyLocal, ""); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -372,7 +372,7 @@ func TestFailedWriteKeepsOldValue(t *testing.T) {
 	backends(t, func(t *testing.T, newDSN func(testing.TB) string) {
 		dsn := newDSN(t)
 		n, tok := node(t, dsn)
-		if _, err := n.Generate(t.Context(), keyring.Master, 256); err != nil {
+		if _, err := n.Generate(t.Context(), keyring.Master, 256, hsm.PolicyLocal); err != nil {
 			t.Fatal(err)
 		}
 		if err := n.Put(t.Context(), "cfg", []byte("old")); err != nil {
@@ -396,7 +396,7 @@ func TestDatabaseErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v, err := s.SchemaVersion(t.Context()); err != nil || v != 2 {
+	if v, err := s.SchemaVersion(t.Context()); err != nil || v != 3 {
 		t.Fatalf("schema version %d: %v", v, err)
 	}
 	if err := s.Close(); err != nil {

@@ -98,7 +98,9 @@ func Diagnose(ctx context.Context, cfg Config) Diagnosis {
 	have := map[keyring.Role]bool{}
 	for _, e := range entries {
 		have[e.Role] = true
-		d.check(e.Sensitive && !e.Extractable, "%s (KCV %s, %s): sensitive=%v extractable=%v", e.Label, e.DisplayKCV(), e.Origin, e.Sensitive, e.Extractable)
+		// A transferable key is extractable, but only wrapped under a key
+		// the SO trusted; anything else extractable is not keyward's.
+		d.check(e.Sensitive && e.Policy != hsm.PolicyExtractable, "%s (KCV %s, %s, %s): sensitive=%v extractable=%v", e.Label, e.DisplayKCV(), e.Origin, e.Policy, e.Sensitive, e.Extractable)
 	}
 	for _, r := range []keyring.Role{keyring.Master, keyring.Join} {
 		if !have[r] {

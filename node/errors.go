@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/keyward/keyward/ceremony"
+	"github.com/keyward/keyward/cluster"
 	"github.com/keyward/keyward/hsm"
 	"github.com/keyward/keyward/keyring"
 	"github.com/keyward/keyward/keystore"
@@ -57,11 +58,12 @@ var kinds = []struct {
 	{KindUsage, []error{tokens.ErrRequest, tokens.ErrAlgorithm, tokens.ErrScopeWidened, keystore.ErrRecordName,
 		keystore.ErrDSN, hsm.ErrConfig, keyring.ErrRole}},
 	{KindTooLarge, []error{keystore.ErrTooLarge}},
-	{KindNotFound, []error{keystore.ErrNotFound, keystore.ErrTokenUnknown}},
-	{KindBadCiphertext, []error{hsm.ErrAuthentication, keystore.ErrFormat}},
-	{KindKeyMismatch, []error{keystore.ErrKeyMismatch, keystore.ErrKeyMissing, keystore.ErrKeyRetired, hsm.ErrKCVMismatch}},
+	{KindNotFound, []error{keystore.ErrNotFound, keystore.ErrTokenUnknown, keystore.ErrNodeUnknown}},
+	{KindBadCiphertext, []error{hsm.ErrAuthentication, keystore.ErrFormat, hsm.ErrBadCopy}},
+	{KindKeyMismatch, []error{keystore.ErrKeyMismatch, keystore.ErrKeyMissing, keystore.ErrKeyRetired, hsm.ErrKCVMismatch,
+		cluster.ErrFingerprint, cluster.ErrIdentity}},
 	{KindKeyState, []error{keystore.ErrNoActiveKey, keystore.ErrKeyState, keystore.ErrKeyInUse, keyring.ErrNoKey,
-		hsm.ErrKeyExists, hsm.ErrKeyNotFound}},
+		hsm.ErrKeyExists, hsm.ErrKeyNotFound, hsm.ErrNotWrappable, cluster.ErrNotMember, cluster.ErrNodeState}},
 	{KindNotSupported, []error{hsm.ErrNotSupported}},
 	{KindInvalid, []error{hsm.ErrInvalidKey, keyring.ErrWeakKey, ceremony.ErrMalformed, ceremony.ErrKeyLength,
 		ceremony.ErrNotFound, ceremony.ErrShares}},

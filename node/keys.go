@@ -12,33 +12,43 @@ import (
 )
 
 // KeySpec is what a generated key is: Bits for an AES role key (master,
-// join), Type for a signing key pair.
+// join), Type for a signing key pair, and for either whether it may move
+// to other nodes' devices.
 type KeySpec struct {
-	Bits int             // 128, 192 (master only) or 256; default 256
-	Type hsm.KeyPairType // signing only; default ec-p256
+	Bits   int             // 128, 192 (master only) or 256; default 256
+	Type   hsm.KeyPairType // signing only; default ec-p256
+	Policy hsm.Policy      // default local
+}
+
+func (s *KeySpec) defaults() {
+	if s.Policy == "" {
+		s.Policy = hsm.PolicyLocal
+	}
+	if s.Bits == 0 {
+		s.Bits = 256
+	}
+	if s.Type == "" {
+		s.Type = hsm.ECP256
+	}
 }
 
 // GenerateKey makes the next version of role inside the device. An AES
 // role key (master, join) is registered as the active version; a signing
 // key pair is the newest, and signs from then on.
 func (n *Node) GenerateKey(ctx context.Context, role keyring.Role, spec KeySpec) (keyring.Entry, error) {
+	spec.defaults()
 	if role == keyring.Signing {
-		if spec.Type == "" {
-			spec.Type = hsm.ECP256
-		}
-		return n.ring.GenerateSigning(ctx, spec.Type)
+		return n.ring.GenerateSigning(ctx, spec.Type, spec.Policy)
 	}
-	if spec.Bits == 0 {
-		spec.Bits = 256
-	}
-	return n.vault.Generate(ctx, role, spec.Bits)
+	return n.vault.Generate(ctx, role, spec.Bits, spec.Policy)
 }
 
 // RotateKey makes a new active version of an AES role key in the device;
 // the older versions become decrypt-only. After a master key's rotation,
 // Rewrap moves the records onto it.
-func (n *Node) RotateKey(ctx context.Context, role keyring.Role, bits int) (keyring.Entry, error) {
-	return n.vault.Rotate(ctx, role, bits)
+func (n *Node) RotateKey(ctx context.Context, role keyring.Role, spec KeySpec) (keyring.Entry, error) {
+	spec.defaults()
+	return n.vault.Rotate(ctx, role, spec.Bits, spec.Policy)
 }
 
 // RetireKey marks version v of role retired: refused while it is active
@@ -76,41 +86,54 @@ func (n *Node) DestroyKey(ctx context.Context, role keyring.Role, v int) (keyrin
 }
 
 // Import puts value (16, 24 or 32 bytes; cleared afterwards) into the
-// device and registers it: the version the registry already gives that key
-// (imported on another node), else the next one, active. With expectKCV
-// set, a key whose KCV differs is refused and nothing is imported. It
-// makes a Node a ceremony.Importer.
-func (n *Node) Import(ctx context.Context, role keyring.Role, value []byte, expectKCV string) (keyring.Entry, error) {
-	return n.vault.Import(ctx, role, value, expectKCV)
+// device, local or transferable, and registers it: the version the
+// registry already gives that key (imported on another node), else the
+// next one, active. With expectKCV set, a key whose KCV differs is
+// refused and nothing is imported.
+func (n *Node) Import(ctx context.Context, role keyring.Role, value []byte, policy hsm.Policy, expectKCV string) (keyring.Entry, error) {
+	if policy == "" {
+		policy = hsm.PolicyLocal
+	}
+	return n.vault.Import(ctx, role, value, policy, expectKCV)
 }
 
-var _ ceremony.Importer = (*Node)(nil)
+// importer is the node as a ceremony.Importer of keys of one policy.
+type importer struct {
+	n      *Node
+	policy hsm.Policy
+}
+
+func (i importer) Import(ctx context.Context, role keyring.Role, value []byte, expectKCV string) (keyring.Entry, error) {
+	return i.n.Import(ctx, role, value, i.policy, expectKCV)
+}
+
+var _ ceremony.Importer = importer{}
 
 // ImportHexFile imports the hex key in path ("-": stdin) as role; with
 // remove, the file is overwritten and removed once the key is in the
 // device with a matching KCV, and left exactly as it was on any failure.
-func (n *Node) ImportHexFile(ctx context.Context, role keyring.Role, path string, stdin io.Reader, expectKCV string, remove bool) (keyring.Entry, error) {
-	return ceremony.ImportHexFile(ctx, n, role, path, stdin, expectKCV, remove)
+func (n *Node) ImportHexFile(ctx context.Context, role keyring.Role, policy hsm.Policy, path string, stdin io.Reader, expectKCV string, remove bool) (keyring.Entry, error) {
+	return ceremony.ImportHexFile(ctx, importer{n, policy}, role, path, stdin, expectKCV, remove)
 }
 
 // ImportSystemYAML imports the masterKey and/or joinKey of a system.yaml
 // (every role asked for must be there, or nothing is imported); with
 // scrub the file is rewritten without them.
-func (n *Node) ImportSystemYAML(ctx context.Context, roles []keyring.Role, path string, scrub bool) ([]keyring.Entry, error) {
-	return ceremony.ImportSystemYAML(ctx, n, roles, path, scrub)
+func (n *Node) ImportSystemYAML(ctx context.Context, roles []keyring.Role, policy hsm.Policy, path string, scrub bool) ([]keyring.Entry, error) {
+	return ceremony.ImportSystemYAML(ctx, importer{n, policy}, roles, path, scrub)
 }
 
 // ImportComponents XORs split-knowledge components into the key and
 // imports it; seen is told each component's own KCV as it is read.
-func (n *Node) ImportComponents(ctx context.Context, role keyring.Role, paths []string, expectKCV string, remove bool, seen func(i int, path, kcv string)) (keyring.Entry, error) {
-	return ceremony.ImportComponents(ctx, n, role, paths, expectKCV, remove, seen)
+func (n *Node) ImportComponents(ctx context.Context, role keyring.Role, policy hsm.Policy, paths []string, expectKCV string, remove bool, seen func(i int, path, kcv string)) (keyring.Entry, error) {
+	return ceremony.ImportComponents(ctx, importer{n, policy}, role, paths, expectKCV, remove, seen)
 }
 
 // CombineShares rebuilds a key from Shamir shares and imports it as role:
 // nothing is imported unless its KCV is the one the shares record (and
 // expectKCV, when given).
-func (n *Node) CombineShares(ctx context.Context, role keyring.Role, shares []ceremony.ShareInfo, expectKCV string) (keyring.Entry, error) {
-	e, err := ceremony.CombineAndImport(ctx, n, role, shares, expectKCV)
+func (n *Node) CombineShares(ctx context.Context, role keyring.Role, policy hsm.Policy, shares []ceremony.ShareInfo, expectKCV string) (keyring.Entry, error) {
+	e, err := ceremony.CombineAndImport(ctx, importer{n, policy}, role, shares, expectKCV)
 	if err != nil {
 		return keyring.Entry{}, fmt.Errorf("%w; nothing was imported", err)
 	}

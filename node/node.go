@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/keyward/keyward/cluster"
 	"github.com/keyward/keyward/hsm"
 	"github.com/keyward/keyward/keyring"
 	"github.com/keyward/keyward/keystore"
@@ -34,12 +35,13 @@ type Config struct {
 
 // Node is an opened node. Its parts are its own: callers use its methods.
 type Node struct {
-	device *hsm.Token
-	ring   *keyring.Ring
-	store  *keystore.Store
-	vault  *keystore.Vault // the registry-reconciled keys: records, files, rotation
-	tokens *tokens.Service
-	home   string
+	device  *hsm.Token
+	ring    *keyring.Ring
+	store   *keystore.Store
+	vault   *keystore.Vault // the registry-reconciled keys: records, files, rotation
+	tokens  *tokens.Service
+	cluster *cluster.Cluster
+	home    string
 }
 
 // DefaultHome is ~/.keyward (or .keyward when there is no home directory).
@@ -119,6 +121,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		n.Close()
 		return nil, err
 	}
+	n.cluster = cluster.New(n.ring, n.store, n.vault)
 	return n, nil
 }
 

@@ -128,7 +128,7 @@ func TestDestroyKeyRefusesKeysInUse(t *testing.T) {
 	if _, err := n.DestroyKey(t.Context(), keyring.Master, 1); !errors.Is(err, keystore.ErrKeyInUse) || node.KindOf(err) != node.KindKeyState {
 		t.Fatalf("destroy the active master key: %v", err)
 	}
-	if _, err := n.RotateKey(t.Context(), keyring.Master, 256); err != nil {
+	if _, err := n.RotateKey(t.Context(), keyring.Master, node.KeySpec{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := n.DestroyKey(t.Context(), keyring.Master, 1); !errors.Is(err, keystore.ErrKeyInUse) {

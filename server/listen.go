@@ -132,6 +132,7 @@ func (s *Server) Run(ctx context.Context, l Listen, reload <-chan struct{}, read
 	defer background.Wait() // the node is closed after Run: nothing may still use it
 	defer stop()
 	background.Go(func() { s.reconcileLoop(runCtx) })
+	background.Go(func() { s.syncLoop(runCtx) })
 	if reload != nil {
 		background.Go(func() {
 			for {

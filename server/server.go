@@ -19,6 +19,10 @@ type Config struct {
 	// key registry (a rotation on another node, a key destroyed here);
 	// default 5 s. /readyz reports the last result.
 	ReconcileEvery time.Duration
+	// SyncEvery is how often the node takes the keys other nodes sent it
+	// and sends its transferable keys to the nodes its device trusts
+	// (package cluster); default 1 s.
+	SyncEvery time.Duration
 	// RequestTimeout bounds each request: a database or device that hangs
 	// (rather than refusing) still gets the caller a 503 with Retry-After.
 	// Default 10 s.
@@ -57,6 +61,9 @@ func New(n *node.Node, cfg Config) *Server {
 	}
 	if cfg.ReconcileEvery == 0 {
 		cfg.ReconcileEvery = 5 * time.Second
+	}
+	if cfg.SyncEvery == 0 {
+		cfg.SyncEvery = time.Second
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics()
@@ -197,6 +204,27 @@ func (s *Server) reconcileLoop(ctx context.Context) {
 		case <-t.C:
 			if err := s.node.Reconcile(ctx); err != nil && ctx.Err() == nil {
 				s.log.Warn("reconcile", "error", err.Error())
+			}
+		}
+	}
+}
+
+// syncLoop runs the node's key transfer round every SyncEvery until ctx
+// ends, and logs what it took, refused or sent.
+func (s *Server) syncLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.SyncEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			rep, err := s.node.SyncNodes(ctx)
+			switch {
+			case err != nil && ctx.Err() == nil:
+				s.log.Warn("key transfer", "error", err.Error())
+			case len(rep.Delivered) > 0 || len(rep.Refused) > 0 || rep.Sent > 0:
+				s.log.Info("key transfer", "received", rep.Delivered, "refused", rep.Refused, "sent", rep.Sent)
 			}
 		}
 	}

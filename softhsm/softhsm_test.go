@@ -19,7 +19,7 @@ func TestFreshTokens(t *testing.T) {
 	if a.Label == b.Label || a.Serial == b.Serial {
 		t.Fatalf("two test tokens share a label or serial: %v %v", a, b)
 	}
-	if _, err := ta.GenerateAES(t.Context(), "k", 128, hsm.UsageEncrypt); err != nil {
+	if _, err := ta.GenerateAES(t.Context(), "k", 128, hsm.UsageEncrypt, hsm.PolicyLocal); err != nil {
 		t.Fatal(err)
 	}
 	if keys, err := tb.List(t.Context()); err != nil || len(keys) != 0 {

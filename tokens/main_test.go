@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/keyward/keyward/hsm"
 	"github.com/keyward/keyward/internal/testmain"
 	"github.com/keyward/keyward/keyring"
 	"github.com/keyward/keyward/keystore"
@@ -47,7 +48,7 @@ func service(t testing.TB, dsn string) (*tokens.Service, *keystore.Vault, *clock
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := node.Import(t.Context(), keyring.Join, key, ""); err != nil {
+	if _, err := node.Import(t.Context(), keyring.Join, key, hsm.PolicyLocal, ""); err != nil {
 		t.Fatal(err)
 	}
 	clk := &clock{t: time.Now()}

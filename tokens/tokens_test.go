@@ -179,7 +179,7 @@ func TestAsymmetricTokensVerifyWithJWKS(t *testing.T) {
 func asymmetricTokenVerifies(t *testing.T, s *tokens.Service, node *keystore.Vault, kind hsm.KeyPairType, algs []string) {
 	t.Helper()
 	{
-		e, err := node.Ring().GenerateSigning(t.Context(), kind)
+		e, err := node.Ring().GenerateSigning(t.Context(), kind, hsm.PolicyLocal)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -247,7 +247,7 @@ func forge(t *testing.T, alg string, header map[string]any, claims jwt.MapClaims
 
 func TestVerifyRejects(t *testing.T) {
 	s, node, clk := service(t, dbtest.SQLite(t))
-	if _, err := node.Ring().GenerateSigning(t.Context(), hsm.ECP256); err != nil {
+	if _, err := node.Ring().GenerateSigning(t.Context(), hsm.ECP256, hsm.PolicyLocal); err != nil {
 		t.Fatal(err)
 	}
 	good := issue(t, s, tokens.Request{Subject: "svc", Scope: []string{"read"}})
@@ -577,7 +577,7 @@ func TestRetiredJoinKeyStopsVerifying(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := node.Rotate(t.Context(), keyring.Join, 256); err != nil {
+	if _, err := node.Rotate(t.Context(), keyring.Join, 256, hsm.PolicyLocal); err != nil {
 		t.Fatal(err)
 	}
 	// After a rotation, new tokens name join/v2 and old ones still verify.
@@ -693,7 +693,7 @@ func TestParserPaths(t *testing.T) {
 
 func TestDestroyedSigningKeyStopsVerifying(t *testing.T) {
 	s, node, _ := service(t, dbtest.SQLite(t))
-	if _, err := node.Ring().GenerateSigning(t.Context(), hsm.ECP256); err != nil {
+	if _, err := node.Ring().GenerateSigning(t.Context(), hsm.ECP256, hsm.PolicyLocal); err != nil {
 		t.Fatal(err)
 	}
 	iss, err := s.Create(t.Context(), tokens.Request{Subject: "svc", Alg: tokens.ES256})

@@ -31,6 +31,7 @@ func ceremonyCommand() *cli.Command {
 					&cli.StringSliceFlag{Name: "share", Usage: "a share file; repeat for each share"},
 					&cli.BoolFlag{Name: "prompt", Usage: "read the shares one at a time, hidden, on the terminal"},
 					&cli.StringFlag{Name: "expect-kcv", Usage: "refuse the key unless its KCV is this"},
+					transferableFlag,
 				},
 				Action: ceremonyCombine,
 			},
@@ -113,9 +114,13 @@ func ceremonyCombine(c *cli.Context) error {
 		return err
 	}
 	defer nd.Close()
-	e, err := nd.CombineShares(c.Context, role, shares, expect)
+	e, err := nd.CombineShares(c.Context, role, policyFlag(c), shares, expect)
 	if err != nil {
 		return err
 	}
-	return printEntry(c, e)
+	if err := printEntry(c, e); err != nil {
+		return err
+	}
+	share(c, nd, e)
+	return nil
 }

@@ -24,6 +24,7 @@ func keyImportCommand() *cli.Command {
 			&cli.StringFlag{Name: "expect-kcv", Usage: "refuse the key unless its KCV is this (6 hex digits)"},
 			&cli.BoolFlag{Name: "remove-source", Usage: "overwrite and remove the key file(s) once the key is in the device"},
 			&cli.BoolFlag{Name: "scrub", Usage: "rewrite the system.yaml without the imported keys"},
+			transferableFlag,
 		},
 		Action: keyImport,
 	}
@@ -79,7 +80,7 @@ func keyImport(c *cli.Context) error {
 
 	switch {
 	case c.IsSet("from"):
-		e, err := n.ImportHexFile(c.Context, roles[0], c.String("from"), c.App.Reader, expect, c.Bool("remove-source"))
+		e, err := n.ImportHexFile(c.Context, roles[0], policyFlag(c), c.String("from"), c.App.Reader, expect, c.Bool("remove-source"))
 		if err != nil {
 			return err
 		}
@@ -89,10 +90,11 @@ func keyImport(c *cli.Context) error {
 		if c.Bool("remove-source") && !c.Bool("json") {
 			fmt.Fprintf(c.App.Writer, "%s overwritten and removed\n", c.String("from"))
 		}
+		share(c, n, e)
 		return nil
 	case c.IsSet("from-system-yaml"):
 		path := c.String("from-system-yaml")
-		entries, err := n.ImportSystemYAML(c.Context, roles, path, c.Bool("scrub"))
+		entries, err := n.ImportSystemYAML(c.Context, roles, policyFlag(c), path, c.Bool("scrub"))
 		if len(roles) > 1 && errors.Is(err, ceremony.ErrNotFound) {
 			err = fmt.Errorf("%w (to import only the other key, name its --role)", err)
 		}
@@ -104,15 +106,20 @@ func keyImport(c *cli.Context) error {
 		if err == nil && c.Bool("scrub") && !c.Bool("json") {
 			fmt.Fprintf(c.App.Writer, "%s rewritten without the imported keys\n", path)
 		}
+		share(c, n, entries...)
 		return err
 	default:
-		e, err := n.ImportComponents(c.Context, roles[0], c.StringSlice("component"), expect, c.Bool("remove-source"),
+		e, err := n.ImportComponents(c.Context, roles[0], policyFlag(c), c.StringSlice("component"), expect, c.Bool("remove-source"),
 			func(i int, path, kcv string) {
 				fmt.Fprintf(c.App.ErrWriter, "component %d (%s): KCV %s\n", i, path, kcv)
 			})
 		if err != nil {
 			return err
 		}
-		return printEntry(c, e)
+		if err := printEntry(c, e); err != nil {
+			return err
+		}
+		share(c, n, e)
+		return nil
 	}
 }

@@ -29,6 +29,7 @@ func keyCommand() *cli.Command {
 				Flags: []cli.Flag{roleFlag,
 					&cli.IntFlag{Name: "bits", Value: 256, Usage: "AES key size: 128, 192 (master only) or 256"},
 					&cli.StringFlag{Name: "type", Value: "ec-p256", Usage: "signing key pair: ec-p256, rsa-2048, rsa-3072 or ed25519"},
+					transferableFlag,
 				},
 				Action: func(c *cli.Context) error {
 					role, err := parseRole(c)
@@ -40,11 +41,15 @@ func keyCommand() *cli.Command {
 						return err
 					}
 					defer n.Close()
-					e, err := n.GenerateKey(c.Context, role, node.KeySpec{Bits: c.Int("bits"), Type: hsm.KeyPairType(c.String("type"))})
+					e, err := n.GenerateKey(c.Context, role, node.KeySpec{Bits: c.Int("bits"), Type: hsm.KeyPairType(c.String("type")), Policy: policyFlag(c)})
 					if err != nil {
 						return err
 					}
-					return printEntry(c, e)
+					if err := printEntry(c, e); err != nil {
+						return err
+					}
+					share(c, n, e)
+					return nil
 				},
 			},
 			{
@@ -85,7 +90,7 @@ func keyCommand() *cli.Command {
 			{
 				Name:  "rotate",
 				Usage: "make a new version in the device, registered and active; older versions become decrypt-only",
-				Flags: []cli.Flag{roleFlag, &cli.IntFlag{Name: "bits", Value: 256, Usage: "AES key size"}},
+				Flags: []cli.Flag{roleFlag, &cli.IntFlag{Name: "bits", Value: 256, Usage: "AES key size"}, transferableFlag},
 				Action: func(c *cli.Context) error {
 					role, err := parseRole(c)
 					if err != nil {
@@ -96,13 +101,14 @@ func keyCommand() *cli.Command {
 						return err
 					}
 					defer n.Close()
-					e, err := n.RotateKey(c.Context, role, c.Int("bits"))
+					e, err := n.RotateKey(c.Context, role, node.KeySpec{Bits: c.Int("bits"), Policy: policyFlag(c)})
 					if err != nil {
 						return err
 					}
 					if err := printEntry(c, e); err != nil {
 						return err
 					}
+					share(c, n, e)
 					if role == keyring.Master && !c.Bool("json") {
 						fmt.Fprintln(c.App.ErrWriter, "keyward: now run keyward store rewrap to re-encrypt existing records under it")
 					}
@@ -261,8 +267,48 @@ func printEntry(c *cli.Context, e keyring.Entry) error {
 	if c.Bool("json") {
 		return printJSON(c.App.Writer, e)
 	}
-	fmt.Fprintf(c.App.Writer, "%s  KCV %s  (%s-%d, %s)\n", e.Label, e.DisplayKCV(), e.Type, e.Bits, e.Origin)
+	fmt.Fprintf(c.App.Writer, "%s  KCV %s  (%s-%d, %s, %s)\n", e.Label, e.DisplayKCV(), e.Type, e.Bits, e.Origin, e.Policy)
 	return nil
+}
+
+// transferableFlag makes a key that may move to the devices of the nodes
+// this device's security officer admits (keyward node admit).
+var transferableFlag = &cli.BoolFlag{Name: "transferable", Usage: "the key may leave this device, wrapped only for nodes its security officer admits (default: it never leaves)"}
+
+// policyFlag is the policy --transferable asks for.
+func policyFlag(c *cli.Context) hsm.Policy {
+	if c.Bool("transferable") {
+		return hsm.PolicyTransferable
+	}
+	return hsm.PolicyLocal
+}
+
+// share sends a transferable key just made to the nodes this device
+// trusts at once (keyward serve would within a second); a failure is a
+// warning, not a failed command: the key is made, and the next sync sends
+// it.
+func share(c *cli.Context, n *node.Node, entries ...keyring.Entry) {
+	transferable := false
+	for _, e := range entries {
+		transferable = transferable || e.Policy == hsm.PolicyTransferable
+	}
+	if !transferable {
+		return
+	}
+	rep, err := n.SyncNodes(c.Context)
+	switch {
+	case err != nil:
+		warn(c, []string{"the key was not sent to the admitted nodes yet: " + message(err) + "; keyward serve or keyward node sync sends it"})
+	case rep.Sent > 0:
+		fmt.Fprintf(c.App.ErrWriter, "keyward: %d cop%s wrapped for the nodes this device trusts\n", rep.Sent, plural(rep.Sent, "y", "ies"))
+	}
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 func orDash(s string) string {

@@ -28,8 +28,8 @@ func keyList(c *cli.Context, n *node.Node) error {
 	rows := make([][]string, len(list.Keys))
 	for i, k := range list.Keys {
 		rows[i] = []string{string(k.Role), strconv.Itoa(k.Version), k.Label, fmt.Sprintf("%s-%d", k.Type, k.Bits),
-			k.DisplayKCV(), string(k.Origin), orDash(k.State), strconv.FormatInt(k.Encryptions, 10), yesNo(k.Sensitive), yesNo(k.Extractable)}
+			k.DisplayKCV(), string(k.Origin), string(k.Policy), orDash(k.State), strconv.FormatInt(k.Encryptions, 10), yesNo(k.Sensitive), yesNo(k.Extractable)}
 	}
-	printTable(c.App.Writer, []string{"ROLE", "VERSION", "LABEL", "KEY", "KCV", "ORIGIN", "STATE", "ENCRYPTIONS", "SENSITIVE", "EXTRACTABLE"}, rows)
+	printTable(c.App.Writer, []string{"ROLE", "VERSION", "LABEL", "KEY", "KCV", "ORIGIN", "POLICY", "STATE", "ENCRYPTIONS", "SENSITIVE", "EXTRACTABLE"}, rows)
 	return nil
 }

@@ -31,6 +31,7 @@ func newApp() *cli.App {
 			pairingCommand(),
 			bootstrapCommand(),
 			ceremonyCommand(),
+			nodeCommand(),
 			doctorCommand(),
 			softhsmCommand(),
 			serveCommand(),

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/keyward/keyward/hsm"
 	"github.com/keyward/keyward/server"
 	"github.com/urfave/cli/v2"
 )
@@ -64,11 +65,24 @@ func runServe(c *cli.Context) error {
 	}
 	cfg.Device.Observe = metrics.ObserveDevice
 	cfg.MaxRecord = c.Int64("max-record")
+	// A node still joining serves too: /readyz says which keys it lacks
+	// until they arrive from the nodes that admitted it.
+	cfg.Joining = true
 	n, err := openConfigured(c, cfg)
 	if err != nil {
 		return err
 	}
 	defer n.Close() // after Run: commits queued token records, closes sessions
+	// On its first start a node takes its identity, so that a holder can
+	// admit it; a device that cannot move keys serves alone.
+	if self, err := n.InitNode(c.Context); err != nil {
+		if !errors.Is(err, hsm.ErrNotSupported) {
+			return err
+		}
+		warn(c, []string{"this node cannot take part in key transfer: " + err.Error()})
+	} else {
+		fmt.Fprintf(c.App.ErrWriter, "keyward: node %s (%s), fingerprint %s\n", self.ID, self.State, self.Fingerprint)
+	}
 	logOut := c.App.ErrWriter
 	if c.Bool("quiet") {
 		logOut = io.Discard

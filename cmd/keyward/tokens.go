@@ -352,6 +352,7 @@ func bootstrapCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.DurationFlag{Name: "token-delete-after", Value: time.Minute, Usage: "delete etc/keys/token.json this long after writing it"},
 			&cli.BoolFlag{Name: "watch", Usage: "keep watching bootstrap/keys for new requests"},
+			transferableFlag,
 		},
 		Action: runBootstrap,
 	}
@@ -365,6 +366,6 @@ func runBootstrap(c *cli.Context) error {
 		return err
 	}
 	defer n.Close()
-	return bootstrap.Run(ctx, n, bootstrap.Options{Home: n.Home(), DeleteAfter: c.Duration("token-delete-after"),
+	return bootstrap.Run(ctx, n, bootstrap.Options{Home: n.Home(), Policy: policyFlag(c), DeleteAfter: c.Duration("token-delete-after"),
 		Watch: c.Bool("watch"), Report: func(s string) { fmt.Fprintln(c.App.Writer, "bootstrap: "+s) }})
 }
