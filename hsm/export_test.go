@@ -2,7 +2,9 @@ package hsm
 
 import (
 	"context"
+	"crypto/rsa"
 	"fmt"
+	"math/big"
 	"sync/atomic"
 
 	"github.com/keyward/keyward/hsm/internal/p11raw"
@@ -123,4 +125,22 @@ func SizedEncrypt(t *Token) error {
 		return fmt.Errorf("no function list: %w", t.st.mod.noFunctions)
 	}
 	return nil
+}
+
+// StoreUntrustedWrappingKey stores pub as a public key that may wrap but
+// that no SO trusted: what a device must refuse to wrap a transferable key
+// under.
+func StoreUntrustedWrappingKey(ctx context.Context, t *Token, label string, pub *rsa.PublicKey) error {
+	return t.do(ctx, "test_wrapping_key", nil, func(s pkcs11.SessionHandle, _ pkcs11.ObjectHandle) error {
+		_, err := t.st.mod.ctx.CreateObject(s, []*pkcs11.Attribute{
+			pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY),
+			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_RSA),
+			pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
+			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
+			pkcs11.NewAttribute(pkcs11.CKA_WRAP, true),
+			pkcs11.NewAttribute(pkcs11.CKA_MODULUS, pub.N.Bytes()),
+			pkcs11.NewAttribute(pkcs11.CKA_PUBLIC_EXPONENT, big.NewInt(int64(pub.E)).Bytes()),
+		})
+		return call("C_CreateObject", err)
+	})
 }

@@ -21,10 +21,15 @@ func secretTemplate(label string, id []byte, keyType KeyType, usage Usage, polic
 		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
 		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
 		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_MODIFIABLE, false),
 	}, usage.attrs()...)
-	return append(t, policy.attrs()...)
+	return append(append(t, policy.attrs()...), unmodifiable)
 }
+
+// unmodifiable ends every template of a key keyward makes: no attribute
+// (a usage, the CKA_ID record) can be changed after. Last, because
+// SoftHSM2's C_UnwrapKey applies a template in order and refuses any
+// attribute after CKA_MODIFIABLE false as read-only.
+var unmodifiable = pkcs11.NewAttribute(pkcs11.CKA_MODIFIABLE, false)
 
 func checkLabel(label string) error {
 	if label == "" {

@@ -57,6 +57,10 @@ type quirks struct {
 	// CKR_GENERAL_ERROR. Only on such a device is that code
 	// ErrAuthentication; elsewhere it is a device fault (gcm.go).
 	BadTagIsGeneralError bool
+	// 13. Wraps a CKA_WRAP_WITH_TRUSTED key under a key not marked
+	// trusted. Every device: keyward tries it once (policy.go); where
+	// the device wraps, it makes no transferable key and moves none.
+	NoTrustedWrap bool
 }
 
 // knownDevices are the devices keyward has met, matched on the token's
@@ -84,6 +88,7 @@ var knownDevices = []struct {
 		NoPINRetryFlags:         true,
 		OneTokenPerModule:       true,
 		SoftwareToken:           true,
+		NoTrustedWrap:           true,
 	}},
 }
 

@@ -102,6 +102,10 @@ func TestQuirksMatchDevice(t *testing.T) {
 		local := len(v) == 1 && v[0] != 0
 		says(t, "LocalFalseWhenGenerated", q.LocalFalseWhenGenerated, !local, fmt.Sprintf("reports CKA_LOCAL %x of a key it generated", v))
 	})
+	t.Run("NoTrustedWrap", func(t *testing.T) {
+		err := tok.Require(hsm.OpTrustedWrap)
+		says(t, "NoTrustedWrap", q.NoTrustedWrap, err != nil, "enforces trusted wrapping: "+errString(err))
+	})
 	t.Run("NoEdDSA", func(t *testing.T) {
 		says(t, "NoEdDSA", q.NoEdDSA, !tok.Supports(hsm.OpEdDSA), "has other mechanisms")
 	})

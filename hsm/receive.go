@@ -116,15 +116,17 @@ func (st *tokenState) unwrapAs(s pkcs11.SessionHandle, with string, wrapped []by
 	})
 }
 
-// withToken replaces CKA_TOKEN in template.
+// withToken is template with CKA_TOKEN set to token, in its place (see
+// unmodifiable: order matters to C_UnwrapKey).
 func withToken(template []*pkcs11.Attribute, token bool) []*pkcs11.Attribute {
-	out := make([]*pkcs11.Attribute, 0, len(template))
-	for _, a := range template {
-		if a.Type != pkcs11.CKA_TOKEN {
-			out = append(out, a)
+	out := make([]*pkcs11.Attribute, len(template))
+	for i, a := range template {
+		out[i] = a
+		if a.Type == pkcs11.CKA_TOKEN {
+			out[i] = pkcs11.NewAttribute(pkcs11.CKA_TOKEN, token)
 		}
 	}
-	return append(out, pkcs11.NewAttribute(pkcs11.CKA_TOKEN, token))
+	return out
 }
 
 // receive unwraps a copy as a session object, runs prove on it, destroys
@@ -220,7 +222,7 @@ func (t *Token) ReceiveKeyPair(ctx context.Context, with string, wrapped []byte,
 	if err != nil {
 		return nil, err
 	}
-	template := append(privateTemplate(label, id, policy), pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, uint(keyType)))
+	template := append(privateTemplate(label, id, policy), pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, uint(keyType)), unmodifiable)
 	prove := func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error { return t.st.provePair(s, h, pub) }
 	after := func(s pkcs11.SessionHandle) error {
 		_, err := t.st.mod.ctx.CreateObject(s, pubT)
@@ -245,6 +247,7 @@ func publicTemplate(label string, id []byte, pub crypto.PublicKey) ([]*pkcs11.At
 		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, false),
 		pkcs11.NewAttribute(pkcs11.CKA_WRAP, false),
 		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_MODIFIABLE, false),
 	}
 	switch k := pub.(type) {
 	case *ecdsa.PublicKey:

@@ -89,10 +89,16 @@ func (t *Token) GenerateTransferKey(ctx context.Context, label string) (*rsa.Pub
 		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, false),
 		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, false),
 		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false))
+	// A private key has no encrypt, verify or wrap attribute (SoftHSM2
+	// refuses them as CKR_ATTRIBUTE_TYPE_INVALID): its usages one by one.
 	privT := append(append(common(pkcs11.CKO_PRIVATE_KEY),
 		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true)),
-		append(UsageUnwrap.attrs(), PolicyLocal.attrs()...)...)
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, true),
+		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false),
+		pkcs11.NewAttribute(pkcs11.CKA_SIGN, false),
+		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false)),
+		PolicyLocal.attrs()...)
 	var pub *rsa.PublicKey
 	err := t.do(ctx, "generate_transfer_key", nil, func(s pkcs11.SessionHandle, _ pkcs11.ObjectHandle) error {
 		if err := t.st.ensureFree(s, label); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/keyward/keyward/cluster"
 	"github.com/keyward/keyward/hsm"
 	"github.com/keyward/keyward/keyring"
 	"github.com/keyward/keyward/keystore"
@@ -127,6 +128,15 @@ func Diagnose(ctx context.Context, cfg Config) Diagnosis {
 	}
 	if len(missing) == 0 {
 		d.check(true, "device matches the key registry")
+	}
+	self, err := cluster.New(ring, store, vault).Self(ctx)
+	switch {
+	case errors.Is(err, cluster.ErrNotMember):
+		d.check(true, "node identity: none (a single node; keyward node init joins a cluster)")
+	case err != nil:
+		d.check(false, "node identity%s", errSuffix(err))
+	default:
+		d.check(true, "node identity: %s (%s), fingerprint %s", self.ID, self.State, self.Fingerprint)
 	}
 	return d
 }

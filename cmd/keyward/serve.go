@@ -75,13 +75,14 @@ func runServe(c *cli.Context) error {
 	defer n.Close() // after Run: commits queued token records, closes sessions
 	// On its first start a node takes its identity, so that a holder can
 	// admit it; a device that cannot move keys serves alone.
+	nodeLine := ""
 	if self, err := n.InitNode(c.Context); err != nil {
 		if !errors.Is(err, hsm.ErrNotSupported) {
 			return err
 		}
 		warn(c, []string{"this node cannot take part in key transfer: " + err.Error()})
 	} else {
-		fmt.Fprintf(c.App.ErrWriter, "keyward: node %s (%s), fingerprint %s\n", self.ID, self.State, self.Fingerprint)
+		nodeLine = fmt.Sprintf("keyward: node %s (%s), fingerprint %s", self.ID, self.State, self.Fingerprint)
 	}
 	logOut := c.App.ErrWriter
 	if c.Bool("quiet") {
@@ -97,7 +98,12 @@ func runServe(c *cli.Context) error {
 	}
 	err = srv.Run(ctx, server.Listen{Addr: c.String("listen"), TLSCert: c.String("tls-cert"), TLSKey: c.String("tls-key"),
 		ClientCA: c.String("client-ca"), ShutdownTimeout: c.Duration("shutdown-timeout")}, reload,
-		func(url string) { fmt.Fprintln(c.App.ErrWriter, "keyward: serving on "+url) })
+		func(url string) {
+			fmt.Fprintln(c.App.ErrWriter, "keyward: serving on "+url)
+			if nodeLine != "" {
+				fmt.Fprintln(c.App.ErrWriter, nodeLine)
+			}
+		})
 	if errors.Is(err, server.ErrListen) {
 		return usageError{err, nil}
 	}
