@@ -25,15 +25,6 @@ const (
 	PolicyExtractable Policy = "extractable"
 )
 
-// ParsePolicy reads "local" or "transferable".
-func ParsePolicy(s string) (Policy, error) {
-	switch Policy(s) {
-	case PolicyLocal, PolicyTransferable:
-		return Policy(s), nil
-	}
-	return "", fmt.Errorf("%w: key policy %q (use local or transferable)", ErrConfig, s)
-}
-
 // attrs are the template attributes of the policy; sensitivity is set by
 // every template on its own.
 func (p Policy) attrs() []*pkcs11.Attribute {

@@ -87,8 +87,22 @@ func (vt *Vault) registerEntry(ctx context.Context, e keyring.Entry) error {
 }
 
 // Rotate makes a new master (or join) version in the device, active; the
-// older versions become decrypt-only. Follow with Rewrap.
+// older versions become decrypt-only. Follow with Rewrap. An empty policy
+// is the active version's: a rotation in a cluster stays transferable, so
+// the new version reaches every node.
 func (vt *Vault) Rotate(ctx context.Context, role keyring.Role, bits int, policy hsm.Policy) (keyring.Entry, error) {
+	if policy == "" {
+		policy = hsm.PolicyLocal
+		regs, err := vt.store.Keys(ctx)
+		if err != nil {
+			return keyring.Entry{}, err
+		}
+		for _, r := range regs {
+			if r.Role == string(role) && r.State == StateActive && r.Policy != "" {
+				policy = hsm.Policy(r.Policy)
+			}
+		}
+	}
 	e, err := vt.Generate(ctx, role, bits, policy)
 	if err == nil {
 		err = vt.store.Audit(ctx, "key.rotate", e.Label, "KCV "+e.KCV)

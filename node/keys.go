@@ -43,12 +43,14 @@ func (n *Node) GenerateKey(ctx context.Context, role keyring.Role, spec KeySpec)
 	return n.vault.Generate(ctx, role, spec.Bits, spec.Policy)
 }
 
-// RotateKey makes a new active version of an AES role key in the device;
-// the older versions become decrypt-only. After a master key's rotation,
-// Rewrap moves the records onto it.
+// RotateKey makes a new active version of an AES role key in the device,
+// of spec.Policy or, left empty, of the active version's policy; the older
+// versions become decrypt-only. After a master key's rotation, Rewrap
+// moves the records onto it.
 func (n *Node) RotateKey(ctx context.Context, role keyring.Role, spec KeySpec) (keyring.Entry, error) {
+	policy := spec.Policy // empty: the active version's
 	spec.defaults()
-	return n.vault.Rotate(ctx, role, spec.Bits, spec.Policy)
+	return n.vault.Rotate(ctx, role, spec.Bits, policy)
 }
 
 // RetireKey marks version v of role retired: refused while it is active

@@ -90,7 +90,8 @@ func keyCommand() *cli.Command {
 			{
 				Name:  "rotate",
 				Usage: "make a new version in the device, registered and active; older versions become decrypt-only",
-				Flags: []cli.Flag{roleFlag, &cli.IntFlag{Name: "bits", Value: 256, Usage: "AES key size"}, transferableFlag},
+				Flags: []cli.Flag{roleFlag, &cli.IntFlag{Name: "bits", Value: 256, Usage: "AES key size"}, transferableFlag,
+					&cli.BoolFlag{Name: "local", Usage: "the new version never leaves this device (default: the active version's policy)"}},
 				Action: func(c *cli.Context) error {
 					role, err := parseRole(c)
 					if err != nil {
@@ -101,7 +102,16 @@ func keyCommand() *cli.Command {
 						return err
 					}
 					defer n.Close()
-					e, err := n.RotateKey(c.Context, role, node.KeySpec{Bits: c.Int("bits"), Policy: policyFlag(c)})
+					var policy hsm.Policy // the active version's
+					switch {
+					case c.Bool("transferable") && c.Bool("local"):
+						return usagef("give --transferable or --local, not both")
+					case c.Bool("transferable"):
+						policy = hsm.PolicyTransferable
+					case c.Bool("local"):
+						policy = hsm.PolicyLocal
+					}
+					e, err := n.RotateKey(c.Context, role, node.KeySpec{Bits: c.Int("bits"), Policy: policy})
 					if err != nil {
 						return err
 					}
