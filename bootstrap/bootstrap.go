@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/keyward/keyward/ceremony"
 	"github.com/keyward/keyward/hsm"
 	"github.com/keyward/keyward/keyring"
 	"github.com/keyward/keyward/node"
@@ -31,10 +32,16 @@ func requestPath(home string) string   { return filepath.Join(keysDir(home), "ge
 func TokenPath(home string) string     { return filepath.Join(home, "etc", "keys", "token.json") }
 func keyFile(home, name string) string { return filepath.Join(keysDir(home), name) }
 
-// ImportKeys imports bootstrap/keys/master.key and join.key (hex) when
-// present, as keys of policy, removing each only once it is in the device
-// with a matching KCV. report is told what happened.
+// ImportKeys imports the key files an installer left in bootstrap/keys —
+// master.key and join.key (hex), and the security section of a
+// system.yaml (masterKey, joinKey) — as keys of policy. A key file is
+// removed, and the system.yaml rewritten without its keys, only once the
+// key is in the device with a matching KCV. On a cluster a file must hold
+// the cluster's key: one that differs from the registry's active key of
+// its role is refused by name, and left as it was. report is told what
+// happened; errors name the file, never what it holds.
 func ImportKeys(ctx context.Context, n *node.Node, home string, policy hsm.Policy, report func(string)) error {
+	o := node.ImportOptions{Policy: policy, Cluster: true}
 	for _, k := range []struct {
 		role keyring.Role
 		file string
@@ -43,12 +50,37 @@ func ImportKeys(ctx context.Context, n *node.Node, home string, policy hsm.Polic
 		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 			continue
 		}
-		e, err := n.ImportHexFile(ctx, k.role, policy, path, nil, "", true)
+		e, err := n.ImportHexFile(ctx, k.role, o, path, nil, "", true)
 		if err != nil {
 			return fmt.Errorf("bootstrap %s: %w", path, err)
 		}
 		report(fmt.Sprintf("imported %s as %s (KCV %s) and removed it", path, e.Label, e.KCV))
 	}
+	path := keyFile(home, "system.yaml")
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	y, err := ceremony.ReadSystemYAML(path)
+	if err != nil {
+		return fmt.Errorf("bootstrap %w", err)
+	}
+	var roles []keyring.Role
+	for _, r := range []keyring.Role{keyring.Master, keyring.Join} {
+		if y.Has(ceremony.YAMLKey(r)) {
+			roles = append(roles, r)
+		}
+	}
+	if len(roles) == 0 {
+		return nil // scrubbed already, or never held keys
+	}
+	entries, err := n.ImportSystemYAML(ctx, roles, o, path, true)
+	for _, e := range entries {
+		report(fmt.Sprintf("imported %s's %s key as %s (KCV %s)", path, e.Role, e.Label, e.KCV))
+	}
+	if err != nil {
+		return fmt.Errorf("bootstrap %s: %w", path, err)
+	}
+	report(fmt.Sprintf("%s rewritten without its keys", path))
 	return nil
 }
 

@@ -49,8 +49,8 @@ func displayPath(p string) string {
 	return p
 }
 
-// yamlName is the system.yaml key of a role.
-func yamlName(r keyring.Role) string {
+// YAMLKey is the system.yaml key of a role: masterKey or joinKey.
+func YAMLKey(r keyring.Role) string {
 	if r == keyring.Master {
 		return YAMLMasterKey
 	}
@@ -77,11 +77,11 @@ func ImportSystemYAML(ctx context.Context, imp Importer, roles []keyring.Role, p
 		if r != keyring.Master && r != keyring.Join {
 			return nil, fmt.Errorf("%w: a system.yaml holds master and join keys only", keyring.ErrRole)
 		}
-		if len(roles) > 1 && !y.Has(yamlName(r)) {
+		if len(roles) > 1 && !y.Has(YAMLKey(r)) {
 			// "all" means both: import nothing rather than half.
-			return nil, fmt.Errorf("%w: %s has no shared.security.%s, and both keys were asked for; nothing was imported", ErrNotFound, path, yamlName(r))
+			return nil, fmt.Errorf("%w: %s has no shared.security.%s, and both keys were asked for; nothing was imported", ErrNotFound, path, YAMLKey(r))
 		}
-		k, err := y.Key(yamlName(r)) // parse all before importing any
+		k, err := y.Key(YAMLKey(r)) // parse all before importing any
 		if err != nil {
 			return nil, err
 		}
@@ -102,7 +102,7 @@ func ImportSystemYAML(ctx context.Context, imp Importer, roles []keyring.Role, p
 			return entries, fmt.Errorf("%w%s; %s was left as it was", err, done, path)
 		}
 		entries = append(entries, e)
-		names = append(names, yamlName(r))
+		names = append(names, YAMLKey(r))
 	}
 	if scrub {
 		if err := y.Scrub(names...); err != nil {

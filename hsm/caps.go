@@ -250,9 +250,9 @@ func (t *Token) Capabilities(ctx context.Context) []Capability {
 		}
 		if o.op == OpTrustedWrap && c.Supported && st.caps.trustedWrap.Load() != 1 {
 			c.Supported = false
-			c.Note = "does not enforce CKA_WRAP_WITH_TRUSTED: keys stay local"
+			c.Note = "lacks enforcement of CKA_WRAP_WITH_TRUSTED (it wraps such a key under an untrusted key): keys stay local"
 			if st.caps.trustedWrap.Load() == 0 {
-				c.Note = "CKA_WRAP_WITH_TRUSTED could not be tried: keys stay local"
+				c.Note = "lacks a working trial of CKA_WRAP_WITH_TRUSTED (it could not be tried): keys stay local"
 			}
 		}
 		out = append(out, c)

@@ -33,6 +33,9 @@ type Config struct {
 	// hmac_verify, sign, find, …), how long it took and how it ended: the
 	// server's metrics. The first Open of a token sets it for the process.
 	Observe func(op string, d time.Duration, err error)
+	// OnHealth, when set, is told each time the device stops answering
+	// and each time it answers again (once each, not per call).
+	OnHealth func(Health)
 }
 
 // String describes the configuration; it never contains a PIN.

@@ -80,6 +80,12 @@ func (k *Key) Open(ctx context.Context, sealed, aad []byte) ([]byte, error) {
 		}
 		var err error
 		pt, err = c.Decrypt(s, ct)
+		if codeOf(err) == pkcs11.CKR_GENERAL_ERROR && k.tok.st.quirks.BadTagIsGeneralError && !k.tok.st.answersGCM(s, h) {
+			// The device answers a wrong tag so, but also a fault of its
+			// own: it failed a round trip of its own as well, so this is
+			// the device, not the ciphertext.
+			return callAs("C_Decrypt", err, func(pkcs11.Error) error { return ErrDevice })
+		}
 		return callAs("C_Decrypt", err, k.tok.st.quirks.gcmDecryptSentinel)
 	})
 	if err != nil {
@@ -102,4 +108,31 @@ func (q *quirks) gcmDecryptSentinel(code pkcs11.Error) error {
 		return ErrAuthentication
 	}
 	return nil
+}
+
+// answersGCM says the device seals and opens a block with key h on
+// session s: what tells a wrong tag from a device fault where both are
+// CKR_GENERAL_ERROR (BadTagIsGeneralError). Only asked after a failure.
+func (st *tokenState) answersGCM(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) bool {
+	c := st.mod.ctx
+	nonce := make([]byte, NonceSize) // random, like every nonce: the key is a real one
+	if _, err := rand.Read(nonce); err != nil {
+		return false
+	}
+	params := pkcs11.NewGCMParams(nonce, nil, 8*TagSize)
+	defer params.Free()
+	mech := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_GCM, params)}
+	if c.EncryptInit(s, mech, h) != nil {
+		return false
+	}
+	probe := make([]byte, 16)
+	sealed, err := c.Encrypt(s, probe)
+	if err != nil || len(sealed) != len(probe)+TagSize {
+		return false
+	}
+	if c.DecryptInit(s, mech, h) != nil {
+		return false
+	}
+	pt, err := c.Decrypt(s, sealed)
+	return err == nil && len(pt) == len(probe)
 }

@@ -116,6 +116,10 @@ type Key struct {
 	Bits   int
 	cached atomic.Pointer[cachedHandle]
 	derive *deriveSpec // set for session keys made by DeriveHMACKey
+	// found: the device showed this key before. Not finding it again is
+	// then suspect (a library that lost track of its objects) and worth
+	// one reinit before it counts as gone.
+	found atomic.Bool
 }
 
 type cachedHandle struct {
@@ -142,6 +146,7 @@ func (k *Key) handle(s pkcs11.SessionHandle) (pkcs11.ObjectHandle, error) {
 		return 0, err
 	}
 	k.cached.Store(&cachedHandle{h: h, gen: gen})
+	k.found.Store(true)
 	return h, nil
 }
 

@@ -2,6 +2,7 @@ package hsm
 
 import (
 	"errors"
+	"time"
 	"fmt"
 	"os"
 	"sync"
@@ -32,6 +33,10 @@ type module struct {
 
 	// adminMu serializes token initialization (which slot is free is racy).
 	adminMu sync.Mutex
+
+	// reinitMu and reinitAt pace reinit: once a second at most.
+	reinitMu sync.Mutex
+	reinitAt time.Time
 }
 
 var modules = struct {

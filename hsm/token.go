@@ -49,6 +49,8 @@ type tokenState struct {
 	quirks   quirks // how the device departs from the standard (quirks.go)
 	hmacGate *gate  // HMAC verifications one at a time (HMACContends); nil: side by side
 
+	health health // whether the device answers (health.go)
+
 	caps *capabilities // what the device can do, read once at Open
 
 	// verifyBySign: this device's C_Verify reported a wrong MAC as a
@@ -107,6 +109,7 @@ func Open(ctx context.Context, cfg Config) (*Token, error) {
 	q := quirksFor(info.ManufacturerID, info.Model)
 	st := &tokenState{mod: m, slot: slot, label: info.Label, serial: info.SerialNumber, manufacturer: info.ManufacturerID, model: info.Model, observe: cfg.Observe, refs: 1, pin: pin, keys: map[string]*Key{},
 		quirks: q, hmacGate: q.hmacGate(), caps: readCapabilities(m.ctx, slot)}
+	st.health.notify = cfg.OnHealth
 	st.pool = newPool(max, st.openSession, st.closeSession)
 	// Warm one session; this also logs in and reports a wrong PIN now.
 	s, err := st.pool.get(ctx)
@@ -199,20 +202,34 @@ func (t *Token) Close() error {
 	if !t.closed.CompareAndSwap(false, true) {
 		return nil
 	}
-	modules.mu.Lock()
-	defer modules.mu.Unlock()
-	st := t.st
-	st.refs--
-	if st.refs == 0 {
-		delete(st.mod.tokens, st.slot)
-		st.pool.closeAll()
-		st.loginMu.Lock()
-		clear(st.pin)
-		st.loginMu.Unlock()
-		releaseModule(st.mod)
+	// A device that hangs would hold Close (closing sessions, finalizing)
+	// and so the process's exit: it is waited for closeTimeout at most.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		modules.mu.Lock()
+		defer modules.mu.Unlock()
+		st := t.st
+		st.refs--
+		if st.refs == 0 {
+			delete(st.mod.tokens, st.slot)
+			st.pool.closeAll()
+			st.loginMu.Lock()
+			clear(st.pin)
+			st.loginMu.Unlock()
+			releaseModule(st.mod)
+		}
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-time.After(closeTimeout):
+		return fmt.Errorf("close %s: %w: it did not answer within %v; its sessions were left open", t.st.device(), ErrDevice, closeTimeout)
 	}
-	return nil
 }
+
+// closeTimeout bounds Close.
+const closeTimeout = 3 * time.Second
 
 // openSession opens a session and makes sure the token is logged in: if it
 // is not (first session, or every session was closed behind our back), it
@@ -287,55 +304,104 @@ func (st *tokenState) maxAttempts() int { return cap(st.pool.slots) + 2 }
 // do runs fn on a pooled session, with the object handle of k when k is not
 // nil. A broken session is dropped and the call tried on another; a lost
 // login or a stale handle is repaired (log in, find k again) and the call
-// tried once more. fn must wrap PKCS#11 errors with call.
+// tried once more; a library that lost its state is initialized again
+// (reinit). The call itself runs on the caller's goroutine: a device that
+// hangs holds it (the server answers such a request 503 at its deadline
+// from another goroutine, and the CLI exits); waiting for a session
+// honours ctx. fn must wrap PKCS#11 errors with call.
 func (t *Token) do(ctx context.Context, op string, k *Key, fn func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error) (err error) {
 	if t.closed.Load() {
 		return ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return err // nothing asked of the device for a caller already gone
 	}
 	st := t.st
 	if obs := st.observe; obs != nil {
 		start := time.Now()
 		defer func() { obs(op, time.Since(start), err) }()
 	}
-	repaired := false
+	defer func() {
+		switch {
+		case err == nil:
+			st.health.up()
+		case deviceFault(err):
+			st.health.fault(err)
+		}
+	}()
+	repaired, reinited := false, false
 	for range st.maxAttempts() {
 		var s pkcs11.SessionHandle
 		if s, err = st.pool.get(ctx); err != nil {
+			if codeOf(err) == pkcs11.CKR_CRYPTOKI_NOT_INITIALIZED && !reinited && st.mod.reinit() {
+				reinited = true
+				continue
+			}
 			return err
 		}
-		var h pkcs11.ObjectHandle
-		if k != nil {
-			h, err = k.handle(s)
-		}
-		if err == nil {
-			err = fn(s, h)
-		}
+		res := st.attempt(s, k, fn, !repaired)
+		err, repaired = res.err, repaired || res.relogged
 		switch {
 		case err == nil:
-			st.pool.put(s)
 			return nil
-		case sessionBroken(err):
-			st.pool.drop(s)
-		case needsRelogin(err) && !repaired:
-			repaired = true
-			if k != nil {
-				k.forget()
-			}
-			lerr := st.ensureLogin(s)
-			if lerr != nil && sessionBroken(lerr) {
-				st.pool.drop(s)
-			} else {
-				st.pool.put(s)
-			}
-			if lerr != nil && !sessionBroken(lerr) {
-				return lerr
-			}
-		default:
-			st.pool.put(s)
+		case codeOf(err) == pkcs11.CKR_CRYPTOKI_NOT_INITIALIZED && !reinited && st.mod.reinit():
+			reinited = true
+		case k != nil && k.found.Load() && isNotFound(err) && !reinited && st.mod.reinit():
+			// A key this process used is gone: SoftHSM2 that ran out of
+			// descriptors forgets its objects until it is initialized
+			// again. Once more after a reinit; then it is really gone.
+			reinited = true
+			k.forget()
+		case !res.retry:
 			return err
 		}
 	}
 	return err
+}
+
+// attemptResult is how one attempt ended: its error, whether another
+// attempt may succeed, and whether it logged in again.
+type attemptResult struct {
+	err      error
+	retry    bool
+	relogged bool
+}
+
+// attempt runs fn once on session s, which it owns: it puts s back in the
+// pool, or drops it when broken, however it ends.
+func (st *tokenState) attempt(s pkcs11.SessionHandle, k *Key, fn func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error, mayRelogin bool) attemptResult {
+	var h pkcs11.ObjectHandle
+	var err error
+	if k != nil {
+		h, err = k.handle(s)
+	}
+	if err == nil {
+		err = fn(s, h)
+	}
+	switch {
+	case err == nil:
+		st.pool.put(s)
+		return attemptResult{}
+	case sessionBroken(err) || codeOf(err) == pkcs11.CKR_CRYPTOKI_NOT_INITIALIZED:
+		st.pool.drop(s)
+		return attemptResult{err: err, retry: true}
+	case needsRelogin(err) && mayRelogin:
+		if k != nil {
+			k.forget()
+		}
+		lerr := st.ensureLogin(s)
+		if lerr != nil && sessionBroken(lerr) {
+			st.pool.drop(s)
+		} else {
+			st.pool.put(s)
+		}
+		if lerr != nil && !sessionBroken(lerr) {
+			return attemptResult{err: lerr, relogged: true}
+		}
+		return attemptResult{err: err, retry: true, relogged: true}
+	}
+	st.pool.put(s)
+	return attemptResult{err: err}
 }
 
 // findObjects returns the handles of every object matching template.

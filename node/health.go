@@ -3,6 +3,9 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
+
+	"github.com/keyward/keyward/hsm"
 )
 
 // DeviceInfo names the node's device.
@@ -29,6 +32,9 @@ func (d DeviceInfo) SoftwareTokenWarning() string {
 	}
 	return "the device is " + d.Software + ", a software token: its keys are files on this machine's disk, not inside an HSM"
 }
+
+// DeviceHealth is whether the device answers, as the last calls found it.
+func (n *Node) DeviceHealth() hsm.Health { return n.device.Health() }
 
 // SessionsInUse is the number of device sessions in use now, and the
 // pool's bound.
@@ -60,12 +66,31 @@ func (r Readiness) Ready() bool { return r.Device == nil && r.Database == nil &&
 
 // Readiness checks the device, the database and, afresh, the keys against
 // the registry (a probe after an outage must not report the old state).
+// A check that does not finish by ctx's deadline — a device or database
+// that hangs — fails with the deadline's error; it is not waited for.
 func (n *Node) Readiness(ctx context.Context) Readiness {
-	r := Readiness{Device: n.device.Ping(ctx), Database: n.store.Ping(ctx)}
+	dev, db := within(ctx, n.device.Ping), within(ctx, n.store.Ping)
+	r := Readiness{Device: <-dev, Database: <-db}
 	if r.Database != nil {
 		r.Keys = ErrNotChecked
 	} else {
-		r.Keys = n.Reconcile(ctx)
+		r.Keys = <-within(ctx, n.Reconcile)
 	}
 	return r
+}
+
+// within runs check on its own goroutine; its answer is check's error,
+// or ctx's when ctx ends first.
+func within(ctx context.Context, check func(context.Context) error) <-chan error {
+	done, out := make(chan error, 1), make(chan error, 1)
+	go func() { done <- check(ctx) }()
+	go func() {
+		select {
+		case err := <-done:
+			out <- err
+		case <-ctx.Done():
+			out <- fmt.Errorf("no answer: %w", ctx.Err())
+		}
+	}()
+	return out
 }

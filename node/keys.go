@@ -99,14 +99,43 @@ func (n *Node) Import(ctx context.Context, role keyring.Role, value []byte, poli
 	return n.vault.Import(ctx, role, value, policy, expectKCV)
 }
 
-// importer is the node as a ceremony.Importer of keys of one policy.
+// ImportOptions say how a key from a file, a system.yaml, components or
+// shares is imported.
+type ImportOptions struct {
+	Policy hsm.Policy // default local
+	// Cluster refuses a key that differs from the registry's active key of
+	// its role: a bootstrap file on one node of a cluster must hold the
+	// cluster's key, not start a new version of it.
+	Cluster bool
+}
+
+// importer is the node as a ceremony.Importer.
 type importer struct {
-	n      *Node
-	policy hsm.Policy
+	n *Node
+	o ImportOptions
 }
 
 func (i importer) Import(ctx context.Context, role keyring.Role, value []byte, expectKCV string) (keyring.Entry, error) {
-	return i.n.Import(ctx, role, value, i.policy, expectKCV)
+	if i.o.Cluster {
+		kcv, err := hsm.ComputeKCV(value)
+		if err != nil {
+			clear(value)
+			return keyring.Entry{}, err
+		}
+		regs, err := i.n.store.Keys(ctx)
+		if err != nil {
+			clear(value)
+			return keyring.Entry{}, err
+		}
+		for _, r := range regs {
+			if r.Role == string(role) && r.State == keystore.StateActive && r.KCV != kcv {
+				clear(value)
+				return keyring.Entry{}, fmt.Errorf("%w: the cluster's active %s key is v%d with KCV %s, this key has KCV %s; nothing was imported",
+					keystore.ErrKeyMismatch, role, r.Version, r.KCV, kcv)
+			}
+		}
+	}
+	return i.n.Import(ctx, role, value, i.o.Policy, expectKCV)
 }
 
 var _ ceremony.Importer = importer{}
@@ -114,28 +143,28 @@ var _ ceremony.Importer = importer{}
 // ImportHexFile imports the hex key in path ("-": stdin) as role; with
 // remove, the file is overwritten and removed once the key is in the
 // device with a matching KCV, and left exactly as it was on any failure.
-func (n *Node) ImportHexFile(ctx context.Context, role keyring.Role, policy hsm.Policy, path string, stdin io.Reader, expectKCV string, remove bool) (keyring.Entry, error) {
-	return ceremony.ImportHexFile(ctx, importer{n, policy}, role, path, stdin, expectKCV, remove)
+func (n *Node) ImportHexFile(ctx context.Context, role keyring.Role, o ImportOptions, path string, stdin io.Reader, expectKCV string, remove bool) (keyring.Entry, error) {
+	return ceremony.ImportHexFile(ctx, importer{n, o}, role, path, stdin, expectKCV, remove)
 }
 
 // ImportSystemYAML imports the masterKey and/or joinKey of a system.yaml
 // (every role asked for must be there, or nothing is imported); with
 // scrub the file is rewritten without them.
-func (n *Node) ImportSystemYAML(ctx context.Context, roles []keyring.Role, policy hsm.Policy, path string, scrub bool) ([]keyring.Entry, error) {
-	return ceremony.ImportSystemYAML(ctx, importer{n, policy}, roles, path, scrub)
+func (n *Node) ImportSystemYAML(ctx context.Context, roles []keyring.Role, o ImportOptions, path string, scrub bool) ([]keyring.Entry, error) {
+	return ceremony.ImportSystemYAML(ctx, importer{n, o}, roles, path, scrub)
 }
 
 // ImportComponents XORs split-knowledge components into the key and
 // imports it; seen is told each component's own KCV as it is read.
-func (n *Node) ImportComponents(ctx context.Context, role keyring.Role, policy hsm.Policy, paths []string, expectKCV string, remove bool, seen func(i int, path, kcv string)) (keyring.Entry, error) {
-	return ceremony.ImportComponents(ctx, importer{n, policy}, role, paths, expectKCV, remove, seen)
+func (n *Node) ImportComponents(ctx context.Context, role keyring.Role, o ImportOptions, paths []string, expectKCV string, remove bool, seen func(i int, path, kcv string)) (keyring.Entry, error) {
+	return ceremony.ImportComponents(ctx, importer{n, o}, role, paths, expectKCV, remove, seen)
 }
 
 // CombineShares rebuilds a key from Shamir shares and imports it as role:
 // nothing is imported unless its KCV is the one the shares record (and
 // expectKCV, when given).
-func (n *Node) CombineShares(ctx context.Context, role keyring.Role, policy hsm.Policy, shares []ceremony.ShareInfo, expectKCV string) (keyring.Entry, error) {
-	e, err := ceremony.CombineAndImport(ctx, importer{n, policy}, role, shares, expectKCV)
+func (n *Node) CombineShares(ctx context.Context, role keyring.Role, o ImportOptions, shares []ceremony.ShareInfo, expectKCV string) (keyring.Entry, error) {
+	e, err := ceremony.CombineAndImport(ctx, importer{n, o}, role, shares, expectKCV)
 	if err != nil {
 		return keyring.Entry{}, fmt.Errorf("%w; nothing was imported", err)
 	}

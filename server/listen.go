@@ -24,6 +24,10 @@ type Listen struct {
 	TLSCert, TLSKey string        // PEM files; both or neither
 	ClientCA        string        // PEM file: clients must present a certificate from it (mTLS)
 	ShutdownTimeout time.Duration // how long requests in flight may finish; default 10 s
+	// MaxConnections bounds the connections open at once; default: the
+	// descriptor limit (raised to its hard limit) less a reserve for the
+	// device and the database (conns.go).
+	MaxConnections int
 }
 
 // DefaultAddr is where keyward serves unless told otherwise.
@@ -107,10 +111,17 @@ func (s *Server) Run(ctx context.Context, l Listen, reload <-chan struct{}, read
 			return err
 		}
 	}
-	ln, err := net.Listen("tcp", l.Addr)
+	raw, err := net.Listen("tcp", l.Addr)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrListen, err)
 	}
+	if l.MaxConnections == 0 {
+		l.MaxConnections = maxConnections()
+	}
+	limited := newLimitListener(raw, l.MaxConnections)
+	open := limited.open
+	s.metrics.connections.Store(&open)
+	var ln net.Listener = limited
 	scheme := "http"
 	if files != nil {
 		scheme = "https"
@@ -120,17 +131,29 @@ func (s *Server) Run(ctx context.Context, l Listen, reload <-chan struct{}, read
 	}
 	hs := &http.Server{
 		Handler:           s.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		ReadHeaderTimeout: headerTimeout,
+		ReadTimeout:       bodyTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	if err := s.node.Tokens().Warm(ctx); err != nil {
+		s.log.Warn("signing key pairs not listed at start", "error", err.Error())
+	}
 	runCtx, stop := context.WithCancel(ctx)
+	if o := s.cfg.Bootstrap; o != nil {
+		s.boot = s.startBootstrap(runCtx, *o)
+		defer waitAtMost(s.boot.Wait, l.ShutdownTimeout)
+	}
 	var background sync.WaitGroup
-	defer background.Wait() // the node is closed after Run: nothing may still use it
+	// The node is closed after Run: nothing may still use it. A loop held
+	// by a device that hangs is not waited for past ShutdownTimeout.
+	defer waitAtMost(background.Wait, l.ShutdownTimeout)
 	defer stop()
+	if s.boot != nil {
+		background.Go(func() { s.boot.Watch(runCtx) })
+	}
 	background.Go(func() { s.reconcileLoop(runCtx) })
 	background.Go(func() { s.syncLoop(runCtx) })
 	if reload != nil {
@@ -169,4 +192,14 @@ func (s *Server) Run(ctx context.Context, l Listen, reload <-chan struct{}, read
 		return fmt.Errorf("shutdown: requests still running after %s were cut off", l.ShutdownTimeout)
 	}
 	return nil
+}
+
+// waitAtMost waits for wait to return, or for d.
+func waitAtMost(wait func(), d time.Duration) {
+	done := make(chan struct{})
+	go func() { wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
+	}
 }

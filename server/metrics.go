@@ -3,8 +3,10 @@ package server
 import (
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
+	"github.com/keyward/keyward/hsm"
 	"github.com/keyward/keyward/node"
 	"github.com/keyward/keyward/tokens"
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,6 +23,7 @@ type Metrics struct {
 	latency      *prometheus.HistogramVec
 	deviceOps    *prometheus.HistogramVec
 	deviceErrors *prometheus.CounterVec
+	outages      prometheus.Counter
 }
 
 // NewMetrics registers keyward's metrics (and Go's and the process's) in a
@@ -38,8 +41,10 @@ func NewMetrics() *Metrics {
 			[]string{"op"}),
 		deviceErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keyward_device_operation_errors_total",
 			Help: "PKCS#11 device operations that failed, by operation."}, []string{"op"}),
+		outages: prometheus.NewCounter(prometheus.CounterOpts{Name: "keyward_device_outages_total",
+			Help: "Times the device stopped answering."}),
 	}
-	reg.MustRegister(m.requests, m.latency, m.deviceOps, m.deviceErrors,
+	reg.MustRegister(m.requests, m.latency, m.deviceOps, m.deviceErrors, m.outages,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -53,6 +58,13 @@ func (m *Metrics) ObserveDevice(op string, d time.Duration, err error) {
 	}
 }
 
+// DeviceHealth is an hsm.Config.OnHealth: it counts the device's outages.
+func (m *Metrics) DeviceHealth(h hsm.Health) {
+	if !h.Up {
+		m.outages.Inc()
+	}
+}
+
 // metrics are the Metrics of one server, with the ones that read its node.
 type metrics struct {
 	*Metrics
@@ -62,6 +74,7 @@ type metrics struct {
 	tokensRevoked   prometheus.Counter
 	issued          map[string]prometheus.Counter // tokensIssued by kind
 	routes          map[string]routeMetrics
+	connections     atomic.Pointer[func() int] // open connections, once Run listens
 }
 
 // routeMetrics are a route's children of the request metrics, looked up
@@ -97,6 +110,22 @@ func newMetrics(m *Metrics, n *node.Node) *metrics {
 			func() float64 { h, _ := n.Tokens().CacheStats(); return float64(h) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keyward_token_verify_cache_misses_total", Help: "Token verifications that went to the device."},
 			func() float64 { _, m := n.Tokens().CacheStats(); return float64(m) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "keyward_device_up", Help: "1 while the device answers, 0 while it does not."},
+			func() float64 {
+				if n.DeviceHealth().Up {
+					return 1
+				}
+				return 0
+			}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keyward_device_reconnects_total", Help: "Times the PKCS#11 module was finalized and initialized again."},
+			func() float64 { return float64(n.DeviceHealth().Reconnects) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "keyward_http_connections_open", Help: "Connections open now (bounded below the descriptor limit)."},
+			func() float64 {
+				if f := sm.connections.Load(); f != nil {
+					return float64((*f)())
+				}
+				return 0
+			}),
 	)
 	sm.issued, sm.routes = map[string]prometheus.Counter{}, map[string]routeMetrics{}
 	for _, k := range []string{tokens.KindAccess, tokens.KindPairing, tokens.KindMaster} {

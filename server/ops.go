@@ -3,10 +3,12 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
 
+	"github.com/keyward/keyward/bootstrap"
 	"github.com/keyward/keyward/node"
 )
 
@@ -38,14 +40,27 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 	dev, info := checkOf(rd.Device), s.node.Device()
 	device := map[string]any{"ok": dev.OK, "label": info.Label, "manufacturer": info.Manufacturer,
 		"model": info.Model, "software_token": info.Software != ""}
-	if dev.Error != "" {
-		device["error"] = dev.Error
+	if rd.Device != nil {
+		// Named, with what the device answered (never a secret): the
+		// operator's first question in an outage.
+		device["error"] = fmt.Sprintf("token %q (%s %s) cannot be used: %v", info.Label, info.Manufacturer, info.Model, rd.Device)
+		if h := s.node.DeviceHealth(); !h.Up && !h.Since.IsZero() {
+			device["since"] = h.Since.UTC().Format(time.RFC3339)
+		}
 	}
 	keys := checkOf(rd.Keys)
 	if errors.Is(rd.Keys, node.ErrNotChecked) {
 		keys.Error = rd.Keys.Error()
 	}
 	body := map[string]any{"ready": rd.Ready(), "device": device, "database": checkOf(rd.Database), "keys": keys}
+	if s.boot != nil {
+		// Reported, not a reason to take the node out: it names the
+		// file and what is wrong with it, never what it holds.
+		body["bootstrap"] = check{OK: s.boot.Err() == nil}
+		if err := s.boot.Err(); err != nil {
+			body["bootstrap"] = check{Error: err.Error()}
+		}
+	}
 	if warning := info.SoftwareTokenWarning(); warning != "" {
 		body["warnings"] = []string{warning}
 	}
@@ -56,4 +71,23 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, status, body)
 	return nil
+}
+
+// startBootstrap makes the node's bootstrap runner and does its first
+// pass before the server listens, so a node started with key files and a
+// token request serves with its keys and its token; a failure is logged
+// and kept for /readyz, not fatal.
+func (s *Server) startBootstrap(ctx context.Context, o bootstrap.Options) *bootstrap.Runner {
+	report := o.Report
+	o.Report = func(msg string) {
+		s.log.Info("bootstrap", "event", msg)
+		if report != nil {
+			report(msg)
+		}
+	}
+	r := bootstrap.NewRunner(ctx, s.node, o)
+	if err := r.Pass(ctx); err != nil {
+		s.log.Warn("bootstrap", "error", err.Error())
+	}
+	return r
 }

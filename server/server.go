@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keyward/keyward/bootstrap"
 	"github.com/keyward/keyward/node"
 )
 
@@ -29,6 +30,10 @@ type Config struct {
 	RequestTimeout time.Duration
 	Log            *slog.Logger // access and error log; default none
 	Metrics        *Metrics     // default NewMetrics() (without device operations)
+	// Bootstrap, when set, is the node's bootstrap work, done at start and
+	// then every second (package bootstrap): key files imported and
+	// removed, a token request answered. /readyz reports its failures.
+	Bootstrap *bootstrap.Options
 }
 
 // Server is keyward's HTTP API over one node.
@@ -39,6 +44,7 @@ type Server struct {
 	mux     *http.ServeMux
 	routes  []string
 	metrics *metrics
+	boot    *bootstrap.Runner // nil without Config.Bootstrap
 }
 
 // DefaultMaxRecord is the largest record or transit payload keyward serve
@@ -162,7 +168,7 @@ func (s *Server) Handler() http.Handler {
 		if unclean(r.URL.Path) {
 			s.fail(rec, r, errorf(http.StatusBadRequest, "BAD_REQUEST", "the path must not hold empty, \".\" or \"..\" segments"))
 		} else {
-			s.mux.ServeHTTP(rec, r)
+			s.serveWithin(rec, r, s.mux.ServeHTTP)
 		}
 		d := time.Since(start)
 		route := r.Pattern
@@ -197,13 +203,14 @@ func (w *statusRecorder) WriteHeader(code int) {
 func (s *Server) reconcileLoop(ctx context.Context) {
 	t := time.NewTicker(s.cfg.ReconcileEvery)
 	defer t.Stop()
+	var said loopLog
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := s.node.Reconcile(ctx); err != nil && ctx.Err() == nil {
-				s.log.Warn("reconcile", "error", err.Error())
+			if err := s.node.Reconcile(ctx); ctx.Err() == nil {
+				said.say(s.log, "reconcile", err)
 			}
 		}
 	}
@@ -214,18 +221,36 @@ func (s *Server) reconcileLoop(ctx context.Context) {
 func (s *Server) syncLoop(ctx context.Context) {
 	t := time.NewTicker(s.cfg.SyncEvery)
 	defer t.Stop()
+	var said loopLog
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 			rep, err := s.node.SyncNodes(ctx)
-			switch {
-			case err != nil && ctx.Err() == nil:
-				s.log.Warn("key transfer", "error", err.Error())
-			case len(rep.Delivered) > 0 || len(rep.Refused) > 0 || rep.Sent > 0:
+			if ctx.Err() != nil {
+				return
+			}
+			said.say(s.log, "key transfer", err)
+			if len(rep.Delivered) > 0 || len(rep.Refused) > 0 || rep.Sent > 0 {
 				s.log.Info("key transfer", "received", rep.Delivered, "refused", rep.Refused, "sent", rep.Sent)
 			}
 		}
+	}
+}
+
+// loopLog logs a background loop's failure once, not at every round: a
+// device or database away for a minute is one line (and the device's
+// own outage line), and one more when the loop works again.
+type loopLog struct{ last string }
+
+func (l *loopLog) say(log *slog.Logger, what string, err error) {
+	switch {
+	case err == nil && l.last != "":
+		log.Info(what + " works again")
+		l.last = ""
+	case err != nil && err.Error() != l.last:
+		l.last = err.Error()
+		log.Warn(what, "error", l.last)
 	}
 }

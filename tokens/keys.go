@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/keyward/keyward/hsm"
@@ -162,12 +163,55 @@ func (s *Service) signer(ctx context.Context, v int) (*hsm.Signer, error) {
 // verifying searches the device per token. Signers of key pairs gone are
 // dropped.
 func (s *Service) signingVersions(ctx context.Context, wall time.Time) (*keyView, error) {
-	if view := s.signing.Load(); view != nil && wall.Sub(view.read) < s.opts.RevocationRefresh {
+	view := s.signing.Load()
+	if view != nil && wall.Sub(view.read) < s.opts.RevocationRefresh {
 		return view, nil
 	}
+	done := s.listing.start(func() error { return s.listSigning(wall) })
+	if view == nil {
+		// The first listing: nothing to fall back on.
+		select {
+		case <-done:
+			if v := s.signing.Load(); v != nil {
+				return v, nil
+			}
+			return nil, s.listing.lastErr()
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	// Verification never waits long on the device: a device that is gone
+	// or hangs leaves the last listing in use (key pairs change rarely,
+	// and the device is asked again next time).
+	select {
+	case <-done:
+	case <-time.After(staleListing):
+	case <-ctx.Done():
+	}
+	return s.signing.Load(), nil
+}
+
+// Warm lists the signing key pairs and reads their public halves now, so
+// that JWKS and verification by key pair need no device call later (a
+// server does it at start, while the device answers).
+func (s *Service) Warm(ctx context.Context) error {
+	_, err := s.signingVersions(ctx, time.Now())
+	return err
+}
+
+// staleListing is how long a verification waits for a new listing of the
+// signing key pairs before it takes the last one.
+const staleListing = 50 * time.Millisecond
+
+// listSigning lists the signing key pairs in the device and keeps the
+// view; signers of key pairs gone are dropped. A failed listing keeps the
+// old view.
+func (s *Service) listSigning(wall time.Time) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	entries, err := s.ring.List(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	view := &keyView{versions: map[int]bool{}, read: wall}
 	for _, e := range entries {
@@ -176,7 +220,6 @@ func (s *Service) signingVersions(ctx context.Context, wall time.Time) (*keyView
 			view.latest = max(view.latest, e.Version)
 		}
 	}
-	s.signing.Store(view)
 	s.mu.Lock()
 	for n := range s.signers {
 		if !view.versions[n] {
@@ -184,9 +227,51 @@ func (s *Service) signingVersions(ctx context.Context, wall time.Time) (*keyView
 		}
 	}
 	s.mu.Unlock()
-	return view, nil
+	// Each key pair's public half is read now, while the device answers:
+	// JWKS and ES256 verification then need no device call.
+	for v := range view.versions {
+		if _, err := s.signer(ctx, v); err != nil {
+			return err
+		}
+	}
+	s.signing.Store(view)
+	return nil
 }
 
+// singleListing runs one listing at a time; callers that come while it
+// runs wait for the same one.
+type singleListing struct {
+	mu   sync.Mutex
+	done chan struct{} // closed when the listing under way ends; nil: none
+	err  error         // the last listing's error
+}
+
+// start starts list unless a listing is under way, and returns a channel
+// closed when it ends (lastErr then says how).
+func (l *singleListing) start(list func() error) <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.done != nil {
+		return l.done
+	}
+	done := make(chan struct{})
+	l.done = done
+	go func() {
+		err := list()
+		l.mu.Lock()
+		l.done, l.err = nil, err
+		l.mu.Unlock()
+		close(done)
+	}()
+	return done
+}
+
+// lastErr is the error of the last listing that ended.
+func (l *singleListing) lastErr() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
+}
 // signingUsable says signing key pair version v is in the device (an
 // unknown version costs no device lookup).
 func (s *Service) signingUsable(ctx context.Context, v int, wall time.Time) (bool, error) {

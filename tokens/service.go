@@ -74,6 +74,7 @@ type Service struct {
 	headers   cowMap[string, header]   // encoded segment → header, for the ones keyward writes
 	joins     atomic.Pointer[joinView] // the registry's join versions, as last read
 	signing   atomic.Pointer[keyView]  // the device's signing key pairs, as last listed
+	listing   singleListing            // the one listing of them under way
 
 	// For tests and benchmarks (export_test.go), set before first use:
 	// stockOnly sends every token to golang-jwt's path, and parsed hears

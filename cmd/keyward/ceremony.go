@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/keyward/keyward/ceremony"
+	"github.com/keyward/keyward/node"
 	"github.com/urfave/cli/v2"
 )
 
@@ -114,7 +115,7 @@ func ceremonyCombine(c *cli.Context) error {
 		return err
 	}
 	defer nd.Close()
-	e, err := nd.CombineShares(c.Context, role, policyFlag(c), shares, expect)
+	e, err := nd.CombineShares(c.Context, role, node.ImportOptions{Policy: policyFlag(c)}, shares, expect)
 	if err != nil {
 		return err
 	}

@@ -20,6 +20,8 @@ func globalFlags() []cli.Flag {
 		&cli.StringFlag{Name: "home", EnvVars: []string{"KEYWARD_HOME"}, Usage: "keyward's directory (default ~/.keyward)"},
 		&cli.StringFlag{Name: "db", EnvVars: []string{"KEYWARD_DB"}, Usage: "the shared database: a SQLite path or sqlite: URL (default $KEYWARD_HOME/keyward.db), a postgres:// URL, or a libpq key=value string; anything else is refused"},
 		&cli.DurationFlag{Name: "max-token-lifetime", EnvVars: []string{"KEYWARD_MAX_TOKEN_LIFETIME"}, Value: tokens.DefaultMaxLifetime, Usage: "the longest lifetime of a token or refresh grant this node issues"},
+		&cli.IntFlag{Name: "max-sessions", EnvVars: []string{"KEYWARD_MAX_SESSIONS"}, Usage: "most PKCS#11 sessions open at once (default 2 per CPU, at least 4); lower it for an HSM that allows few"},
+		&cli.DurationFlag{Name: "timeout", EnvVars: []string{"KEYWARD_TIMEOUT"}, Value: 2 * time.Minute, Usage: "longest a command (not serve) may wait for the device and the database; 0: no bound"},
 		&cli.BoolFlag{Name: "json", Usage: "print stable JSON instead of tables"},
 	}
 }
@@ -45,7 +47,10 @@ func home(c *cli.Context) string {
 // nodeConfig builds the node.Config from the global flags, defaults
 // resolved.
 func nodeConfig(c *cli.Context) (node.Config, error) {
-	nc := node.Config{Device: hsm.Config{ModulePath: c.String("module")}, DB: c.String("db"), Home: home(c)}
+	nc := node.Config{Device: hsm.Config{ModulePath: c.String("module"), MaxSessions: c.Int("max-sessions")}, DB: c.String("db"), Home: home(c)}
+	if c.Int("max-sessions") < 0 {
+		return nc, usagef("--max-sessions must be 1 or more")
+	}
 	max, err := lifetime(c, "max-token-lifetime")
 	if err != nil {
 		return nc, err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"strings"
 
@@ -52,6 +53,8 @@ var hints = []struct {
 	{keyring.ErrNoKey, "generate one with keyward key generate --role ROLE, or import one"},
 	{keystore.ErrTooLarge, "raise --max-record (KEYWARD_MAX_RECORD)"},
 	{tokens.ErrLifetimeOverMax, "raise --max-token-lifetime (KEYWARD_MAX_TOKEN_LIFETIME) to allow more"},
+	{hsm.ErrDevice, "the device cannot be used now: check it and the connection to it, then try again"},
+	{context.DeadlineExceeded, "no answer within --timeout (KEYWARD_TIMEOUT): the device or the database does not answer"},
 }
 
 // message is err as the CLI says it: a request field named by its flag

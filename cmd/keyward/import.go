@@ -6,6 +6,7 @@ import (
 
 	"github.com/keyward/keyward/ceremony"
 	"github.com/keyward/keyward/keyring"
+	"github.com/keyward/keyward/node"
 	"github.com/urfave/cli/v2"
 )
 
@@ -80,7 +81,7 @@ func keyImport(c *cli.Context) error {
 
 	switch {
 	case c.IsSet("from"):
-		e, err := n.ImportHexFile(c.Context, roles[0], policyFlag(c), c.String("from"), c.App.Reader, expect, c.Bool("remove-source"))
+		e, err := n.ImportHexFile(c.Context, roles[0], node.ImportOptions{Policy: policyFlag(c)}, c.String("from"), c.App.Reader, expect, c.Bool("remove-source"))
 		if err != nil {
 			return err
 		}
@@ -94,7 +95,7 @@ func keyImport(c *cli.Context) error {
 		return nil
 	case c.IsSet("from-system-yaml"):
 		path := c.String("from-system-yaml")
-		entries, err := n.ImportSystemYAML(c.Context, roles, policyFlag(c), path, c.Bool("scrub"))
+		entries, err := n.ImportSystemYAML(c.Context, roles, node.ImportOptions{Policy: policyFlag(c)}, path, c.Bool("scrub"))
 		if len(roles) > 1 && errors.Is(err, ceremony.ErrNotFound) {
 			err = fmt.Errorf("%w (to import only the other key, name its --role)", err)
 		}
@@ -109,7 +110,7 @@ func keyImport(c *cli.Context) error {
 		share(c, n, entries...)
 		return err
 	default:
-		e, err := n.ImportComponents(c.Context, roles[0], policyFlag(c), c.StringSlice("component"), expect, c.Bool("remove-source"),
+		e, err := n.ImportComponents(c.Context, roles[0], node.ImportOptions{Policy: policyFlag(c)}, c.StringSlice("component"), expect, c.Bool("remove-source"),
 			func(i int, path, kcv string) {
 				fmt.Fprintf(c.App.ErrWriter, "component %d (%s): KCV %s\n", i, path, kcv)
 			})

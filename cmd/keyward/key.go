@@ -285,9 +285,14 @@ func printEntry(c *cli.Context, e keyring.Entry) error {
 // this device's security officer admits (keyward node admit).
 var transferableFlag = &cli.BoolFlag{Name: "transferable", Usage: "the key may leave this device, wrapped only for nodes its security officer admits (default: it never leaves)"}
 
-// policyFlag is the policy --transferable asks for.
-func policyFlag(c *cli.Context) hsm.Policy {
-	if c.Bool("transferable") {
+// policyFlag is the policy --transferable (or the bool flag named)
+// asks for.
+func policyFlag(c *cli.Context, flag ...string) hsm.Policy {
+	name := "transferable"
+	if len(flag) > 0 {
+		name = flag[0]
+	}
+	if c.Bool(name) {
 		return hsm.PolicyTransferable
 	}
 	return hsm.PolicyLocal

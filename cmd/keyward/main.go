@@ -61,6 +61,7 @@ func usageOnStderr(cmd *cli.Command) {
 	}
 	if action := cmd.Action; action != nil {
 		cmd.Action = func(c *cli.Context) error {
+			defer bounded(c, cmd)()
 			err := action(c)
 			var u usageError
 			if errors.As(err, &u) && u.cmd == nil {

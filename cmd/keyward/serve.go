@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
+	"github.com/keyward/keyward/bootstrap"
 	"github.com/keyward/keyward/hsm"
 	"github.com/keyward/keyward/server"
 	"github.com/urfave/cli/v2"
@@ -28,6 +30,10 @@ func serveCommand() *cli.Command {
 			&cli.DurationFlag{Name: "request-timeout", EnvVars: []string{"KEYWARD_REQUEST_TIMEOUT"}, Value: 10 * time.Second, Usage: "longest a request may take; a database or device that hangs answers 503 after it"},
 			&cli.Int64Flag{Name: "max-record", EnvVars: []string{"KEYWARD_MAX_RECORD"}, Value: server.DefaultMaxRecord, Usage: "largest stored record or transit payload, in bytes"},
 			&cli.BoolFlag{Name: "quiet", EnvVars: []string{"KEYWARD_QUIET"}, Usage: "no access log (one JSON line per request on standard error)"},
+			&cli.IntFlag{Name: "max-connections", EnvVars: []string{"KEYWARD_MAX_CONNECTIONS"}, Usage: "connections open at once (default: the descriptor limit less a reserve for the device and the database)"},
+			&cli.DurationFlag{Name: "bootstrap-token-delete-after", EnvVars: []string{"KEYWARD_BOOTSTRAP_TOKEN_DELETE_AFTER"}, Value: time.Minute, Usage: "how long etc/keys/token.json stays after it is written"},
+			&cli.BoolFlag{Name: "bootstrap-transferable", Usage: "keys imported from bootstrap files are transferable (see keyward node)"},
+			&cli.BoolFlag{Name: "no-bootstrap", Usage: "do not watch $KEYWARD_HOME/bootstrap/keys"},
 		},
 		Action: runServe,
 	}
@@ -58,12 +64,22 @@ func runServe(c *cli.Context) error {
 		}
 	}()
 
+	logOut := c.App.ErrWriter
+	if c.Bool("quiet") {
+		logOut = io.Discard
+	}
+	// Log lines go out together, at most 50 ms late: a write(2) per
+	// request cost as much as a cached introspection's Go work.
+	logw := server.NewLogWriter(logOut)
+	defer logw.Close() // after Run: the last lines
+	log := newLogger(logw)
 	metrics := server.NewMetrics()
 	cfg, err := nodeConfig(c)
 	if err != nil {
 		return err
 	}
 	cfg.Device.Observe = metrics.ObserveDevice
+	cfg.Device.OnHealth = deviceHealthLog(log, metrics)
 	cfg.MaxRecord = c.Int64("max-record")
 	// A node still joining serves too: /readyz says which keys it lacks
 	// until they arrive from the nodes that admitted it.
@@ -84,20 +100,16 @@ func runServe(c *cli.Context) error {
 	} else {
 		nodeLine = fmt.Sprintf("keyward: node %s (%s), fingerprint %s", self.ID, self.State, self.Fingerprint)
 	}
-	logOut := c.App.ErrWriter
-	if c.Bool("quiet") {
-		logOut = io.Discard
+	scfg := server.Config{RequestTimeout: c.Duration("request-timeout"), Metrics: metrics, Log: log}
+	if !c.Bool("no-bootstrap") {
+		scfg.Bootstrap = &bootstrap.Options{Home: n.Home(), DeleteAfter: c.Duration("bootstrap-token-delete-after"), Policy: policyFlag(c, "bootstrap-transferable")}
 	}
-	// Log lines go out together, at most 50 ms late: a write(2) per
-	// request cost as much as a cached introspection's Go work.
-	logw := server.NewLogWriter(logOut)
-	defer logw.Close() // after Run: the last lines
-	srv := server.New(n, server.Config{RequestTimeout: c.Duration("request-timeout"), Metrics: metrics, Log: newLogger(logw)})
+	srv := server.New(n, scfg)
 	if w := n.Device().SoftwareTokenWarning(); w != "" {
 		fmt.Fprintln(c.App.ErrWriter, "keyward: warning: "+w)
 	}
 	err = srv.Run(ctx, server.Listen{Addr: c.String("listen"), TLSCert: c.String("tls-cert"), TLSKey: c.String("tls-key"),
-		ClientCA: c.String("client-ca"), ShutdownTimeout: c.Duration("shutdown-timeout")}, reload,
+		ClientCA: c.String("client-ca"), ShutdownTimeout: c.Duration("shutdown-timeout"), MaxConnections: c.Int("max-connections")}, reload,
 		func(url string) {
 			fmt.Fprintln(c.App.ErrWriter, "keyward: serving on "+url)
 			if nodeLine != "" {
@@ -112,3 +124,22 @@ func runServe(c *cli.Context) error {
 
 // newLogger writes JSON lines to w.
 func newLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewJSONHandler(w, nil)) }
+
+// deviceHealthLog is the device's hsm.Config.OnHealth under serve: one log
+// line when the device stops answering and one when it answers again (not
+// one per request), and the outage count.
+func deviceHealthLog(log *slog.Logger, m *server.Metrics) func(hsm.Health) {
+	var mu sync.Mutex
+	var down time.Time
+	return func(h hsm.Health) {
+		m.DeviceHealth(h)
+		mu.Lock()
+		defer mu.Unlock()
+		if !h.Up {
+			down = h.Since
+			log.Warn("device unavailable: requests that need it answer 503 until it is back", "error", h.Err.Error())
+			return
+		}
+		log.Info("device available again", "outage_ms", h.Since.Sub(down).Milliseconds(), "reconnects", h.Reconnects)
+	}
+}

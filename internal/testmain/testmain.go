@@ -18,6 +18,7 @@ import (
 	"testing"
 
 	"github.com/keyward/keyward/keystore/dbtest"
+	"github.com/keyward/keyward/softhsm/faultshim"
 	"github.com/keyward/keyward/softhsm/softhsmtest"
 )
 
@@ -57,4 +58,5 @@ func run(m *testing.M, setup func() (func(int) int, error)) int {
 func cleanup() {
 	dbtest.Stop()
 	softhsmtest.CleanupTestTokens()
+	faultshim.Cleanup()
 }

@@ -1,0 +1,81 @@
+package server
+
+import (
+	"bytes"
+	"net/http"
+	"sync"
+)
+
+// A request's handler may be held by a device that hangs: a PKCS#11 call
+// cannot be interrupted. So the handler writes into a buffer on a
+// goroutine of its own, and the request is answered from here — with what
+// the handler wrote, or, when RequestTimeout comes first, with a 503 and
+// Retry-After. A handler still held then finishes when the device
+// answers, its session goes back to the pool, and what it writes is
+// dropped.
+
+// buffered is the ResponseWriter a handler writes into.
+type buffered struct {
+	mu     sync.Mutex
+	header http.Header
+	status int
+	body   bytes.Buffer
+	late   bool // the request was answered without it
+}
+
+func (b *buffered) Header() http.Header { return b.header }
+
+func (b *buffered) WriteHeader(code int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.status == 0 {
+		b.status = code
+	}
+}
+
+func (b *buffered) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.late {
+		return 0, http.ErrHandlerTimeout
+	}
+	if b.status == 0 {
+		b.status = http.StatusOK
+	}
+	return b.body.Write(p)
+}
+
+// errNoAnswer is the answer to a request whose handler was held past its
+// deadline (by a device or a database that hangs).
+var errNoAnswer = errorf(http.StatusServiceUnavailable, "UNAVAILABLE", "the request did not finish in time: the device or the database is not answering; try again later")
+
+// serveWithin runs serve for r on its own goroutine and answers w with
+// what it wrote, or with errNoAnswer when r's context ends first.
+func (s *Server) serveWithin(w http.ResponseWriter, r *http.Request, serve func(http.ResponseWriter, *http.Request)) {
+	b := &buffered{header: make(http.Header)}
+	done := make(chan any, 1)
+	go func() {
+		defer func() { done <- recover() }()
+		serve(b, r)
+	}()
+	select {
+	case p := <-done:
+		if p != nil {
+			panic(p)
+		}
+		dst := w.Header()
+		for k, v := range b.header {
+			dst[k] = v
+		}
+		if b.status == 0 {
+			b.status = http.StatusOK
+		}
+		w.WriteHeader(b.status)
+		w.Write(b.body.Bytes())
+	case <-r.Context().Done():
+		b.mu.Lock()
+		b.late = true
+		b.mu.Unlock()
+		s.fail(w, r, errNoAnswer)
+	}
+}
