@@ -2,11 +2,11 @@ package hsm
 
 import (
 	"errors"
-	"time"
 	"fmt"
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/keyward/keyward/hsm/internal/p11raw"
 	"github.com/miekg/pkcs11"

@@ -60,6 +60,7 @@ type cli struct {
 	env     []string
 	dir     string
 	secrets []string // must never appear in any output or file
+	wrap    []string // a command keyward serve runs under (prlimit …), or none
 }
 
 // secret registers s (and its other case; for hex, its bytes too) as

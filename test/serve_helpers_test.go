@@ -64,7 +64,8 @@ func (c *cli) serve(extraEnv []string, args ...string) *served {
 }
 
 // startServe starts keyward serve and returns the first line it printed
-// that is not a warning (the ready line, or the error it stopped with).
+// that is not a warning or a JSON log line (the ready line, or the error it
+// stopped with).
 func (c *cli) startServe(extraEnv []string, args ...string) (*served, string) {
 	c.t.Helper()
 	hasListen := false
@@ -76,7 +77,8 @@ func (c *cli) startServe(extraEnv []string, args ...string) (*served, string) {
 		full = append(full, "--listen", "127.0.0.1:0")
 	}
 	full = append(full, args...)
-	cmd := exec.Command(binary, full...)
+	argv := append(append(append([]string(nil), c.wrap...), binary), full...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(append([]string(nil), c.env...), extraEnv...)
 	cmd.Dir = c.dir
 	pr, pw := io.Pipe()
@@ -98,7 +100,7 @@ func (c *cli) startServe(extraEnv []string, args ...string) (*served, string) {
 		sent := false
 		for sc.Scan() {
 			l := sc.Text()
-			if !sent && !strings.HasPrefix(l, "keyward: warning:") {
+			if !sent && !strings.HasPrefix(l, "keyward: warning:") && !strings.HasPrefix(l, "{") {
 				lines <- l
 				sent = true
 			}

@@ -272,6 +272,7 @@ func (l *singleListing) lastErr() error {
 	defer l.mu.Unlock()
 	return l.err
 }
+
 // signingUsable says signing key pair version v is in the device (an
 // unknown version costs no device lookup).
 func (s *Service) signingUsable(ctx context.Context, v int, wall time.Time) (bool, error) {
