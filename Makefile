@@ -31,7 +31,7 @@ test: deps tidy unit
 # with the race detector. On an external token (KEYWARD_TEST_PKCS11_*)
 # packages run one at a time: they share that one token.
 unit: deps
-	$(GO) test -race -count=1 $(if $(KEYWARD_TEST_PKCS11_MODULE),-p 1) -json ./... | $(GO) run ./scripts/testreport
+	$(GO) test -race -count=1 -timeout 30m $(if $(KEYWARD_TEST_PKCS11_MODULE),-p 1) -json ./... | $(GO) run ./scripts/testreport
 
 # The whole suite again on a second PKCS#11 implementation: NSS softokn
 # behind p11-kit-proxy (scripts/nss-token.sh; needs root for p11-kit's
