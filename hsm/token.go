@@ -35,9 +35,15 @@ type tokenState struct {
 
 	pool *pool
 
-	loginMu  sync.Mutex
-	pin      []byte // kept to log in again after the login is lost
-	loginErr error  // sticky: a refused PIN is never tried again
+	loginMu sync.Mutex
+	pin     []byte // kept to log in again after the login is lost
+	// callMu makes C_Login exclusive: every call of attempt holds it to
+	// read, a login to write. SoftHSM2 crashed (SIGSEGV in
+	// C_FindObjectsInit) when a login ran beside another session's call
+	// after its token directory came back (DEVICES.md row 14). Logins are
+	// rare: the first session, and after the device lost them.
+	callMu   sync.RWMutex
+	loginErr error // sticky: a refused PIN is never tried again
 
 	// gen counts logins; a cached object handle is valid only for the
 	// generation it was found in (handles die with the login).
@@ -263,7 +269,9 @@ func (st *tokenState) ensureLogin(s pkcs11.SessionHandle) error {
 	if info.State == pkcs11.CKS_RW_USER_FUNCTIONS || info.State == pkcs11.CKS_RO_USER_FUNCTIONS {
 		return nil
 	}
+	st.callMu.Lock()
 	err = st.mod.ctx.Login(s, pkcs11.CKU_USER, string(st.pin))
+	st.callMu.Unlock()
 	if err != nil && codeOf(err) != pkcs11.CKR_USER_ALREADY_LOGGED_IN {
 		err = call("C_Login", err)
 		if errors.Is(err, ErrPINIncorrect) {
@@ -372,12 +380,14 @@ type attemptResult struct {
 func (st *tokenState) attempt(s pkcs11.SessionHandle, k *Key, fn func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error, mayRelogin bool) attemptResult {
 	var h pkcs11.ObjectHandle
 	var err error
+	st.callMu.RLock()
 	if k != nil {
 		h, err = k.handle(s)
 	}
 	if err == nil {
 		err = fn(s, h)
 	}
+	st.callMu.RUnlock()
 	switch {
 	case err == nil:
 		st.pool.put(s)
