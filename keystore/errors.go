@@ -22,6 +22,7 @@ var (
 	ErrTokenRevoked = errors.New("token revoked")
 	ErrTokenExpired = errors.New("token expired")
 	ErrTokenUnknown = errors.New("token unknown")
+	ErrTokenFilter  = errors.New("bad token filter")
 
 	ErrNodeUnknown = errors.New("no such node")
 )

@@ -41,8 +41,10 @@ func (s *Store) UseRefresh(ctx context.Context, hash []byte, now time.Time,
 	if err := insertToken(ctx, tx, s, tok); err != nil {
 		return s.dbErr("refresh", err)
 	}
-	if err := insertRefresh(ctx, tx, s, next); err != nil {
-		return s.dbErr("refresh", err)
+	if next.Hash != nil { // none: the grant ends with this refresh
+		if err := insertRefresh(ctx, tx, s, next); err != nil {
+			return s.dbErr("refresh", err)
+		}
 	}
 	if err := revokeIDs(ctx, tx, s, now, old.AccessID); err != nil {
 		return s.dbErr("refresh", err)
@@ -121,4 +123,24 @@ func (s *Store) ConsumePairing(ctx context.Context, id string, now time.Time, bu
 		return s.dbErr("redeem pairing token", err)
 	}
 	return s.dbErr("redeem pairing token", tx.Commit())
+}
+
+// LiveRefresh returns the refresh token of hash when it may still be used
+// (issued here, not used, revoked or expired at now); ErrTokenUnknown
+// otherwise, whatever the reason (introspection says no more).
+func (s *Store) LiveRefresh(ctx context.Context, hash []byte, now time.Time) (RefreshRecord, error) {
+	r := RefreshRecord{Hash: hash}
+	var ttl, issued, expires int64
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT family, access_id, subject, scope, audience, alg, access_ttl, issued_at, expires_at FROM refresh_tokens
+		WHERE hash = ? AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ?`), hash, ms(now)).
+		Scan(&r.Family, &r.AccessID, &r.Subject, &r.Scope, &r.Audience, &r.Alg, &ttl, &issued, &expires)
+	if isNoRows(err) {
+		return r, fmt.Errorf("%w: no live refresh token", ErrTokenUnknown)
+	}
+	if err != nil {
+		return r, s.dbErr("read refresh token", err)
+	}
+	r.AccessTTL = time.Duration(ttl) * time.Millisecond
+	r.Issued, r.Expires = time.UnixMilli(issued).UTC(), time.UnixMilli(expires).UTC()
+	return r, nil
 }

@@ -27,6 +27,9 @@ type TokenRecord struct {
 	Consumed    *time.Time `json:"consumed_at,omitempty"`
 	Family      string     `json:"family"`
 	Description string     `json:"description,omitempty"`
+	// Refreshable says a live refresh token was issued with it (listings
+	// and Token say; a record being written does not).
+	Refreshable bool `json:"refreshable"`
 }
 
 // RefreshRecord is a refresh token, by the SHA-256 hash of its value.
@@ -93,7 +96,12 @@ func scanToken(row interface{ Scan(...any) error }) (TokenRecord, error) {
 	return t, err
 }
 
-// Token returns the record of token id.
+// refreshableColumn says whether a token has a live refresh token: one
+// look-up in refresh_tokens_access per record.
+const refreshableColumn = `EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.access_id = tokens.id AND r.used_at IS NULL AND r.revoked_at IS NULL AND r.expires_at > ?)`
+
+// Token returns the record of token id (Refreshable unset: Tokens with
+// the id as filter says it).
 func (s *Store) Token(ctx context.Context, id string) (TokenRecord, error) {
 	t, err := scanToken(s.db.QueryRowContext(ctx, s.q(`SELECT `+tokenColumns+` FROM tokens WHERE id = ?`), id))
 	if isNoRows(err) {
@@ -102,27 +110,94 @@ func (s *Store) Token(ctx context.Context, id string) (TokenRecord, error) {
 	return t, s.dbErr("read token", err)
 }
 
-// Tokens lists token records, newest first; subject filters when not
-// empty; all includes expired and revoked ones.
-func (s *Store) Tokens(ctx context.Context, subject string, all bool, now time.Time) ([]TokenRecord, error) {
-	q := `SELECT ` + tokenColumns + ` FROM tokens WHERE 1 = 1`
-	var args []any
-	if subject != "" {
-		q += ` AND subject = ?`
-		args = append(args, subject)
+func scanListed(row interface{ Scan(...any) error }) (TokenRecord, error) {
+	var t TokenRecord
+	var issued, expires int64
+	var revoked, consumed sql.NullInt64
+	err := row.Scan(&t.ID, &t.Kind, &t.Subject, &t.Scope, &t.Audience, &issued, &expires, &revoked, &consumed, &t.Family, &t.Description, &t.Refreshable)
+	t.Issued, t.Expires = time.UnixMilli(issued).UTC(), time.UnixMilli(expires).UTC()
+	if revoked.Valid {
+		r := time.UnixMilli(revoked.Int64).UTC()
+		t.Revoked = &r
 	}
-	if !all {
+	if consumed.Valid {
+		c := time.UnixMilli(consumed.Int64).UTC()
+		t.Consumed = &c
+	}
+	return t, err
+}
+
+// TokenFilter says which token records Tokens lists; the zero filter lists
+// every live token.
+type TokenFilter struct {
+	Subject string
+	ID      string
+	// Description matches exactly, or, ending in "*", by its prefix (the
+	// JFrog wildcard).
+	Description string
+	Refreshable *bool // only the tokens with (or without) a live refresh token
+	All         bool  // expired, revoked and used tokens too
+	// OrderBy is created (the default), token_id, subject or expiry;
+	// largest (newest) first when Descending.
+	OrderBy    string
+	Descending bool
+}
+
+// TokenOrders are the orders TokenFilter.OrderBy takes.
+var TokenOrders = map[string]string{"created": "issued_at", "token_id": "id", "subject": "subject", "expiry": "expires_at"}
+
+// Tokens lists the token records f selects.
+func (s *Store) Tokens(ctx context.Context, f TokenFilter, now time.Time) ([]TokenRecord, error) {
+	order, ok := TokenOrders[f.OrderBy]
+	if f.OrderBy == "" {
+		order, ok = "issued_at", true
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: order %q is not one of created, token_id, subject, expiry", ErrTokenFilter, f.OrderBy)
+	}
+	q := `SELECT ` + tokenColumns + `, ` + refreshableColumn + ` AS refreshable FROM tokens WHERE 1 = 1`
+	args := []any{ms(now)}
+	if f.Subject != "" {
+		q += ` AND subject = ?`
+		args = append(args, f.Subject)
+	}
+	if f.ID != "" {
+		q += ` AND id = ?`
+		args = append(args, f.ID)
+	}
+	if prefix, ok := strings.CutSuffix(f.Description, "*"); ok {
+		// A prefix, compared as text: no LIKE, whose own wildcards a
+		// description may hold.
+		q += ` AND substr(description, 1, ?) = ?`
+		args = append(args, len([]rune(prefix)), prefix)
+	} else if f.Description != "" {
+		q += ` AND description = ?`
+		args = append(args, f.Description)
+	}
+	if !f.All {
 		q += ` AND revoked_at IS NULL AND consumed_at IS NULL AND expires_at > ?`
 		args = append(args, ms(now))
 	}
-	rows, err := s.db.QueryContext(ctx, s.q(q+` ORDER BY issued_at DESC, id DESC`), args...)
+	if f.Refreshable != nil {
+		if *f.Refreshable {
+			q += ` AND ` + refreshableColumn
+		} else {
+			q += ` AND NOT ` + refreshableColumn
+		}
+		args = append(args, ms(now))
+	}
+	dir := " ASC"
+	if f.Descending {
+		dir = " DESC"
+	}
+	rows, err := s.db.QueryContext(ctx, s.q(q+` ORDER BY `+order+dir+`, id`+dir), args...)
 	if err != nil {
 		return nil, s.dbErr("list tokens", err)
 	}
 	defer rows.Close()
 	var out []TokenRecord
 	for rows.Next() {
-		t, err := scanToken(rows)
+		t, err := scanListed(rows)
 		if err != nil {
 			return nil, s.dbErr("list tokens", err)
 		}

@@ -55,7 +55,7 @@ var kinds = []struct {
 }{
 	{KindAlreadyUsed, []error{keystore.ErrTokenUsed}},
 	{KindInvalidToken, []error{tokens.ErrInvalid, tokens.ErrRevoked, tokens.ErrExpired}},
-	{KindUsage, []error{tokens.ErrRequest, tokens.ErrAlgorithm, tokens.ErrScopeWidened, keystore.ErrRecordName,
+	{KindUsage, []error{tokens.ErrRequest, tokens.ErrAlgorithm, tokens.ErrScopeWidened, keystore.ErrRecordName, keystore.ErrTokenFilter,
 		keystore.ErrDSN, hsm.ErrConfig, keyring.ErrRole}},
 	{KindTooLarge, []error{keystore.ErrTooLarge}},
 	{KindNotFound, []error{keystore.ErrNotFound, keystore.ErrTokenUnknown, keystore.ErrNodeUnknown}},

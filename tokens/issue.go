@@ -225,16 +225,56 @@ func hashRefresh(v string) []byte {
 	return h[:]
 }
 
+// RefreshRequest asks for a refresh.
+type RefreshRequest struct {
+	RefreshToken string
+	Scope        []string      // a subset of the grant's; nil: the grant's
+	ExpiresIn    time.Duration // the new access token's lifetime; 0: the grant's
+	// Final ends the grant: no new refresh token is issued.
+	Final bool
+	// Audience, when set, must be the grant's: a refresh never changes it.
+	Audience []string
+	// AccessToken, when set, must be the token the refresh token was
+	// issued with (its signature is checked, not its expiry): a client that
+	// names the token it refreshes gets an error when it is another one.
+	AccessToken string
+}
+
 // Refresh exchanges a refresh token for a brand-new access token and a new
 // refresh token; the old access token and the used refresh token stop
 // working at once. scope, when given, must be a subset of the grant's. A
 // refresh token used twice revokes its whole family.
 func (s *Service) Refresh(ctx context.Context, refreshToken string, scope []string) (Issued, error) {
+	return s.RefreshWith(ctx, RefreshRequest{RefreshToken: refreshToken, Scope: scope})
+}
+
+// RefreshWith is Refresh with the options of r.
+func (s *Service) RefreshWith(ctx context.Context, r RefreshRequest) (Issued, error) {
+	var named string // the jti of r.AccessToken
+	if r.AccessToken != "" {
+		v, err := s.parseWith(ctx, strings.TrimSpace(r.AccessToken), Algorithms, false, time.Now())
+		if err != nil {
+			return Issued{}, fieldErr("access_token", "is not a token of this keyward: %v", err)
+		}
+		named = v.claims.ID
+	}
+	if r.ExpiresIn != 0 {
+		if err := checkLifetime("expires_in", r.ExpiresIn, s.opts.MaxLifetime); err != nil {
+			return Issued{}, err
+		}
+	}
 	now := s.now()
 	var out Issued
 	var revokedAccess string
-	err := s.store.UseRefresh(ctx, hashRefresh(refreshToken), now, func(old keystore.RefreshRecord) (keystore.TokenRecord, keystore.RefreshRecord, error) {
+	err := s.store.UseRefresh(ctx, hashRefresh(r.RefreshToken), now, func(old keystore.RefreshRecord) (keystore.TokenRecord, keystore.RefreshRecord, error) {
+		if named != "" && named != old.AccessID {
+			return keystore.TokenRecord{}, keystore.RefreshRecord{}, fieldErr("access_token", "token %s is not the one this refresh token was issued with", named)
+		}
+		if r.Audience != nil && !sameWords(r.Audience, strings.Fields(old.Audience)) {
+			return keystore.TokenRecord{}, keystore.RefreshRecord{}, fieldErr("audience", "a refresh keeps the grant's audience %q; leave audience out", old.Audience)
+		}
 		granted := strings.Fields(old.Scope)
+		scope := r.Scope
 		if scope == nil {
 			scope = granted
 		}
@@ -243,23 +283,31 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string, scope []stri
 				return keystore.TokenRecord{}, keystore.RefreshRecord{}, fmt.Errorf("%w: %q was not granted (granted: %q)", ErrScopeWidened, sc, old.Scope)
 			}
 		}
-		r := Request{Kind: KindAccess, Subject: old.Subject, Scope: scope, Audience: strings.Fields(old.Audience), ExpiresIn: old.AccessTTL, Alg: old.Alg}
-		if err := r.normalize(s.issuer, s.opts.MaxLifetime); err != nil {
+		ttl := r.ExpiresIn
+		if ttl == 0 {
+			ttl = old.AccessTTL
+		}
+		req := Request{Kind: KindAccess, Subject: old.Subject, Scope: scope, Audience: strings.Fields(old.Audience), ExpiresIn: ttl, Alg: old.Alg}
+		if err := req.normalize(s.issuer, s.opts.MaxLifetime); err != nil {
 			return keystore.TokenRecord{}, keystore.RefreshRecord{}, err
 		}
 		id := newID(now)
-		c, rec := s.claimsFor(r, id, old.Family, now)
-		token, err := s.sign(ctx, c, r.Alg)
+		c, rec := s.claimsFor(req, id, old.Family, now)
+		token, err := s.sign(ctx, c, req.Alg)
 		if err != nil {
 			return keystore.TokenRecord{}, keystore.RefreshRecord{}, err
 		}
-		value, hash := newRefreshToken()
-		out = Issued{AccessToken: token, TokenID: id, TokenType: "Bearer", ExpiresIn: int64(r.ExpiresIn / time.Second), Scope: c.Scope, RefreshToken: value, ExpiresAt: rec.Expires}
+		out = Issued{AccessToken: token, TokenID: id, TokenType: "Bearer", ExpiresIn: int64(req.ExpiresIn / time.Second), Scope: c.Scope, ExpiresAt: rec.Expires}
 		revokedAccess = old.AccessID
+		if r.Final {
+			return rec, keystore.RefreshRecord{}, nil
+		}
+		value, hash := newRefreshToken()
+		out.RefreshToken = value
 		// The new refresh token ends when the grant's first one would
 		// have: refreshing never extends a grant.
 		return rec, keystore.RefreshRecord{Hash: hash, Family: old.Family, AccessID: id, Subject: old.Subject, Scope: c.Scope,
-			Audience: old.Audience, Alg: old.Alg, AccessTTL: old.AccessTTL, Issued: now, Expires: old.Expires}, nil
+			Audience: old.Audience, Alg: old.Alg, AccessTTL: req.ExpiresIn, Issued: now, Expires: old.Expires}, nil
 	})
 	if err != nil {
 		if errors.Is(err, keystore.ErrTokenUsed) {
@@ -270,6 +318,14 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string, scope []stri
 	}
 	s.revoked.add(revokedAccess, now.Add(DefaultMasterTTL))
 	return out, nil
+}
+
+// sameWords says a and b hold the same words, in any order.
+func sameWords(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(slices.Compact(a), slices.Compact(b))
 }
 
 func mapStoreErr(err error) error {
@@ -290,7 +346,7 @@ func mapStoreErr(err error) error {
 // not of a JWT.
 func IsRefreshToken(v string) bool { return strings.HasPrefix(strings.TrimSpace(v), "kwr_") }
 
-// List lists recorded tokens (never the tokens themselves).
-func (s *Service) List(ctx context.Context, subject string, all bool) ([]keystore.TokenRecord, error) {
-	return s.store.Tokens(ctx, subject, all, s.now())
+// List lists the recorded tokens f selects (never the tokens themselves).
+func (s *Service) List(ctx context.Context, f keystore.TokenFilter) ([]keystore.TokenRecord, error) {
+	return s.store.Tokens(ctx, f, s.now())
 }

@@ -10,9 +10,11 @@ import (
 	"maps"
 	"math/big"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/keyward/keyward/keyring"
+	"github.com/keyward/keyward/keystore"
 )
 
 // JWK is a public key in RFC 7517 form.
@@ -46,6 +48,16 @@ func (s *Service) JWKS(ctx context.Context) (JWKSet, error) {
 	if err != nil {
 		return JWKSet{}, err
 	}
+	if time.Since(view.read) >= s.opts.RevocationRefresh {
+		// Stale: a key pair generated a moment ago must be published
+		// before a verifier sees a token it signed. The device gets a
+		// second; a device away leaves the last listing.
+		wait, cancel := context.WithTimeout(ctx, time.Second)
+		if fresh, err := s.listNow(wait); err == nil {
+			view = fresh
+		}
+		cancel()
+	}
 	set := JWKSet{Keys: []JWK{}}
 	for _, v := range slices.Sorted(maps.Keys(view.versions)) {
 		sg, err := s.signer(ctx, v)
@@ -58,7 +70,13 @@ func (s *Service) JWKS(ctx context.Context) (JWKSet, error) {
 			raw, _ := pub.Bytes() // 0x04 ‖ X ‖ Y
 			k.Kty, k.Crv, k.Alg, k.X, k.Y = "EC", "P-256", ES256, b64(raw[1:33]), b64(raw[33:])
 		case *rsa.PublicKey:
-			k.Kty, k.N, k.E = "RSA", b64(pub.N.Bytes()), b64(big.NewInt(int64(pub.E)).Bytes())
+			// Twice: RS256 as signing/vN, PS256 as signing/vN/PS256 (each
+			// JWK has the one alg its tokens carry).
+			k.Kty, k.Alg, k.N, k.E = "RSA", RS256, b64(pub.N.Bytes()), b64(big.NewInt(int64(pub.E)).Bytes())
+			ps := k
+			ps.Kid, ps.Alg = signingKid(PS256, v), PS256
+			set.Keys = append(set.Keys, k)
+			k = ps
 		case ed25519.PublicKey:
 			k.Kty, k.Crv, k.Alg, k.X = "OKP", "Ed25519", EdDSA, b64(pub)
 		}
@@ -90,6 +108,9 @@ type Introspection struct {
 // tokens included). The error is not about the token: the database or
 // the device failed, and nothing can be said of it.
 func (s *Service) Introspect(ctx context.Context, token string, o VerifyOptions) (*Introspection, error) {
+	if IsRefreshToken(token) {
+		return s.introspectRefresh(ctx, token)
+	}
 	if o.Kinds == nil {
 		o.Kinds = []string{KindAccess, KindMaster, KindBootstrap, KindPairing}
 	}
@@ -109,6 +130,21 @@ func (s *Service) Introspect(ctx context.Context, token string, o VerifyOptions)
 		out.Nbf = c.NotBefore.Unix()
 	}
 	return out, nil
+}
+
+// introspectRefresh answers for a refresh token: active while it may be
+// used, with token_type refresh_token and its grant's subject, scope and
+// audience.
+func (s *Service) introspectRefresh(ctx context.Context, token string) (*Introspection, error) {
+	r, err := s.store.LiveRefresh(ctx, hashRefresh(token), s.now())
+	if errors.Is(err, keystore.ErrTokenUnknown) {
+		return &Introspection{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &Introspection{Active: true, TokenType: "refresh_token", Sub: r.Subject, Iss: s.issuer, Aud: strings.Fields(r.Audience),
+		Exp: r.Expires.Unix(), Iat: r.Issued.Unix(), Scope: r.Scope}, nil
 }
 
 // CacheStats says how often Verify found a token in its cache, and how

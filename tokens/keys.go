@@ -16,7 +16,7 @@ import (
 // keyView is the signing key pair versions in the device when last listed.
 type keyView struct {
 	versions map[int]bool
-	latest   int // the newest version, 0 for none
+	newest   map[hsm.KeyType]int // the newest version of each type: it signs
 	read     time.Time
 }
 
@@ -32,8 +32,24 @@ type joinView struct {
 // kidFor is the kid of a key version: "join/v3", "signing/v1".
 func kidFor(role keyring.Role, v int) string { return string(role) + "/v" + strconv.Itoa(v) }
 
-// parseKid reads "join/vN" or "signing/vN".
+// psSuffix ends the kid of a PS256 token: an RSA key pair is published
+// twice in the JWKS, as signing/vN for RS256 and signing/vN/PS256 for
+// PS256, so that each JWK has the one alg a verifier checks.
+const psSuffix = "/" + PS256
+
+// signingKid is the kid a token of alg signed by key pair v carries.
+func signingKid(alg string, v int) string {
+	if alg == PS256 {
+		return kidFor(keyring.Signing, v) + psSuffix
+	}
+	return kidFor(keyring.Signing, v)
+}
+
+// parseKid reads "join/vN", "signing/vN" or "signing/vN/PS256".
 func parseKid(kid string) (keyring.Role, int, bool) {
+	if k, ok := strings.CutSuffix(kid, psSuffix); ok && strings.HasPrefix(kid, string(keyring.Signing)+"/") {
+		kid = k
+	}
 	role, ver, ok := strings.Cut(kid, "/v")
 	if !ok {
 		return "", 0, false
@@ -50,7 +66,10 @@ func parseKid(kid string) (keyring.Role, int, bool) {
 }
 
 // signingKey returns the kid and device key to sign alg with now: the
-// active join version's derived HMAC key, or the newest signing key pair.
+// active join version's derived HMAC key, or the newest signing key pair
+// of the type alg needs (key pairs of several types sign side by side).
+// A type the last listing lacks is looked for again in the device at
+// once: a key pair generated a moment ago signs the next request.
 func (s *Service) signingKey(ctx context.Context, alg string) (string, any, error) {
 	if isHMAC(alg) {
 		v, err := s.activeJoin(ctx)
@@ -68,17 +87,35 @@ func (s *Service) signingKey(ctx context.Context, alg string) (string, any, erro
 	if err != nil {
 		return "", nil, err
 	}
-	if view.latest == 0 {
+	if view.newest[want] == 0 {
+		if view, err = s.listNow(ctx); err != nil {
+			return "", nil, err
+		}
+	}
+	v := view.newest[want]
+	if v == 0 {
 		return "", nil, fmt.Errorf("%w: %s tokens need a signing key pair (%s) in the device, and it holds none", keyring.ErrNoKey, alg, want)
 	}
-	signer, err := s.signer(ctx, view.latest)
+	signer, err := s.signer(ctx, v)
 	if err != nil {
 		return "", nil, err
 	}
-	if signer.Key().Type != want {
-		return "", nil, fmt.Errorf("%w: %s needs a %s key, signing/v%d is %s", ErrAlgorithm, alg, want, view.latest, signer.Key().Type)
+	return signingKid(alg, v), signer, nil
+}
+
+// listNow lists the signing key pairs in the device now (or waits for the
+// listing under way), and returns the view.
+func (s *Service) listNow(ctx context.Context) (*keyView, error) {
+	done := s.listing.start(func() error { return s.listSigning(time.Now()) })
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
-	return kidFor(keyring.Signing, view.latest), signer, nil
+	if err := s.listing.lastErr(); err != nil {
+		return nil, err
+	}
+	return s.signing.Load(), nil
 }
 
 // joinVersions returns the registry's join versions, read again at most
@@ -213,11 +250,10 @@ func (s *Service) listSigning(wall time.Time) error {
 	if err != nil {
 		return err
 	}
-	view := &keyView{versions: map[int]bool{}, read: wall}
+	view := &keyView{versions: map[int]bool{}, newest: map[hsm.KeyType]int{}, read: wall}
 	for _, e := range entries {
 		if e.Role == keyring.Signing {
 			view.versions[e.Version] = true
-			view.latest = max(view.latest, e.Version)
 		}
 	}
 	s.mu.Lock()
@@ -230,9 +266,12 @@ func (s *Service) listSigning(wall time.Time) error {
 	// Each key pair's public half is read now, while the device answers:
 	// JWKS and ES256 verification then need no device call.
 	for v := range view.versions {
-		if _, err := s.signer(ctx, v); err != nil {
+		sg, err := s.signer(ctx, v)
+		if err != nil {
 			return err
 		}
+		t := sg.Key().Type
+		view.newest[t] = max(view.newest[t], v)
 	}
 	s.signing.Store(view)
 	return nil
@@ -321,7 +360,7 @@ func (s *Service) verificationKey(ctx context.Context, alg, kid string, wall tim
 // ErrUnknownKey or ErrAlgorithm when the token names a key that cannot
 // verify it; any other error is the database's or the device's.
 func (s *Service) keyFor(ctx context.Context, alg, kid string, role keyring.Role, v int, wall time.Time) (any, error) {
-	if isHMAC(alg) != (role == keyring.Join) {
+	if isHMAC(alg) != (role == keyring.Join) || strings.HasSuffix(kid, psSuffix) && alg != PS256 {
 		return nil, fmt.Errorf("%w: %s with kid %q", ErrAlgorithm, alg, kid)
 	}
 	usable, err := s.keyUsable(ctx, role, v, wall)

@@ -28,11 +28,17 @@ func (s *Service) Revoke(ctx context.Context, id string) error {
 // RevokeToken revokes the token itself: its signature must be ours (an
 // expired or already revoked token may still be named).
 func (s *Service) RevokeToken(ctx context.Context, token string) error {
+	_, err := s.RevokeTokenID(ctx, token)
+	return err
+}
+
+// RevokeTokenID is RevokeToken, and says the id of the token revoked.
+func (s *Service) RevokeTokenID(ctx context.Context, token string) (string, error) {
 	c, err := s.parse(ctx, strings.TrimSpace(token), false)
 	if err != nil {
-		return err
+		return "", err
 	}
-	return s.Revoke(ctx, c.ID)
+	return c.ID, s.Revoke(ctx, c.ID)
 }
 
 // RevokeRefreshToken revokes the grant of a refresh token (RFC 7009 with

@@ -121,3 +121,7 @@ func (s *Service) now() time.Time {
 
 // Issuer is the iss of this cluster's tokens: keyward@<instance id>.
 func (s *Service) Issuer() string { return s.issuer }
+
+// MaxLifetime is the longest lifetime of a token or refresh grant this
+// service issues (Options.MaxLifetime).
+func (s *Service) MaxLifetime() time.Duration { return s.opts.MaxLifetime }

@@ -183,19 +183,29 @@ func asymmetricTokenVerifies(t *testing.T, s *tokens.Service, node *keystore.Vau
 		if err != nil {
 			t.Fatal(err)
 		}
-		var pub any
-		for _, k := range jwksKeys(t, s) {
-			if k["kid"] == "signing/v"+itoa(e.Version) {
-				pub = jwksKey(t, k)
-			}
-		}
+		keys := jwksKeys(t, s)
 		for _, alg := range algs {
 			iss, err := s.Create(t.Context(), tokens.Request{Subject: "svc", Alg: alg})
 			if err != nil {
 				t.Fatal(err)
 			}
+			// The JWK a verifier picks by the token's kid has the token's
+			// alg (PS256 has a kid of its own: signing/vN/PS256).
+			kid := "signing/v" + itoa(e.Version)
+			if alg == tokens.PS256 {
+				kid += "/PS256"
+			}
+			var pub any
+			for _, k := range keys {
+				if k["kid"] == kid && k["alg"] == alg {
+					pub = jwksKey(t, k)
+				}
+			}
+			if pub == nil {
+				t.Fatalf("no JWK with kid %s and alg %s in %v", kid, alg, keys)
+			}
 			tok, err := jwt.Parse(iss.AccessToken, func(*jwt.Token) (any, error) { return pub, nil }, jwt.WithValidMethods([]string{alg}))
-			if err != nil || !tok.Valid || tok.Header["kid"] != "signing/v"+itoa(e.Version) {
+			if err != nil || !tok.Valid || tok.Header["kid"] != kid {
 				t.Fatalf("%s with the JWKS key: %v %v", alg, err, tok.Header)
 			}
 			if _, err := s.Verify(t.Context(), iss.AccessToken, tokens.VerifyOptions{}); err != nil {
@@ -345,7 +355,7 @@ func TestRevocationReachesCachedAndOtherServices(t *testing.T) {
 			t.Fatalf("after revocation: %v", err)
 		}
 	}
-	list, err := s.List(t.Context(), "svc", true)
+	list, err := s.List(t.Context(), keystore.TokenFilter{Subject: "svc", All: true, Descending: true})
 	if err != nil || len(list) != 1 || list[0].Revoked == nil || list[0].Kind != "access" {
 		t.Fatalf("list: %+v %v", list, err)
 	}

@@ -179,14 +179,21 @@ func invalid(reason error, format string, args ...any) error {
 	return fmt.Errorf("%w: %w: %s", ErrInvalid, reason, fmt.Sprintf(format, args...))
 }
 
-// audienceMatches: an audience "name@*" in the token matches any instance
-// "name@…"; otherwise names must be equal.
+// audienceMatches says the token's audience names want. Audiences of
+// the form service@instance (JFrog's) may hold "*" for either part:
+// "name@*" names every instance of name, "*@*" (JFrog's default) every
+// service; otherwise names must be equal.
 func audienceMatches(aud jwt.ClaimStrings, want string) bool {
+	wantName, wantID, wantPair := strings.Cut(want, "@")
 	for _, a := range aud {
 		if a == want {
 			return true
 		}
-		if prefix, ok := strings.CutSuffix(a, "*"); ok && strings.HasSuffix(prefix, "@") && strings.HasPrefix(want, prefix) {
+		name, id, ok := strings.Cut(a, "@")
+		if !ok || !wantPair || (name != "*" && id != "*") {
+			continue
+		}
+		if (name == "*" || name == wantName) && (id == "*" || id == wantID) {
 			return true
 		}
 	}

@@ -191,7 +191,7 @@ func tokenCommand() *cli.Command {
 						return err
 					}
 					defer done()
-					list, err := svc.List(c.Context, c.String("subject"), c.Bool("all"))
+					list, err := svc.List(c.Context, keystore.TokenFilter{Subject: c.String("subject"), All: c.Bool("all"), Descending: true})
 					if err != nil {
 						return err
 					}
