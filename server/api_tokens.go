@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -11,9 +12,16 @@ import (
 	"github.com/keyward/keyward/tokens"
 )
 
-// createToken is POST /access/api/v1/tokens: create (admin), or with
-// grant_type=refresh_token a refresh, authenticated by the refresh token
-// alone.
+// The fields of a token request: JFrog's create and refresh, RFC 6749's
+// refresh_token grant, and keyward's own. Any other is refused.
+var (
+	createFields  = []string{"grant_type", "username", "subject", "scope", "expires_in", "refreshable", "refresh_expires_in", "description", "audience", "alg", "include_reference_token", "force_revocable", "project_key"}
+	refreshFields = []string{"grant_type", "refresh_token", "scope", "expires_in", "refreshable", "access_token", "token_type", "audience", "include_reference_token", "client_id"}
+)
+
+// createToken is POST /access/api/v1/tokens: JFrog's create (grant_type
+// client_credentials, the default), or with grant_type=refresh_token a
+// refresh, authenticated by the refresh token alone.
 func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 	p, err := readParams(w, r, s.cfg.MaxBody)
 	if err != nil {
@@ -22,14 +30,18 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 	switch p["grant_type"] {
 	case "refresh_token":
 		return s.refresh(w, r, p)
-	case "":
+	case "", "client_credentials":
 	default:
-		return errorf(http.StatusBadRequest, "BAD_REQUEST", "grant_type must be refresh_token (or left out to create a token)")
+		return errorf(http.StatusBadRequest, "UNSUPPORTED_GRANT_TYPE", "grant_type %q is not supported: use client_credentials (the default) to create a token, refresh_token to refresh one", p["grant_type"])
 	}
-	if _, err := s.authorize(r); err != nil {
+	c, err := s.authenticate(r)
+	if err != nil {
 		return err
 	}
-	req, err := tokenRequest(p)
+	if err := p.only(createFields...); err != nil {
+		return err
+	}
+	req, notes, err := s.tokenRequest(p, c)
 	if err != nil {
 		return err
 	}
@@ -38,117 +50,133 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.metrics.issued[tokens.KindAccess].Inc()
-	writeJSON(w, http.StatusOK, iss)
+	writeJSON(w, http.StatusOK, issuedBody{Issued: iss, Notes: notes})
 	return nil
 }
 
-// tokenRequest reads a create request's fields.
-func tokenRequest(p params) (tokens.Request, error) {
-	subject, err := p.required("subject")
-	if err != nil {
-		return tokens.Request{}, err
+// issuedBody is a created or refreshed token, with what keyward did
+// differently from what was asked, and why.
+type issuedBody struct {
+	tokens.Issued
+	Notes []string `json:"notes,omitempty"`
+}
+
+// tokenRequest reads a create request's fields for caller c. The subject
+// is username (JFrog's name) or subject, by default the caller's own. A
+// caller without admin may only create tokens for itself, with scopes it
+// holds.
+func (s *Server) tokenRequest(p params, c caller) (tokens.Request, []string, error) {
+	var notes []string
+	subject := strings.TrimSpace(p["username"])
+	if v := strings.TrimSpace(p["subject"]); v != "" {
+		if subject != "" && subject != v {
+			return tokens.Request{}, nil, errorf(http.StatusBadRequest, "BAD_REQUEST", "username and subject name the token's subject twice, differently; give one")
+		}
+		subject = v
+	}
+	if subject == "" {
+		subject = c.claims.Subject
+	}
+	scope := strings.Fields(p["scope"])
+	if !c.admin() {
+		if subject != c.claims.Subject {
+			return tokens.Request{}, nil, errForbidden("admin, to create a token for another subject than the caller's own")
+		}
+		if !within(scope, strings.Fields(c.claims.Scope)) {
+			return tokens.Request{}, nil, errForbidden("admin, or a token that holds every scope asked for")
+		}
 	}
 	expires, err := p.seconds("expires_in")
-	if err != nil {
-		return tokens.Request{}, err
+	if err != nil && p["expires_in"] != "0" {
+		return tokens.Request{}, nil, err
+	}
+	if p["expires_in"] == "0" {
+		// JFrog: non-expiring. keyward never issues a token beyond its
+		// longest lifetime.
+		expires = s.node.Tokens().MaxLifetime()
+		notes = append(notes, fmt.Sprintf("expires_in 0 (non-expiring) gives this server's longest token lifetime, %v (--max-token-lifetime): keyward issues no token that never expires", expires))
 	}
 	refreshTTL, err := p.seconds("refresh_expires_in")
 	if err != nil {
-		return tokens.Request{}, err
+		return tokens.Request{}, nil, err
 	}
 	refreshable, err := p.bool("refreshable")
 	if err != nil {
-		return tokens.Request{}, err
+		return tokens.Request{}, nil, err
 	}
-	return tokens.Request{Subject: subject, Scope: strings.Fields(p["scope"]), Audience: strings.Fields(p["audience"]),
-		ExpiresIn: expires, Refreshable: refreshable, RefreshTTL: refreshTTL, Alg: p["alg"], Description: p["description"]}, nil
+	if ref, err := p.bool("include_reference_token"); err != nil {
+		return tokens.Request{}, nil, err
+	} else if ref {
+		return tokens.Request{}, nil, errorf(http.StatusBadRequest, "BAD_REQUEST", "include_reference_token: keyward issues no reference tokens; use the access_token itself (leave include_reference_token out or false)")
+	}
+	if _, err := p.bool("force_revocable"); err != nil { // every keyward token is revocable
+		return tokens.Request{}, nil, err
+	}
+	if p["project_key"] != "" {
+		return tokens.Request{}, nil, errorf(http.StatusBadRequest, "BAD_REQUEST", "project_key: keyward has no projects; leave it out")
+	}
+	return tokens.Request{Subject: subject, Scope: scope, Audience: strings.Fields(p["audience"]),
+		ExpiresIn: expires, Refreshable: refreshable, RefreshTTL: refreshTTL, Alg: p["alg"], Description: p["description"]}, notes, nil
 }
 
+// refresh is the refresh_token grant, JFrog's and RFC 6749's: a new access
+// token, and a new refresh token unless refreshable is false. Errors are
+// RFC 6749's: a refresh token that is not good any more is invalid_grant.
 func (s *Server) refresh(w http.ResponseWriter, r *http.Request, p params) error {
+	if err := p.only(refreshFields...); err != nil {
+		return err
+	}
 	rt, err := p.required("refresh_token")
 	if err != nil {
 		return err
 	}
-	var scope []string
+	req := tokens.RefreshRequest{RefreshToken: rt, AccessToken: p["access_token"]}
 	if v, ok := p["scope"]; ok {
-		scope = strings.Fields(v)
+		req.Scope = strings.Fields(v)
 	}
-	iss, err := s.node.Tokens().Refresh(r.Context(), rt, scope)
-	if err != nil {
+	if req.ExpiresIn, err = p.seconds("expires_in"); err != nil {
 		return err
+	}
+	if v, ok := p["refreshable"]; ok && v != "" {
+		keep, err := p.bool("refreshable")
+		if err != nil {
+			return err
+		}
+		req.Final = !keep
+	}
+	if t := p["token_type"]; t != "" && !strings.EqualFold(t, "Bearer") && t != "access_token" {
+		return errorf(http.StatusBadRequest, "BAD_REQUEST", "token_type %q: keyward issues Bearer tokens only", t)
+	}
+	if ref, err := p.bool("include_reference_token"); err != nil {
+		return err
+	} else if ref {
+		return errorf(http.StatusBadRequest, "BAD_REQUEST", "include_reference_token: keyward issues no reference tokens; leave it out or false")
+	}
+	if aud, ok := p["audience"]; ok && aud != "" {
+		// A refresh keeps the grant's audience; naming another is an
+		// error, not a silent change.
+		req.Audience = strings.Fields(aud)
+	}
+	iss, err := s.node.Tokens().RefreshWith(r.Context(), req)
+	if err != nil {
+		return grantError(err)
 	}
 	s.metrics.tokensRefreshed.Inc()
-	writeJSON(w, http.StatusOK, iss)
+	writeJSON(w, http.StatusOK, issuedBody{Issued: iss})
 	return nil
 }
 
-// listTokens is GET /access/api/v1/tokens (admin): ?subject= filters,
-// ?all=true includes expired, revoked and used tokens.
-func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) error {
-	if _, err := s.authorize(r); err != nil {
-		return err
+// grantError is a refresh's error as RFC 6749 §5.2 has it: a refresh
+// token unknown, used, revoked or expired is invalid_grant, a scope not
+// granted invalid_scope; anything else as it is.
+func grantError(err error) error {
+	switch {
+	case errors.Is(err, tokens.ErrScopeWidened):
+		return errorf(http.StatusBadRequest, "INVALID_SCOPE", "%s", err.Error())
+	case errors.Is(err, tokens.ErrInvalid), errors.Is(err, tokens.ErrRevoked), errors.Is(err, tokens.ErrExpired), errors.Is(err, keystore.ErrTokenUsed):
+		return errorf(http.StatusBadRequest, "INVALID_GRANT", "%s", err.Error())
 	}
-	q := r.URL.Query()
-	list, err := s.node.Tokens().List(r.Context(), q.Get("subject"), q.Get("all") == "true")
-	if err != nil {
-		return err
-	}
-	if list == nil {
-		list = []keystore.TokenRecord{}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"tokens": list})
-	return nil
-}
-
-// myToken is GET /access/api/v1/tokens/me: the record of the caller's
-// own token.
-func (s *Server) myToken(w http.ResponseWriter, r *http.Request) error {
-	c, err := s.authenticate(r)
-	if err != nil {
-		return err
-	}
-	rec, err := s.node.TokenRecord(r.Context(), c.claims.ID)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, rec)
-	return nil
-}
-
-// revokeTokenByID is DELETE /access/api/v1/tokens/{id}: an admin, or the
-// holder of that very token.
-func (s *Server) revokeTokenByID(w http.ResponseWriter, r *http.Request) error {
-	c, err := s.authenticate(r)
-	if err != nil {
-		return err
-	}
-	id := r.PathValue("id")
-	if !c.admin() && c.claims.ID != id {
-		return errorf(http.StatusForbidden, "FORBIDDEN", "only an admin, or the token's own holder, may revoke a token")
-	}
-	if err := s.node.Tokens().Revoke(r.Context(), id); err != nil {
-		if errors.Is(err, keystore.ErrTokenUnknown) {
-			err = errorf(http.StatusNotFound, "NOT_FOUND", "no token with id %q", id)
-		}
-		return err
-	}
-	s.metrics.tokensRevoked.Inc()
-	writeJSON(w, http.StatusOK, map[string]any{"token_id": id, "revoked": true})
-	return nil
-}
-
-// revokeTokenByValue is POST /access/api/v1/tokens/revoke with token: the
-// token itself is the credential (whoever holds it may end it).
-func (s *Server) revokeTokenByValue(w http.ResponseWriter, r *http.Request) error {
-	_, tok, err := s.readRequired(w, r, "token")
-	if err != nil {
-		return err
-	}
-	if err := s.revokeValue(r, tok); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"revoked": true})
-	return nil
+	return err
 }
 
 // revokeValue revokes a JWT keyward signed, or the grant of a refresh

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"net/http"
-	"slices"
 	"strings"
 
 	"github.com/keyward/keyward/tokens"
@@ -22,8 +21,10 @@ type caller struct {
 	claims *tokens.Claims
 }
 
+// has says the caller's token grants scope (in keyward's words or
+// JFrog's, scopes.go).
 func (c caller) has(scope string) bool {
-	return slices.Contains(strings.Fields(c.claims.Scope), scope)
+	return grants(strings.Fields(c.claims.Scope), scope)
 }
 
 func (c caller) admin() bool { return c.has(ScopeAdmin) }

@@ -76,8 +76,35 @@ func classify(err error) *apiError {
 	return &apiError{status: a.status, code: a.code, msg: msg}
 }
 
+// errorBody is every error's answer: RFC 6749 §5.2's error and
+// error_description (what OAuth clients read), and JFrog's errors list.
 type errorBody struct {
-	Errors []errorItem `json:"errors"`
+	Error       string      `json:"error"`
+	Description string      `json:"error_description"`
+	Errors      []errorItem `json:"errors"`
+}
+
+// oauthCodes are the RFC 6749 §5.2 (and RFC 6750 §3.1) error codes of the
+// API's own; any other 4xx is invalid_request.
+var oauthCodes = map[string]string{
+	"INVALID_GRANT":          "invalid_grant",
+	"INVALID_SCOPE":          "invalid_scope",
+	"UNSUPPORTED_GRANT_TYPE": "unsupported_grant_type",
+	"UNAUTHORIZED":           "invalid_token",
+	"INVALID_TOKEN":          "invalid_token",
+	"FORBIDDEN":              "insufficient_scope",
+	"INTERNAL":               "server_error",
+}
+
+// oauthCode is the RFC 6749 error code of an answer.
+func oauthCode(ae *apiError) string {
+	if c, ok := oauthCodes[ae.code]; ok {
+		return c
+	}
+	if ae.status >= 500 {
+		return "temporarily_unavailable"
+	}
+	return "invalid_request"
 }
 
 type errorItem struct {
@@ -101,7 +128,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		s.metrics.authFailures.Inc()
 		w.Header().Set("WWW-Authenticate", `Bearer realm="keyward"`)
 	}
-	writeJSON(w, ae.status, errorBody{Errors: []errorItem{{Code: ae.code, Message: ae.msg}}})
+	writeJSON(w, ae.status, errorBody{Error: oauthCode(ae), Description: ae.msg, Errors: []errorItem{{Code: ae.code, Message: ae.msg}}})
 }
 
 // Header values writeJSON shares between responses (net/http only reads
@@ -125,7 +152,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	if err := json.NewEncoder(buf).Encode(v); err != nil { // json.Marshal's bytes and a newline
 		status = http.StatusInternalServerError
 		buf.Reset()
-		buf.WriteString(`{"errors":[{"code":"INTERNAL","message":"internal error"}]}` + "\n")
+		buf.WriteString(`{"error":"server_error","error_description":"internal error","errors":[{"code":"INTERNAL","message":"internal error"}]}` + "\n")
 	}
 	h := w.Header()
 	h["Content-Type"] = jsonContentType

@@ -749,10 +749,11 @@ func TestOpenAPIAnswers(t *testing.T) {
 	if refreshed.status != http.StatusOK || refreshed.json["scope"] != "store:read" {
 		t.Fatalf("refresh: %d %s", refreshed.status, refreshed.body)
 	}
-	if a := c.do(tokensOp, "POST", "/access/api/v1/tokens", "", map[string]any{"grant_type": "refresh_token", "refresh_token": refresh}); a.status != http.StatusConflict {
+	if a := c.do(tokensOp, "POST", "/access/api/v1/tokens", "", map[string]any{"grant_type": "refresh_token", "refresh_token": refresh}); a.status != http.StatusBadRequest || a.json["error"] != "invalid_grant" {
 		t.Errorf("refresh token used twice: %d %s", a.status, a.body)
 	}
-	if a := c.do(tokensOp, "POST", "/access/api/v1/tokens", admin, map[string]any{"subject": "x", "scope": "admin", "expires_in": 0}); a.status != http.StatusBadRequest {
+	if a := c.do(tokensOp, "POST", "/access/api/v1/tokens", admin, map[string]any{"username": "x", "scope": "admin", "expires_in": 0}); a.status != http.StatusOK ||
+		a.json["expires_in"] != json.Number(fmt.Sprint(int64(n.Tokens().MaxLifetime().Seconds()))) || !strings.Contains(string(a.body), "--max-token-lifetime") {
 		t.Errorf("expires_in 0: %d %s", a.status, a.body)
 	}
 	if a := c.do(tokensOp, "POST", "/access/api/v1/tokens", "", map[string]any{"subject": "x"}); a.status != http.StatusUnauthorized {
@@ -769,12 +770,18 @@ func TestOpenAPIAnswers(t *testing.T) {
 	if l, _ := list.json["tokens"].([]any); len(l) < 4 {
 		t.Errorf("list: %s", list.body)
 	}
-	if a := c.do("GET /access/api/v1/tokens", "GET", "/access/api/v1/tokens", ciToken, nil); a.status != http.StatusForbidden {
-		t.Errorf("list without admin: %d", a.status)
+	if a := c.do("GET /access/api/v1/tokens", "GET", "/access/api/v1/tokens?all=true", ciToken, nil); a.status != http.StatusOK || !onlySubject(a, "ci") {
+		t.Errorf("list without admin (its own subject's only): %d %s", a.status, a.body)
+	}
+	if a := c.do("GET /access/api/v1/tokens", "GET", "/access/api/v1/tokens?username=other", ciToken, nil); a.status != http.StatusForbidden {
+		t.Errorf("list another subject's tokens without admin: %d %s", a.status, a.body)
 	}
 	me := c.do("GET /access/api/v1/tokens/me", "GET", "/access/api/v1/tokens/me", ciToken, nil)
-	if me.json["token_id"] != ciID {
+	if me.json["token_id"] != ciID || me.json["issuer"] != n.Tokens().Issuer() {
 		t.Errorf("me: %s", me.body)
+	}
+	if a := c.do("GET /access/api/v1/tokens/{id}", "GET", "/access/api/v1/tokens/"+ciID, admin, nil); a.json["token_id"] != ciID {
+		t.Errorf("get by id: %s", a.body)
 	}
 	in := c.do("POST /oauth2/introspect", "POST", "/oauth2/introspect", ciToken, url.Values{"token": {ciToken}})
 	if in.json["active"] != true || in.json["sub"] != "ci" {
@@ -842,8 +849,15 @@ func TestOpenAPIAnswers(t *testing.T) {
 	if a := c.do("GET /access/api/v1/tokens/me", "GET", "/access/api/v1/tokens/me", ciToken, nil); a.status != http.StatusUnauthorized {
 		t.Errorf("revoked token still works: %d", a.status)
 	}
-	if a := c.do("DELETE /access/api/v1/tokens/{id}", "DELETE", "/access/api/v1/tokens/no-such-token", admin, nil); a.status != http.StatusNotFound {
+	if a := c.do("DELETE /access/api/v1/tokens/{id}", "DELETE", "/access/api/v1/tokens/no-such-token", admin, nil); a.status != http.StatusNoContent {
 		t.Errorf("revoke unknown id: %d %s", a.status, a.body)
+	}
+	jf := c.do(tokensOp, "POST", "/access/api/v1/tokens", admin, map[string]any{"username": "jfrog", "grant_type": "client_credentials"})
+	if a := c.do("DELETE /access/api/v1/tokens/revoke", "DELETE", "/access/api/v1/tokens/revoke", admin, map[string]any{"token": answerField(t, jf, "access_token")}); a.json["revoked-token-id"] != answerField(t, jf, "token_id") {
+		t.Errorf("JFrog revoke by value: %s", a.body)
+	}
+	if a := c.do("GET /access/api/v1/system/ping", "GET", "/access/api/v1/system/ping", "", nil); string(a.body) != "OK" {
+		t.Errorf("ping: %d %q", a.status, a.body)
 	}
 	other := c.do(tokensOp, "POST", "/access/api/v1/tokens", admin, url.Values{"subject": {"other"}, "refreshable": {"true"}})
 	if a := c.do("POST /access/api/v1/tokens/revoke", "POST", "/access/api/v1/tokens/revoke", "", map[string]any{"token": answerField(t, other, "access_token")}); a.json["revoked"] != true {
@@ -885,6 +899,17 @@ func TestOpenAPIAnswers(t *testing.T) {
 	}
 }
 
+// onlySubject says a listing holds tokens, all of subject.
+func onlySubject(a specAnswer, subject string) bool {
+	l, _ := a.json["tokens"].([]any)
+	for _, e := range l {
+		if m, _ := e.(map[string]any); m["subject"] != subject {
+			return false
+		}
+	}
+	return len(l) > 0
+}
+
 // signingKeys counts the signing keys in the node's device.
 func signingKeys(t *testing.T, n *node.Node) int {
 	t.Helper()
@@ -896,6 +921,9 @@ func signingKeys(t *testing.T, n *node.Node) int {
 	for _, e := range list.Keys {
 		if e.Role == keyring.Signing {
 			count++
+			if e.Type == hsm.TypeRSA.String() { // published for RS256 and for PS256
+				count++
+			}
 		}
 	}
 	return count

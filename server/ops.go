@@ -18,6 +18,18 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// ping is JFrog Access's GET /access/api/v1/system/ping: "OK" as text
+// while the process serves (readiness is /readyz's).
+func (s *Server) ping(w http.ResponseWriter, r *http.Request) error {
+	if _, err := query(r); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write([]byte("OK"))
+	return nil
+}
+
 type check struct {
 	OK    bool   `json:"ok"`
 	Error string `json:"error,omitempty"`

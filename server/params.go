@@ -7,6 +7,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -168,4 +169,54 @@ func (p params) required(k string) (string, error) {
 		return "", errorf(http.StatusBadRequest, "BAD_REQUEST", "%s is required", k)
 	}
 	return v, nil
+}
+
+// only refuses a field of p not in known: a request is never half read.
+func (p params) only(known ...string) error {
+	var unknown []string
+	for k := range p {
+		if !slices.Contains(known, k) {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	slices.Sort(unknown)
+	return errorf(http.StatusBadRequest, "BAD_REQUEST", "unknown field %s: this route takes %s", quoteAll(unknown), strings.Join(known, ", "))
+}
+
+// query reads r's query string, refusing a parameter not in known (and
+// one given twice): a filter is never silently ignored.
+func query(r *http.Request, known ...string) (params, error) {
+	if r.URL.RawQuery == "" {
+		return params{}, nil
+	}
+	p, err := parseForm(r.URL.RawQuery)
+	if err != nil {
+		return nil, errorf(http.StatusBadRequest, "BAD_REQUEST", "the query string cannot be read: %v", strings.TrimPrefix(err.Error(), "the form body cannot be read: "))
+	}
+	var unknown []string
+	for k := range p {
+		if !slices.Contains(known, k) {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) > 0 {
+		slices.Sort(unknown)
+		takes := "no query parameters"
+		if len(known) > 0 {
+			takes = strings.Join(known, ", ")
+		}
+		return nil, errorf(http.StatusBadRequest, "BAD_REQUEST", "unknown query parameter %s: this route takes %s", quoteAll(unknown), takes)
+	}
+	return p, nil
+}
+
+func quoteAll(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = strconv.Quote(n)
+	}
+	return strings.Join(q, ", ")
 }

@@ -105,9 +105,12 @@ func (s *Server) routeAll() {
 	// Tokens (JFrog Access names and fields).
 	s.handle("POST /access/api/v1/tokens", s.createToken)
 	s.handle("GET /access/api/v1/tokens", s.listTokens)
-	s.handle("GET /access/api/v1/tokens/me", s.myToken)
+	s.handle("GET /access/api/v1/tokens/me", s.getToken)
+	s.handle("GET /access/api/v1/tokens/{id}", s.getToken)
 	s.handle("DELETE /access/api/v1/tokens/{id}", s.revokeTokenByID)
+	s.handle("DELETE /access/api/v1/tokens/revoke", s.revokeByValueJFrog)
 	s.handle("POST /access/api/v1/tokens/revoke", s.revokeTokenByValue)
+	s.handle("GET /access/api/v1/system/ping", s.ping)
 	s.handle("POST /access/api/v1/pairing", s.createPairing)
 	s.handle("POST /access/api/v1/pairing/redeem", s.redeemPairing)
 	// OAuth 2.0 (RFC 7662, 7009, 8414) and JWKS.

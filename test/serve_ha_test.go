@@ -210,7 +210,7 @@ func TestServeHATokens(t *testing.T) {
 			if err := json.Unmarshal(bodies[i], &winner); err != nil || winner.AccessToken == "" || winner.RefreshToken == "" {
 				t.Fatalf("refresh %d answered 200 with %q", i, bodies[i])
 			}
-		case http.StatusUnauthorized, http.StatusConflict:
+		case http.StatusBadRequest: // invalid_grant: used, or its grant revoked by a reuse
 		default:
 			t.Fatalf("refresh %d: status %d: %s", i, code, bodies[i])
 		}
@@ -229,7 +229,7 @@ func TestServeHATokens(t *testing.T) {
 		}
 	}
 	if code, body, _, err := haDo(b, "POST", "/access/api/v1/tokens", "", "grant_type=refresh_token&refresh_token="+url.QueryEscape(winner.RefreshToken)); err != nil ||
-		(code != http.StatusUnauthorized && code != http.StatusConflict) {
+		code != http.StatusBadRequest || !strings.Contains(string(body), `"error":"invalid_grant"`) {
 		t.Fatalf("the winner's refresh token of a revoked family: status %d, %v: %s", code, err, body)
 	}
 
