@@ -101,8 +101,10 @@ func (m *module) reinit() bool {
 	if time.Since(m.reinitAt) < time.Second {
 		return true // another caller just did it
 	}
+	m.callMu.Lock() // no call may run across a C_Finalize
 	_ = m.ctx.Finalize()
 	err := m.ctx.Initialize()
+	m.callMu.Unlock()
 	m.reinitAt = time.Now()
 	if err != nil && codeOf(err) != pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED {
 		return false

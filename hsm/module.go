@@ -37,6 +37,12 @@ type module struct {
 	// reinitMu and reinitAt pace reinit: once a second at most.
 	reinitMu sync.Mutex
 	reinitAt time.Time
+	// callMu makes C_Login, C_Finalize and C_Initialize exclusive: every
+	// other call holds it to read. SoftHSM2 crashed (SIGSEGV in
+	// C_FindObjectsInit) when a login or a reinit ran beside another
+	// session's call after its token directory came back (DEVICES.md row
+	// 14). Those are rare: nothing waits in steady state.
+	callMu sync.RWMutex
 }
 
 var modules = struct {

@@ -35,15 +35,9 @@ type tokenState struct {
 
 	pool *pool
 
-	loginMu sync.Mutex
-	pin     []byte // kept to log in again after the login is lost
-	// callMu makes C_Login exclusive: every call of attempt holds it to
-	// read, a login to write. SoftHSM2 crashed (SIGSEGV in
-	// C_FindObjectsInit) when a login ran beside another session's call
-	// after its token directory came back (DEVICES.md row 14). Logins are
-	// rare: the first session, and after the device lost them.
-	callMu   sync.RWMutex
-	loginErr error // sticky: a refused PIN is never tried again
+	loginMu  sync.Mutex
+	pin      []byte // kept to log in again after the login is lost
+	loginErr error  // sticky: a refused PIN is never tried again
 
 	// gen counts logins; a cached object handle is valid only for the
 	// generation it was found in (handles die with the login).
@@ -241,7 +235,9 @@ const closeTimeout = 3 * time.Second
 // is not (first session, or every session was closed behind our back), it
 // logs in and starts a new handle generation.
 func (st *tokenState) openSession() (pkcs11.SessionHandle, error) {
+	st.mod.callMu.RLock()
 	s, err := st.mod.ctx.OpenSession(st.slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
+	st.mod.callMu.RUnlock()
 	if err != nil {
 		return 0, call("C_OpenSession", err)
 	}
@@ -252,7 +248,11 @@ func (st *tokenState) openSession() (pkcs11.SessionHandle, error) {
 	return s, nil
 }
 
-func (st *tokenState) closeSession(s pkcs11.SessionHandle) { _ = st.mod.ctx.CloseSession(s) }
+func (st *tokenState) closeSession(s pkcs11.SessionHandle) {
+	st.mod.callMu.RLock()
+	defer st.mod.callMu.RUnlock()
+	_ = st.mod.ctx.CloseSession(s)
+}
 
 // ensureLogin logs in through session s unless the token already is.
 // It never tries a PIN the token refused before.
@@ -262,16 +262,18 @@ func (st *tokenState) ensureLogin(s pkcs11.SessionHandle) error {
 	if st.loginErr != nil {
 		return st.loginErr
 	}
+	st.mod.callMu.RLock()
 	info, err := st.mod.ctx.GetSessionInfo(s)
+	st.mod.callMu.RUnlock()
 	if err != nil {
 		return call("C_GetSessionInfo", err)
 	}
 	if info.State == pkcs11.CKS_RW_USER_FUNCTIONS || info.State == pkcs11.CKS_RO_USER_FUNCTIONS {
 		return nil
 	}
-	st.callMu.Lock()
+	st.mod.callMu.Lock()
 	err = st.mod.ctx.Login(s, pkcs11.CKU_USER, string(st.pin))
-	st.callMu.Unlock()
+	st.mod.callMu.Unlock()
 	if err != nil && codeOf(err) != pkcs11.CKR_USER_ALREADY_LOGGED_IN {
 		err = call("C_Login", err)
 		if errors.Is(err, ErrPINIncorrect) {
@@ -380,14 +382,14 @@ type attemptResult struct {
 func (st *tokenState) attempt(s pkcs11.SessionHandle, k *Key, fn func(s pkcs11.SessionHandle, h pkcs11.ObjectHandle) error, mayRelogin bool) attemptResult {
 	var h pkcs11.ObjectHandle
 	var err error
-	st.callMu.RLock()
+	st.mod.callMu.RLock()
 	if k != nil {
 		h, err = k.handle(s)
 	}
 	if err == nil {
 		err = fn(s, h)
 	}
-	st.callMu.RUnlock()
+	st.mod.callMu.RUnlock()
 	switch {
 	case err == nil:
 		st.pool.put(s)
