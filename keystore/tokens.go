@@ -208,3 +208,31 @@ func (s *Store) Tokens(ctx context.Context, f TokenFilter, now time.Time) ([]Tok
 
 // JoinAudience joins audiences for storage.
 func JoinAudience(aud []string) string { return strings.Join(aud, " ") }
+
+// RegisterIssuer records url as an issuer of this cluster's tokens (a
+// server's public URL): every node accepts the tokens it signed.
+func (s *Store) RegisterIssuer(ctx context.Context, url string) error {
+	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING`),
+		issuerPrefix+url, time.Now().UTC().Format(time.RFC3339))
+	return s.dbErr("register issuer", err)
+}
+
+const issuerPrefix = "issuer "
+
+// Issuers lists the issuers RegisterIssuer recorded.
+func (s *Store) Issuers(ctx context.Context) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT name FROM meta WHERE substr(name, 1, ?) = ?`), len(issuerPrefix), issuerPrefix)
+	if err != nil {
+		return nil, s.dbErr("read issuers", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, s.dbErr("read issuers", err)
+		}
+		out = append(out, strings.TrimPrefix(name, issuerPrefix))
+	}
+	return out, s.dbErr("read issuers", rows.Err())
+}

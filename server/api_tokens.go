@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -238,32 +237,45 @@ func (s *Server) jwks(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// baseURL is the server's URL as the caller reached it.
-func baseURL(r *http.Request) string {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return (&url.URL{Scheme: scheme, Host: r.Host}).String()
-}
-
-// metadata is RFC 8414. The issuer is the iss of keyward's tokens
-// (keyward@<instance id>), which is what verifiers compare.
+// metadata is RFC 8414's /.well-known/oauth-authorization-server and
+// OpenID Connect Discovery's /.well-known/openid-configuration, built from
+// the public URL (never from the request's Host). The issuer is that URL:
+// the iss of the tokens this server signs.
 func (s *Server) metadata(w http.ResponseWriter, r *http.Request) error {
-	base := baseURL(r)
+	if _, err := query(r); err != nil {
+		return err
+	}
+	base := s.public // "" only for a Handler used without Run: paths alone
 	writeJSON(w, http.StatusOK, map[string]any{
 		"issuer":                 s.node.Tokens().Issuer(),
 		"jwks_uri":               base + "/.well-known/jwks.json",
 		"token_endpoint":         base + "/access/api/v1/tokens",
 		"introspection_endpoint": base + "/oauth2/introspect",
 		"revocation_endpoint":    base + "/oauth2/revoke",
-		"grant_types_supported":  []string{"refresh_token"},
-		// Revocation is authenticated by the token presented.
-		"revocation_endpoint_auth_methods_supported": []string{"none"},
-		"scopes_supported":                           []string{ScopeAdmin, ScopeIntrospect, ScopeStoreRead, ScopeStoreWrite},
-		"response_types_supported":                   []string{"none"},
+		"grant_types_supported":  []string{"client_credentials", "refresh_token"},
+		// A refresh is authenticated by the refresh token, a create by a
+		// Bearer token: no client authentication either way.
+		"token_endpoint_auth_methods_supported":         []string{"none"},
+		"revocation_endpoint_auth_methods_supported":    []string{"none"},
+		"introspection_endpoint_auth_methods_supported": []string{"bearer"},
+		"scopes_supported":                              []string{ScopeAdmin, ScopeIntrospect, ScopeStoreRead, ScopeStoreWrite, jfrogAdmin, jfrogUser},
+		"response_types_supported":                      []string{"token"},
+		"subject_types_supported":                       []string{"public"},
+		// The algorithms a verifier can check with the JWKS (HS* tokens
+		// need the join key, which is never published).
+		"id_token_signing_alg_values_supported": []string{tokens.ES256, tokens.RS256, tokens.PS256, tokens.EdDSA},
+		"claims_supported":                      []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "scp", "knd", "ext"},
 	})
 	return nil
+}
+
+// requestURL is the server's URL as the caller reached it.
+func requestURL(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
 }
 
 // createPairing is POST /access/api/v1/pairing (admin). The URLs default
@@ -282,7 +294,10 @@ func (s *Server) createPairing(w http.ResponseWriter, r *http.Request) error {
 	}
 	base := p["base_url"]
 	if base == "" {
-		base = baseURL(r)
+		base = s.public
+	}
+	if base == "" { // a Handler used without Run: as the caller reached it
+		base = requestURL(r)
 	}
 	exchange := p["exchange_url"]
 	if exchange == "" {

@@ -28,6 +28,10 @@ type Listen struct {
 	// descriptor limit (raised to its hard limit) less a reserve for the
 	// device and the database (conns.go).
 	MaxConnections int
+	// PublicURL is the URL clients reach the server at (behind a load
+	// balancer, the balancer's): the issuer of the tokens it signs and the
+	// base of its metadata's URLs. Default: the address it listens on.
+	PublicURL string
 }
 
 // DefaultAddr is where keyward serves unless told otherwise.
@@ -104,6 +108,13 @@ func (s *Server) Run(ctx context.Context, l Listen, reload <-chan struct{}, read
 	if err := checkListen(&l); err != nil {
 		return err
 	}
+	if l.PublicURL != "" {
+		u, err := checkPublicURL(l.PublicURL)
+		if err != nil {
+			return err
+		}
+		l.PublicURL = u
+	}
 	var files *tlsFiles
 	if l.TLSCert != "" {
 		files = &tlsFiles{l: l}
@@ -138,6 +149,13 @@ func (s *Server) Run(ctx context.Context, l Listen, reload <-chan struct{}, read
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	if l.PublicURL == "" {
+		l.PublicURL = defaultPublicURL(scheme, ln.Addr())
+	}
+	if err := s.node.Tokens().UseIssuer(ctx, l.PublicURL); err != nil {
+		return err
+	}
+	s.public = l.PublicURL
 	if err := s.node.Tokens().Warm(ctx); err != nil {
 		s.log.Warn("signing key pairs not listed at start", "error", err.Error())
 	}

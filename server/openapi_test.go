@@ -881,6 +881,9 @@ func TestOpenAPIAnswers(t *testing.T) {
 	if meta.json["issuer"] != n.Tokens().Issuer() {
 		t.Errorf("metadata: %s", meta.body)
 	}
+	if oidc := c.do("GET /.well-known/openid-configuration", "GET", "/.well-known/openid-configuration", "", nil); string(oidc.body) != string(meta.body) {
+		t.Errorf("openid-configuration %s, want the metadata %s", oidc.body, meta.body)
+	}
 	c.do("GET /healthz", "GET", "/healthz", "", nil)
 	if a := c.do("GET /readyz", "GET", "/readyz", "", nil); a.json["ready"] != true {
 		t.Errorf("readyz: %s", a.body)

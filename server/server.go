@@ -45,6 +45,7 @@ type Server struct {
 	routes  []string
 	metrics *metrics
 	boot    *bootstrap.Runner // nil without Config.Bootstrap
+	public  string            // the public URL (Listen.PublicURL), set by Run before it serves
 }
 
 // DefaultMaxRecord is the largest record or transit payload keyward serve
@@ -118,6 +119,7 @@ func (s *Server) routeAll() {
 	s.handle("POST /oauth2/revoke", s.oauthRevoke)
 	s.handle("GET /.well-known/jwks.json", s.jwks)
 	s.handle("GET /.well-known/oauth-authorization-server", s.metadata)
+	s.handle("GET /.well-known/openid-configuration", s.metadata)
 	// Encrypted data.
 	s.handle("GET /api/v1/store", s.listRecords)
 	s.handle("PUT /api/v1/store/{name...}", s.putRecord)

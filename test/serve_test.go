@@ -449,7 +449,7 @@ func TestServeAPI(t *testing.T) {
 		t.Fatalf("jwks: %v", jwks)
 	}
 	meta := s.json(200, "GET", "/.well-known/oauth-authorization-server", "", nil)
-	if meta["jwks_uri"] != s.url+"/.well-known/jwks.json" || meta["introspection_endpoint"] != s.url+"/oauth2/introspect" || !strings.HasPrefix(meta["issuer"].(string), "keyward@") {
+	if meta["jwks_uri"] != s.url+"/.well-known/jwks.json" || meta["introspection_endpoint"] != s.url+"/oauth2/introspect" || meta["issuer"] != s.url {
 		t.Fatalf("metadata: %v", meta)
 	}
 	es := s.json(200, "POST", "/access/api/v1/tokens", admin, `{"subject":"es","alg":"ES256"}`)["access_token"].(string)

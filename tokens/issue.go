@@ -174,7 +174,7 @@ func (s *Service) claimsFor(r Request, id, family string, now time.Time) (*Claim
 	exp := now.Add(r.ExpiresIn)
 	c := &Claims{
 		RegisteredClaims: jwt.RegisteredClaims{
-			Issuer: s.issuer, Subject: r.Subject, Audience: r.Audience, ID: id,
+			Issuer: s.Issuer(), Subject: r.Subject, Audience: r.Audience, ID: id,
 			IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(exp),
 		},
 		Scope: strings.Join(r.Scope, " "), Kind: r.Kind, Ext: r.Ext,
@@ -186,7 +186,7 @@ func (s *Service) claimsFor(r Request, id, family string, now time.Time) (*Claim
 
 // Create signs and records a token (and a refresh token when asked).
 func (s *Service) Create(ctx context.Context, r Request) (Issued, error) {
-	if err := r.normalize(s.issuer, s.opts.MaxLifetime); err != nil {
+	if err := r.normalize(s.Audience(), s.opts.MaxLifetime); err != nil {
 		return Issued{}, err
 	}
 	now := s.now()
@@ -288,7 +288,7 @@ func (s *Service) RefreshWith(ctx context.Context, r RefreshRequest) (Issued, er
 			ttl = old.AccessTTL
 		}
 		req := Request{Kind: KindAccess, Subject: old.Subject, Scope: scope, Audience: strings.Fields(old.Audience), ExpiresIn: ttl, Alg: old.Alg}
-		if err := req.normalize(s.issuer, s.opts.MaxLifetime); err != nil {
+		if err := req.normalize(s.Audience(), s.opts.MaxLifetime); err != nil {
 			return keystore.TokenRecord{}, keystore.RefreshRecord{}, err
 		}
 		id := newID(now)

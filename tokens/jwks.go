@@ -143,7 +143,7 @@ func (s *Service) introspectRefresh(ctx context.Context, token string) (*Introsp
 	if err != nil {
 		return nil, err
 	}
-	return &Introspection{Active: true, TokenType: "refresh_token", Sub: r.Subject, Iss: s.issuer, Aud: strings.Fields(r.Audience),
+	return &Introspection{Active: true, TokenType: "refresh_token", Sub: r.Subject, Iss: s.Issuer(), Aud: strings.Fields(r.Audience),
 		Exp: r.Expires.Unix(), Iat: r.Issued.Unix(), Scope: r.Scope}, nil
 }
 

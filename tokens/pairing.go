@@ -94,7 +94,7 @@ func (s *Service) RedeemPairing(ctx context.Context, pairingToken string, expire
 	var out Issued
 	err = s.store.ConsumePairing(ctx, c.ID, now, func(p keystore.TokenRecord) (keystore.TokenRecord, error) {
 		r := Request{Kind: KindMaster, Subject: p.Subject, ExpiresIn: expiresIn, Ext: c.Ext, Description: "from pairing token " + p.ID}
-		if err := r.normalize(s.issuer, s.opts.MaxLifetime); err != nil {
+		if err := r.normalize(s.Audience(), s.opts.MaxLifetime); err != nil {
 			return keystore.TokenRecord{}, err
 		}
 		id := newID(now)

@@ -85,7 +85,9 @@ func (s *Service) parseStock(ctx context.Context, token string, algs []string, c
 	if c.ID == "" || c.Kind == "" {
 		return verified{}, invalid(ErrMalformed, "no jti or knd claim")
 	}
-	if c.Issuer != s.issuer { // the Validator's check, when checkTime is off
+	if ok, err := s.knownIssuer(ctx, c.Issuer, wall); err != nil {
+		return verified{}, err
+	} else if !ok {
 		return verified{}, invalid(ErrIssuer, "not issued by this keyward")
 	}
 	// A token another node signed, seen for the first time: its header is
@@ -168,7 +170,9 @@ func (s *Service) parseDirect(ctx context.Context, token string, algs []string, 
 	if err := checkSignature(ctx, hdr.alg, token[:len(hdrSeg)+1+len(payloadSeg)], sig, key, &sc.msg); err != nil {
 		return verified{}, err, true
 	}
-	if c.Issuer != s.issuer {
+	if ok, err := s.knownIssuer(ctx, c.Issuer, wall); err != nil {
+		return verified{}, err, true
+	} else if !ok {
 		return verified{}, invalid(ErrIssuer, "not issued by this keyward"), true
 	}
 	return verified{claims: c, alg: hdr.alg, kid: hdr.kid, payload: text}, nil, true

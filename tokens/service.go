@@ -70,11 +70,13 @@ type Service struct {
 	signers   map[int]*hsm.Signer        // signing version → signer
 	revoked   *revocations
 	cache     *verifiedCache
-	validator *jwt.Validator           // golang-jwt's claim checks: exp (required), nbf, iss
-	headers   cowMap[string, header]   // encoded segment → header, for the ones keyward writes
-	joins     atomic.Pointer[joinView] // the registry's join versions, as last read
-	signing   atomic.Pointer[keyView]  // the device's signing key pairs, as last listed
-	listing   singleListing            // the one listing of them under way
+	validator *jwt.Validator             // golang-jwt's claim checks: exp (required), nbf, iss
+	headers   cowMap[string, header]     // encoded segment → header, for the ones keyward writes
+	joins     atomic.Pointer[joinView]   // the registry's join versions, as last read
+	signIss   atomic.Pointer[string]     // the issuer signed with (UseIssuer); nil: s.issuer
+	issuers   atomic.Pointer[issuerView] // the cluster's registered issuers, as last read
+	signing   atomic.Pointer[keyView]    // the device's signing key pairs, as last listed
+	listing   singleListing              // the one listing of them under way
 
 	// For tests and benchmarks (export_test.go), set before first use:
 	// stockOnly sends every token to golang-jwt's path, and parsed hears
@@ -103,7 +105,9 @@ func New(ctx context.Context, node *keystore.Vault, opts Options) (*Service, err
 	}
 	s := &Service{node: node, store: node.Store(), ring: node.Ring(), issuer: "keyward@" + id, opts: opts,
 		signers: map[int]*hsm.Signer{}}
-	s.validator = jwt.NewValidator(jwt.WithIssuer(s.issuer), jwt.WithLeeway(opts.Leeway), jwt.WithTimeFunc(s.now), jwt.WithExpirationRequired())
+	// The issuer is checked by knownIssuer (issuers.go), after the
+	// Validator: a cluster has more than one.
+	s.validator = jwt.NewValidator(jwt.WithLeeway(opts.Leeway), jwt.WithTimeFunc(s.now), jwt.WithExpirationRequired())
 	s.revoked = newRevocations(s.store, opts.RevocationRefresh, opts.Leeway, s.now)
 	if opts.CacheSize > 0 {
 		s.cache = newVerifiedCache(opts.CacheSize)
@@ -118,9 +122,6 @@ func (s *Service) now() time.Time {
 	}
 	return time.Now()
 }
-
-// Issuer is the iss of this cluster's tokens: keyward@<instance id>.
-func (s *Service) Issuer() string { return s.issuer }
 
 // MaxLifetime is the longest lifetime of a token or refresh grant this
 // service issues (Options.MaxLifetime).

@@ -35,7 +35,7 @@ func (s *Service) Verify(ctx context.Context, token string, o VerifyOptions) (*C
 		}
 	}
 	if o.Audience == "" {
-		o.Audience = s.issuer
+		o.Audience = s.Audience()
 	}
 	if o.Kinds == nil {
 		o.Kinds = defaultKinds

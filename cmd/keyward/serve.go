@@ -23,6 +23,7 @@ func serveCommand() *cli.Command {
 		Usage: "serve the HTTP API: tokens, introspection, JWKS, store and transit encryption, health and metrics",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "listen", EnvVars: []string{"KEYWARD_LISTEN"}, Value: server.DefaultAddr, Usage: "host:port (plain HTTP only on a loopback address; :0 picks a free port)"},
+			&cli.StringFlag{Name: "public-url", EnvVars: []string{"KEYWARD_PUBLIC_URL"}, Usage: "the URL clients reach this server at (behind a load balancer, its URL): the issuer of its tokens and the base of its metadata (default: the --listen address)"},
 			&cli.StringFlag{Name: "tls-cert", EnvVars: []string{"KEYWARD_TLS_CERT"}, Usage: "PEM certificate (chain); read again on SIGHUP"},
 			&cli.StringFlag{Name: "tls-key", EnvVars: []string{"KEYWARD_TLS_KEY"}, Usage: "PEM private key of --tls-cert; read again on SIGHUP"},
 			&cli.StringFlag{Name: "client-ca", EnvVars: []string{"KEYWARD_CLIENT_CA"}, Usage: "PEM CA certificates: clients must present a certificate from them (mTLS)"},
@@ -109,7 +110,7 @@ func runServe(c *cli.Context) error {
 		fmt.Fprintln(c.App.ErrWriter, "keyward: warning: "+w)
 	}
 	err = srv.Run(ctx, server.Listen{Addr: c.String("listen"), TLSCert: c.String("tls-cert"), TLSKey: c.String("tls-key"),
-		ClientCA: c.String("client-ca"), ShutdownTimeout: c.Duration("shutdown-timeout"), MaxConnections: c.Int("max-connections")}, reload,
+		ClientCA: c.String("client-ca"), ShutdownTimeout: c.Duration("shutdown-timeout"), MaxConnections: c.Int("max-connections"), PublicURL: c.String("public-url")}, reload,
 		func(url string) {
 			fmt.Fprintln(c.App.ErrWriter, "keyward: serving on "+url)
 			if nodeLine != "" {
