@@ -64,6 +64,7 @@ lint: tidy
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 	scripts/vulncheck.sh $(GOVULNCHECK)
+	scripts/openapi-lint.sh docs/openapi.yaml
 
 # Benchmarks pair keyward's API with the bare PKCS#11 loop ("raw", or for
 # tokens the bare device HMAC, "device"); scripts/benchratio.awk prints
