@@ -5,6 +5,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -40,13 +42,22 @@ func TestParseHexKey(t *testing.T) {
 func FuzzParseHexKey(f *testing.F) {
 	f.Add([]byte(hex64))
 	f.Add([]byte(" 00 "))
+	f.Add([]byte("arac")) // a word of the error's own text, not a quote of the input
+	// An error may carry numbers (a position, a length) and nothing else
+	// of the input: with its numbers masked, it is one of the messages a
+	// bad character and a bad length give.
+	numbers := regexp.MustCompile(`[0-9]+`)
+	shape := func(err error) string { return numbers.ReplaceAllString(err.Error(), "N") }
+	_, badChar := ParseHexKey([]byte("g"), "fuzz")
+	_, badLength := ParseHexKey([]byte("00"), "fuzz")
+	shapes := []string{shape(badChar), shape(badLength)}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		key, err := ParseHexKey(in, "fuzz")
 		if err == nil && len(key) != 16 && len(key) != 24 && len(key) != 32 {
 			t.Fatalf("accepted a %d-byte key", len(key))
 		}
-		if err != nil && len(bytes.TrimSpace(in)) >= 4 && strings.Contains(err.Error(), string(bytes.TrimSpace(in))) {
-			t.Fatalf("error quotes the input: %v", err)
+		if err != nil && !slices.Contains(shapes, shape(err)) {
+			t.Fatalf("the error carries more of the input than numbers: %v", err)
 		}
 	})
 }
