@@ -126,8 +126,11 @@ func (vt *Vault) registered(ctx context.Context, role keyring.Role, v int) (*Key
 
 // Retire marks version v of role retired. It refuses the active version
 // and any version records still use. Once retired, the device object may
-// be destroyed.
+// be destroyed. A signing key pair is retired at once: it signs no more.
 func (vt *Vault) Retire(ctx context.Context, role keyring.Role, v int) error {
+	if role == keyring.Signing {
+		return vt.retireSigning(ctx, v)
+	}
 	reg, err := vt.registered(ctx, role, v)
 	if err != nil {
 		return err
@@ -157,11 +160,15 @@ func (vt *Vault) Retire(ctx context.Context, role keyring.Role, v int) error {
 }
 
 // CheckDestroy says whether Destroy would refuse version v of role: a
-// registered version must be retired first. Destroy checks again; this is
-// for asking before a confirmation.
+// registered version, or a signing key pair, must be retired first.
+// Destroy checks again; this is for asking before a confirmation.
 func (vt *Vault) CheckDestroy(ctx context.Context, role keyring.Role, v int) error {
 	if v < 1 {
 		return fmt.Errorf("%w: name the version to destroy", ErrKeyState)
+	}
+	if role == keyring.Signing {
+		_, err := vt.SigningLiveUntil(ctx, v)
+		return err
 	}
 	reg, err := vt.registered(ctx, role, v)
 	if err != nil {
@@ -176,8 +183,8 @@ func (vt *Vault) CheckDestroy(ctx context.Context, role keyring.Role, v int) err
 // Destroy deletes version v of role from the device for good, and returns
 // what it was. It refuses a version the registry knows and has not
 // retired (CheckDestroy): an active or decrypt-only key still opens data.
-// A key the registry does not know (a signing key pair, a key left over
-// from a failed import) may go.
+// A key the registry does not know (a key left over from a failed import)
+// may go.
 func (vt *Vault) Destroy(ctx context.Context, role keyring.Role, v int) (keyring.Entry, error) {
 	if err := vt.CheckDestroy(ctx, role, v); err != nil {
 		return keyring.Entry{}, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/keyward/keyward/ceremony"
 	"github.com/keyward/keyward/hsm"
@@ -63,21 +64,37 @@ func (n *Node) RetireKey(ctx context.Context, role keyring.Role, v int) error {
 // the database's records were checked; files and tokens outside it cannot
 // be.
 func RetireEffect(role keyring.Role, v int) string {
-	if role == keyring.Master {
+	switch role {
+	case keyring.Master:
 		return fmt.Sprintf("files encrypted under master key v%d cannot be decrypted any more (decrypting them says \"retired\"); the database's records were checked, files outside it cannot be", v)
+	case keyring.Signing:
+		return fmt.Sprintf("signing key pair v%d signs no more tokens (tokens of its algorithm need another unretired key pair of its type); it stays in the JWKS, and its tokens verify, until the last token it signed has expired", v)
 	}
 	return fmt.Sprintf("tokens signed with %s key v%d no longer verify", role, v)
 }
 
+// DestroyCheck is the key DestroyKey would destroy, and what stops
+// working when it goes ("" when nothing does).
+type DestroyCheck struct {
+	Entry  keyring.Entry
+	Effect string
+}
+
 // CheckDestroy says whether DestroyKey would refuse version v of role,
-// without destroying anything: for asking before a confirmation. It
-// returns the key as the device holds it.
-func (n *Node) CheckDestroy(ctx context.Context, role keyring.Role, v int) (keyring.Entry, error) {
+// without destroying anything: for asking before a confirmation.
+func (n *Node) CheckDestroy(ctx context.Context, role keyring.Role, v int) (DestroyCheck, error) {
 	if err := n.vault.CheckDestroy(ctx, role, v); err != nil {
-		return keyring.Entry{}, err
+		return DestroyCheck{}, err
 	}
 	_, e, err := n.ring.Get(ctx, role, v)
-	return e, err
+	if err != nil || role != keyring.Signing {
+		return DestroyCheck{Entry: e}, err
+	}
+	live, err := n.vault.SigningLiveUntil(ctx, v)
+	if err != nil || live.IsZero() {
+		return DestroyCheck{Entry: e}, err
+	}
+	return DestroyCheck{Entry: e, Effect: fmt.Sprintf("tokens it signed stop verifying at once (some may be valid until %s)", live.UTC().Format(time.RFC3339))}, nil
 }
 
 // DestroyKey deletes version v of role from the device for good. A

@@ -98,6 +98,28 @@ func TestTokenVerbs(t *testing.T) {
 	if r := c.run(es.AccessToken, nil, "token", "verify"); r.code != 0 {
 		t.Fatalf("ES256 verify: %s", r)
 	}
+	// Rotation: v2 signs, v1 stays published while its token lives;
+	// retired, a key pair signs no more; destroyed, its tokens fail.
+	c.ok("key", "generate", "--role", "signing", "--type", "ec-p256")
+	c.okJSON(&set, "token", "jwks")
+	if len(set.Keys) != 2 {
+		t.Fatalf("jwks after a second key pair, with a live token of the first: %v", set)
+	}
+	c.fails(1, "retire it first", "key", "destroy", "--role", "signing", "--version", "1", "--yes")
+	for _, v := range []string{"2", "1"} {
+		if r := c.run("", nil, "key", "retire", "--role", "signing", "--version", v); r.code != 0 || !strings.Contains(r.stderr, "stays in the JWKS") {
+			t.Fatalf("key retire --role signing --version %s: %s", v, r)
+		}
+	}
+	c.fails(1, "unretired signing key pair", "token", "create", "--subject", "x", "--alg", "ES256")
+	c.okJSON(&set, "token", "jwks")
+	if len(set.Keys) != 1 || set.Keys[0]["kid"] != "signing/v1" {
+		t.Fatalf("jwks with v1 retired but its token live and v2 retired unused: %v", set)
+	}
+	if r := c.run("", nil, "key", "destroy", "--role", "signing", "--version", "1", "--yes"); r.code != 0 || !strings.Contains(r.stderr, "stop verifying at once") {
+		t.Fatalf("destroy a retired key pair with a live token: %s", r)
+	}
+	c.fails(3, "", "token", "verify", "--token-file", c.writeFile("es", es.AccessToken))
 	c.fails(2, "algorithm not allowed", "token", "create", "--subject", "x", "--alg", "none")
 }
 

@@ -147,9 +147,14 @@ func newID(now time.Time) string {
 // sign makes the JWT for claims with alg and the current key: the same
 // bytes jwt.NewWithClaims(…).SignedString would make, without reflection.
 func (s *Service) sign(ctx context.Context, c *Claims, alg string) (string, error) {
-	kid, key, err := s.signingKey(ctx, alg)
+	kid, v, key, err := s.signingKey(ctx, alg)
 	if err != nil {
 		return "", err
+	}
+	if v > 0 {
+		if err := s.coverSigned(ctx, v, c.ExpiresAt.Time); err != nil {
+			return "", err
+		}
 	}
 	var scratch [384]byte
 	payload := appendClaims(scratch[:0], c)

@@ -38,7 +38,9 @@ type JWKSet struct {
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 
 // JWKS publishes the public keys of the device's signing key pairs, so that
-// stock verifiers accept ES256, RS256, PS256 and EdDSA tokens. (HMAC keys
+// stock verifiers accept ES256, RS256, PS256 and EdDSA tokens: each key
+// pair that signs, and each that no longer does until the last token it
+// signed has expired. (HMAC keys
 // are secret: whoever may verify HS256 tokens holds the join key.)
 func (s *Service) JWKS(ctx context.Context) (JWKSet, error) {
 	// The listing verification keeps (read again at most every
@@ -59,10 +61,14 @@ func (s *Service) JWKS(ctx context.Context) (JWKSet, error) {
 		cancel()
 	}
 	set := JWKSet{Keys: []JWK{}}
+	wall := time.Now()
 	for _, v := range slices.Sorted(maps.Keys(view.versions)) {
 		sg, err := s.signer(ctx, v)
 		if err != nil {
 			return JWKSet{}, err
+		}
+		if !s.published(v, view.newest[sg.Key().Type] == v, wall) {
+			continue // retired or superseded, and every token it signed has expired
 		}
 		k := JWK{Kid: kidFor(keyring.Signing, v), Use: "sig"}
 		switch pub := sg.Public().(type) {

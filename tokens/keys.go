@@ -16,7 +16,8 @@ import (
 // keyView is the signing key pair versions in the device when last listed.
 type keyView struct {
 	versions map[int]bool
-	newest   map[hsm.KeyType]int // the newest version of each type: it signs
+	newest   map[hsm.KeyType]int // the newest unretired version of each type: it signs
+	retired  map[int]bool        // retired in the cluster: signs no more
 	read     time.Time
 }
 
@@ -70,37 +71,39 @@ func parseKid(kid string) (keyring.Role, int, bool) {
 // of the type alg needs (key pairs of several types sign side by side).
 // A type the last listing lacks is looked for again in the device at
 // once: a key pair generated a moment ago signs the next request.
-func (s *Service) signingKey(ctx context.Context, alg string) (string, any, error) {
+//
+// v is the key pair's version (0 for a join key).
+func (s *Service) signingKey(ctx context.Context, alg string) (kid string, v int, key any, err error) {
 	if isHMAC(alg) {
 		v, err := s.activeJoin(ctx)
 		if err != nil {
-			return "", nil, err
+			return "", 0, nil, err
 		}
 		k, err := s.hmacKey(ctx, v, alg)
-		return kidFor(keyring.Join, v), k, err
+		return kidFor(keyring.Join, v), 0, k, err
 	}
 	want, err := keyTypeFor(alg)
 	if err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
 	view, err := s.signingVersions(ctx, time.Now())
 	if err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
 	if view.newest[want] == 0 {
 		if view, err = s.listNow(ctx); err != nil {
-			return "", nil, err
+			return "", 0, nil, err
 		}
 	}
-	v := view.newest[want]
+	v = view.newest[want]
 	if v == 0 {
-		return "", nil, fmt.Errorf("%w: %s tokens need a signing key pair (%s) in the device, and it holds none", keyring.ErrNoKey, alg, want)
+		return "", 0, nil, fmt.Errorf("%w: %s tokens need an unretired signing key pair (%s) in the device, and it holds none", keyring.ErrNoKey, alg, want)
 	}
 	signer, err := s.signer(ctx, v)
 	if err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
-	return signingKid(alg, v), signer, nil
+	return signingKid(alg, v), v, signer, nil
 }
 
 // listNow lists the signing key pairs in the device now (or waits for the
@@ -250,11 +253,19 @@ func (s *Service) listSigning(wall time.Time) error {
 	if err != nil {
 		return err
 	}
-	view := &keyView{versions: map[int]bool{}, newest: map[hsm.KeyType]int{}, read: wall}
+	states, err := s.store.SigningStates(ctx)
+	if err != nil {
+		return err
+	}
+	view := &keyView{versions: map[int]bool{}, newest: map[hsm.KeyType]int{}, retired: map[int]bool{}, read: wall}
 	for _, e := range entries {
 		if e.Role == keyring.Signing {
 			view.versions[e.Version] = true
 		}
+	}
+	for v, st := range states {
+		view.retired[v] = !st.Retired.IsZero()
+		s.bounds.raise(v, st.SignedUntil.Unix())
 	}
 	s.mu.Lock()
 	for n := range s.signers {
@@ -270,8 +281,9 @@ func (s *Service) listSigning(wall time.Time) error {
 		if err != nil {
 			return err
 		}
-		t := sg.Key().Type
-		view.newest[t] = max(view.newest[t], v)
+		if t := sg.Key().Type; !view.retired[v] {
+			view.newest[t] = max(view.newest[t], v)
+		}
 	}
 	s.signing.Store(view)
 	return nil

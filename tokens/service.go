@@ -76,6 +76,7 @@ type Service struct {
 	signIss   atomic.Pointer[string]     // the issuer signed with (UseIssuer); nil: s.issuer
 	issuers   atomic.Pointer[issuerView] // the cluster's registered issuers, as last read
 	signing   atomic.Pointer[keyView]    // the device's signing key pairs, as last listed
+	bounds    signedBounds               // signing version → the cluster's signed-until bound
 	listing   singleListing              // the one listing of them under way
 
 	// For tests and benchmarks (export_test.go), set before first use:

@@ -713,6 +713,9 @@ func TestDestroyedSigningKeyStopsVerifying(t *testing.T) {
 	if _, err := s.Verify(t.Context(), iss.AccessToken, tokens.VerifyOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	if err := node.Retire(t.Context(), keyring.Signing, 1); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := node.Destroy(t.Context(), keyring.Signing, 1); err != nil {
 		t.Fatal(err)
 	}
@@ -970,7 +973,7 @@ func TestMissingKeysNameNoCommand(t *testing.T) {
 		says string
 	}{
 		{"no join key", noJoin, tokens.HS256, keystore.ErrNoActiveKey, "no active join key"},
-		{"no signing key", s, tokens.ES256, keyring.ErrNoKey, "ES256 tokens need a signing key pair (EC)"},
+		{"no signing key", s, tokens.ES256, keyring.ErrNoKey, "ES256 tokens need an unretired signing key pair (EC)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := tc.s.Create(t.Context(), tokens.Request{Subject: "svc", Alg: tc.alg})

@@ -127,7 +127,7 @@ func keyCommand() *cli.Command {
 			},
 			{
 				Name:  "retire",
-				Usage: "mark a key version retired (refused while records still use it); then it may be destroyed",
+				Usage: "mark a key version retired (refused while records still use it; a signing key pair signs no more); then it may be destroyed",
 				Flags: []cli.Flag{roleFlag, &cli.IntFlag{Name: "version", Usage: "the version to retire (required)"}},
 				Action: func(c *cli.Context) error {
 					role, err := parseRole(c)
@@ -200,19 +200,23 @@ func keyCommand() *cli.Command {
 						return err
 					}
 					defer n.Close()
-					e, err := n.CheckDestroy(c.Context, role, v)
+					check, err := n.CheckDestroy(c.Context, role, v)
 					if err != nil {
 						if errors.Is(err, keystore.ErrKeyInUse) {
 							return fmt.Errorf("%w: keyward key retire --role %s --version %d", err, role, v)
 						}
 						return err
 					}
+					if check.Effect != "" {
+						fmt.Fprintf(c.App.ErrWriter, "keyward: warning: %s: %s\n", check.Entry.Label, check.Effect)
+					}
 					if !c.Bool("yes") {
-						if err := confirm(c, e.Label); err != nil {
+						if err := confirm(c, check.Entry.Label); err != nil {
 							return err
 						}
 					}
-					if e, err = n.DestroyKey(c.Context, role, v); err != nil {
+					e, err := n.DestroyKey(c.Context, role, v)
+					if err != nil {
 						return err
 					}
 					fmt.Fprintf(c.App.Writer, "%s (KCV %s) destroyed\n", e.Label, e.DisplayKCV())
