@@ -70,7 +70,11 @@ func TestSigningKeysSideBySide(t *testing.T) {
 // newest hands signing back to the newest unretired one, and destroying a
 // key pair asks for its retirement first.
 func TestRetiredSigningKeyStaysPublished(t *testing.T) {
-	s, node, _ := service(t, dbtest.SQLite(t))
+	backends(t, func(t *testing.T, dsn func(testing.TB) string) { retiredSigningKeyStaysPublished(t, dsn(t)) })
+}
+
+func retiredSigningKeyStaysPublished(t *testing.T, dsn string) {
+	s, node, _ := service(t, dsn)
 	ctx := t.Context()
 	ring := node.Ring()
 	gen := func() int {
