@@ -1,8 +1,10 @@
 package test
 
 import (
+	"debug/buildinfo"
 	"errors"
 	"net/http"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -20,7 +22,11 @@ import (
 )
 
 // Real clients nobody here wrote, unchanged, against a real keyward serve:
-// JFrog's Go client, golang.org/x/oauth2 and lestrrat-go/jwx.
+// JFrog's Go client, golang.org/x/oauth2, lestrrat-go/jwx and go-oidc.
+// They live in this package, not a test/interop of their own, because
+// they need this package's harness (the race-built binary, a SoftHSM2
+// token per test, keyward serve started and waited for); the clients are
+// test-only dependencies (TestShippedBinaryLinksNoTestCode).
 
 // interopServer is keyward serve with master and join keys, signing key
 // pairs of the types asked that the device can make (it says which it
@@ -176,6 +182,31 @@ func TestInteropGoOIDC(t *testing.T) {
 	for _, bad := range []string{"keyward.example.com", "http://keyward.example.com", "https://keyward.example.com/?a=b"} {
 		if r := c.run("", nil, "serve", "--listen", "127.0.0.1:0", "--public-url", bad); r.code == 0 || !strings.Contains(r.stderr, "--public-url") {
 			t.Errorf("--public-url %s: %s", bad, r)
+		}
+	}
+}
+
+// The clients above, and keyward's own test helpers, are test code only:
+// the shipped binary (the one every test here runs) links none of them.
+func TestShippedBinaryLinksNoTestCode(t *testing.T) {
+	info, err := buildinfo.ReadFile(binary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range info.Deps {
+		for _, testOnly := range []string{"github.com/jfrog/", "github.com/lestrrat-go/", "github.com/coreos/go-oidc", "golang.org/x/oauth2"} {
+			if strings.HasPrefix(m.Path, testOnly) {
+				t.Errorf("keyward links %s %s, a test-only dependency", m.Path, m.Version)
+			}
+		}
+	}
+	out, err := exec.Command("go", "list", "-deps", "../cmd/keyward").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pkg := range strings.Fields(string(out)) {
+		if strings.HasPrefix(pkg, "github.com/keyward/") && (strings.HasSuffix(pkg, "test") || strings.Contains(pkg, "/internal/testmain") || strings.Contains(pkg, "fault")) {
+			t.Errorf("keyward links %s, a test helper", pkg)
 		}
 	}
 }
