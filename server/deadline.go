@@ -2,6 +2,8 @@ package server
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"net/http"
 	"sync"
 )
@@ -76,6 +78,11 @@ func (s *Server) serveWithin(w http.ResponseWriter, r *http.Request, serve func(
 		b.mu.Lock()
 		b.late = true
 		b.mu.Unlock()
+		if !errors.Is(r.Context().Err(), context.DeadlineExceeded) {
+			// Not the request timeout: the client went away.
+			s.fail(w, r, errClientGone)
+			return
+		}
 		s.fail(w, r, errNoAnswer)
 	}
 }

@@ -57,16 +57,19 @@ var answers = map[node.Kind]struct {
 }
 
 // classify maps an error to the API's answer: the server's own errors
-// as they are, a body over its limit as 413, and the library's by
-// node.KindOf.
+// as they are, a body over its limit as 413, a body that cannot be read
+// as 400, and the library's by node.KindOf.
 func classify(err error) *apiError {
 	var ae *apiError
 	var mbe *http.MaxBytesError
+	var be *bodyError
 	switch {
 	case errors.As(err, &ae):
 		return ae
 	case errors.As(err, &mbe):
 		return errorf(http.StatusRequestEntityTooLarge, "TOO_LARGE", "the request body is larger than the %d bytes allowed", mbe.Limit)
+	case errors.As(err, &be):
+		return errorf(http.StatusBadRequest, "BAD_REQUEST", "%s", be.Error())
 	}
 	a := answers[node.KindOf(err)]
 	msg := a.msg

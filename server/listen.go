@@ -6,7 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"log/slog"
+	"log"
 	"net"
 	"net/http"
 	"os"
@@ -147,7 +147,7 @@ func (s *Server) Run(ctx context.Context, l Listen, reload <-chan struct{}, read
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		ErrorLog:          log.New(&serverLog{log: s.log, handshakes: s.metrics.tlsHandshakeErrors}, "", 0),
 	}
 	if l.PublicURL == "" {
 		l.PublicURL = defaultPublicURL(scheme, ln.Addr())

@@ -68,13 +68,14 @@ func (m *Metrics) DeviceHealth(h hsm.Health) {
 // metrics are the Metrics of one server, with the ones that read its node.
 type metrics struct {
 	*Metrics
-	authFailures    prometheus.Counter
-	tokensIssued    *prometheus.CounterVec
-	tokensRefreshed prometheus.Counter
-	tokensRevoked   prometheus.Counter
-	issued          map[string]prometheus.Counter // tokensIssued by kind
-	routes          map[string]routeMetrics
-	connections     atomic.Pointer[func() int] // open connections, once Run listens
+	authFailures       prometheus.Counter
+	tokensIssued       *prometheus.CounterVec
+	tokensRefreshed    prometheus.Counter
+	tokensRevoked      prometheus.Counter
+	tlsHandshakeErrors prometheus.Counter
+	issued             map[string]prometheus.Counter // tokensIssued by kind
+	routes             map[string]routeMetrics
+	connections        atomic.Pointer[func() int] // open connections, once Run listens
 }
 
 // routeMetrics are a route's children of the request metrics, looked up
@@ -100,8 +101,10 @@ func newMetrics(m *Metrics, n *node.Node) *metrics {
 			Help: "Refresh grants served by this server."}),
 		tokensRevoked: prometheus.NewCounter(prometheus.CounterOpts{Name: "keyward_tokens_revoked_total",
 			Help: "Revocations made through this server."}),
+		tlsHandshakeErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "keyward_tls_handshake_errors_total",
+			Help: "TLS handshakes that failed (logged at most once a minute)."}),
 	}
-	m.reg.MustRegister(sm.authFailures, sm.tokensIssued, sm.tokensRefreshed, sm.tokensRevoked,
+	m.reg.MustRegister(sm.authFailures, sm.tokensIssued, sm.tokensRefreshed, sm.tokensRevoked, sm.tlsHandshakeErrors,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "keyward_device_sessions_in_use", Help: "PKCS#11 sessions taken from the pool now."},
 			func() float64 { in, _ := n.SessionsInUse(); return float64(in) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "keyward_device_sessions_max", Help: "The session pool's bound."},

@@ -132,7 +132,11 @@ func (s *Server) routeAll() {
 	s.handle("GET /readyz", s.readyz)
 	s.handle("GET /metrics", s.metricsHandler())
 	// Anything else: a JSON 404, or 405 with Allow (not Go's plain text).
-	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.fail(w, r, s.noRoute(r)) })
+	// The store's root without a slash is registered too: else the mux
+	// answers PUT or DELETE there with a redirect to the subtree.
+	noRoute := func(w http.ResponseWriter, r *http.Request) { s.fail(w, r, s.noRoute(r)) }
+	s.mux.HandleFunc("/", noRoute)
+	s.mux.HandleFunc("/api/v1/store", noRoute)
 }
 
 // noRoute is the error for a request no route matched: 405 with Allow
@@ -142,7 +146,7 @@ func (s *Server) noRoute(r *http.Request) error {
 	for _, m := range []string{http.MethodGet, http.MethodPut, http.MethodPost, http.MethodDelete} {
 		other := *r
 		other.Method = m
-		if _, p := s.mux.Handler(&other); p != "" && p != "/" {
+		if _, p := s.mux.Handler(&other); strings.HasPrefix(p, m+" ") { // a route, not a redirect or noRoute
 			allow = append(allow, m)
 		}
 	}
@@ -169,6 +173,7 @@ func (s *Server) Handler() http.Handler {
 		ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), infoKey{}, info), s.cfg.RequestTimeout)
 		defer cancel()
 		r = r.WithContext(ctx)
+		r.Body = clientBody{r.Body}
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		if unclean(r.URL.Path) {
 			s.fail(rec, r, errorf(http.StatusBadRequest, "BAD_REQUEST", "the path must not hold empty, \".\" or \"..\" segments"))
