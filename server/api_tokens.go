@@ -269,17 +269,9 @@ func (s *Server) metadata(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// requestURL is the server's URL as the caller reached it.
-func requestURL(r *http.Request) string {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host
-}
-
 // createPairing is POST /access/api/v1/pairing (admin). The URLs default
-// to this server's own.
+// to this server's public URL, never to the request's Host (a proxy that
+// passes any Host would let a caller send redeemers elsewhere).
 func (s *Server) createPairing(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.authorize(r); err != nil {
 		return err
@@ -296,8 +288,8 @@ func (s *Server) createPairing(w http.ResponseWriter, r *http.Request) error {
 	if base == "" {
 		base = s.public
 	}
-	if base == "" { // a Handler used without Run: as the caller reached it
-		base = requestURL(r)
+	if base == "" { // a Handler used without Run: never the request's Host
+		return errorf(http.StatusBadRequest, "BAD_REQUEST", "give base_url: this server has no public URL (serve --public-url)")
 	}
 	exchange := p["exchange_url"]
 	if exchange == "" {

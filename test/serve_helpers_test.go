@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -274,4 +275,22 @@ func (l *tokenLoad) finish() (ok []issued, failures []string) {
 	close(l.stop)
 	l.wg.Wait()
 	return l.issued, l.failures
+}
+
+// claimsOf is a JWT's payload, unverified.
+func claimsOf(t *testing.T, token string) map[string]any {
+	t.Helper()
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		t.Fatalf("not a JWT: %d parts", len(parts))
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	var claims map[string]any
+	if err == nil {
+		err = json.Unmarshal(raw, &claims)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return claims
 }

@@ -392,6 +392,25 @@ func TestServeAPI(t *testing.T) {
 	if code, _ := s.call("POST", "/access/api/v1/pairing", mt, `{}`); code != 403 {
 		t.Fatalf("a master token without admin created a pairing token: %d", code)
 	}
+	// A spoofed Host sends no redeemer elsewhere: the URLs are the
+	// server's public URL.
+	spoofed, _ := http.NewRequest("POST", s.url+"/access/api/v1/pairing", strings.NewReader(`{}`))
+	spoofed.Host = "evil.example"
+	spoofed.Header.Set("Authorization", "Bearer "+admin)
+	spoofed.Header.Set("Content-Type", "application/json")
+	resp, err := s.client.Do(spoofed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sp map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&sp); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("pairing with a spoofed Host: %d %v", resp.StatusCode, err)
+	}
+	resp.Body.Close()
+	secrets = append(secrets, sp["pairing_token"].(string))
+	if ext := claimsOf(t, sp["pairing_token"].(string))["ext"].(string); strings.Contains(ext, "evil.example") || !strings.Contains(ext, s.url) {
+		t.Fatalf("a pairing token made with Host evil.example: ext %s, want the URLs under %s", ext, s.url)
+	}
 
 	// Store and transit, with scopes.
 	writer := s.json(200, "POST", "/access/api/v1/tokens", admin, `{"subject":"w","scope":"store:write"}`)["access_token"].(string)
