@@ -27,8 +27,8 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	switch p["grant_type"] {
-	case "refresh_token":
-		return s.refresh(w, r, p)
+	case "refresh_token": // its only credential is the refresh token
+		return s.rateLimited(func(w http.ResponseWriter, r *http.Request) error { return s.refresh(w, r, p) })(w, r)
 	case "", "client_credentials":
 	default:
 		return errorf(http.StatusBadRequest, "UNSUPPORTED_GRANT_TYPE", "grant_type %q is not supported: use client_credentials (the default) to create a token, refresh_token to refresh one", p["grant_type"])

@@ -44,12 +44,19 @@ type tlsFiles struct {
 	cur atomic.Pointer[tls.Config]
 }
 
+// aeadSuites are the TLS 1.2 suites offered: forward secrecy and an AEAD
+// only (no CBC, no SHA-1 MAC). TLS 1.3's suites are all AEAD already.
+var aeadSuites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+}
+
 func (t *tlsFiles) load() error {
 	cert, err := tls.LoadX509KeyPair(t.l.TLSCert, t.l.TLSKey)
 	if err != nil {
 		return fmt.Errorf("%w: TLS certificate %s and key %s: %v", ErrListen, t.l.TLSCert, t.l.TLSKey, err)
 	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, CipherSuites: aeadSuites, Certificates: []tls.Certificate{cert}}
 	if t.l.ClientCA != "" {
 		pem, err := os.ReadFile(t.l.ClientCA)
 		if err != nil {

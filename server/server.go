@@ -28,6 +28,17 @@ type Config struct {
 	// (rather than refusing) still gets the caller a 503 with Retry-After.
 	// Default 10 s.
 	RequestTimeout time.Duration
+	// MaxBytesInFlight bounds the request bodies held at once (each is
+	// read whole); beyond it a request gets 503 with Retry-After. Default
+	// DefaultMaxBytesInFlight.
+	MaxBytesInFlight int64
+	// AnonymousRate and AnonymousBurst bound, per client address, the
+	// routes whose only credential is a token in the body (revoke by
+	// value, pairing redeem, refresh): requests a second and at once;
+	// beyond them 429 with Retry-After. Defaults DefaultAnonymousRate and
+	// twice that; a negative rate turns the limit off.
+	AnonymousRate  float64
+	AnonymousBurst int
 	Log            *slog.Logger // access and error log; default none
 	Metrics        *Metrics     // default NewMetrics() (without device operations)
 	// Bootstrap, when set, is the node's bootstrap work, done at start and
@@ -46,7 +57,13 @@ type Server struct {
 	metrics *metrics
 	boot    *bootstrap.Runner // nil without Config.Bootstrap
 	public  string            // the public URL (Listen.PublicURL), set by Run before it serves
+	bodies  *inFlight         // request bytes held now
+	anon    *rateLimiter      // nil: no rate limit
 }
+
+// DefaultAnonymousRate is Config.AnonymousRate's default: requests a
+// second per client address on the routes without credentials.
+const DefaultAnonymousRate = 50
 
 // DefaultMaxRecord is the largest record or transit payload keyward serve
 // takes unless told otherwise (node.Config.MaxRecord): a request body is
@@ -75,10 +92,22 @@ func New(n *node.Node, cfg Config) *Server {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics()
 	}
+	if cfg.MaxBytesInFlight == 0 {
+		cfg.MaxBytesInFlight = DefaultMaxBytesInFlight
+	}
+	if cfg.AnonymousRate == 0 {
+		cfg.AnonymousRate = DefaultAnonymousRate
+	}
+	if cfg.AnonymousBurst == 0 {
+		cfg.AnonymousBurst = int(2 * cfg.AnonymousRate)
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.NewJSONHandler(io.Discard, nil))
 	}
-	s := &Server{node: n, cfg: cfg, log: cfg.Log, mux: http.NewServeMux()}
+	s := &Server{node: n, cfg: cfg, log: cfg.Log, mux: http.NewServeMux(), bodies: &inFlight{max: cfg.MaxBytesInFlight}}
+	if cfg.AnonymousRate > 0 {
+		s.anon = newRateLimiter(cfg.AnonymousRate, max(1, cfg.AnonymousBurst))
+	}
 	s.metrics = newMetrics(cfg.Metrics, n)
 	s.routeAll()
 	return s
@@ -109,14 +138,14 @@ func (s *Server) routeAll() {
 	s.handle("GET /access/api/v1/tokens/me", s.getToken)
 	s.handle("GET /access/api/v1/tokens/{id}", s.getToken)
 	s.handle("DELETE /access/api/v1/tokens/{id}", s.revokeTokenByID)
-	s.handle("DELETE /access/api/v1/tokens/revoke", s.revokeByValueJFrog)
-	s.handle("POST /access/api/v1/tokens/revoke", s.revokeTokenByValue)
+	s.handle("DELETE /access/api/v1/tokens/revoke", s.rateLimited(s.revokeByValueJFrog))
+	s.handle("POST /access/api/v1/tokens/revoke", s.rateLimited(s.revokeTokenByValue))
 	s.handle("GET /access/api/v1/system/ping", s.ping)
 	s.handle("POST /access/api/v1/pairing", s.createPairing)
-	s.handle("POST /access/api/v1/pairing/redeem", s.redeemPairing)
+	s.handle("POST /access/api/v1/pairing/redeem", s.rateLimited(s.redeemPairing))
 	// OAuth 2.0 (RFC 7662, 7009, 8414) and JWKS.
 	s.handle("POST /oauth2/introspect", s.introspect)
-	s.handle("POST /oauth2/revoke", s.oauthRevoke)
+	s.handle("POST /oauth2/revoke", s.rateLimited(s.oauthRevoke))
 	s.handle("GET /.well-known/jwks.json", s.jwks)
 	s.handle("GET /.well-known/oauth-authorization-server", s.metadata)
 	s.handle("GET /.well-known/openid-configuration", s.metadata)
@@ -175,10 +204,15 @@ func (s *Server) Handler() http.Handler {
 		r = r.WithContext(ctx)
 		r.Body = clientBody{r.Body}
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-		if unclean(r.URL.Path) {
+		held := s.bodyBytes(r)
+		switch {
+		case unclean(r.URL.Path):
 			s.fail(rec, r, errorf(http.StatusBadRequest, "BAD_REQUEST", "the path must not hold empty, \".\" or \"..\" segments"))
-		} else {
+		case !s.bodies.take(held):
+			s.fail(rec, r, errBusy)
+		default:
 			s.serveWithin(rec, r, s.mux.ServeHTTP)
+			s.bodies.give(held)
 		}
 		d := time.Since(start)
 		route := r.Pattern

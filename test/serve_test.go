@@ -184,6 +184,15 @@ func TestServeTLSClientCertAndReload(t *testing.T) {
 	if _, err := get(&tls.Config{RootCAs: roots, Certificates: []tls.Certificate{clientPair}, MaxVersion: tls.VersionTLS11}); err == nil {
 		t.Fatal("TLS 1.1 was accepted")
 	}
+	cbc := []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, tls.TLS_RSA_WITH_AES_128_GCM_SHA256}
+	if _, err := get(&tls.Config{RootCAs: roots, Certificates: []tls.Certificate{clientPair}, MaxVersion: tls.VersionTLS12, CipherSuites: cbc}); err == nil {
+		t.Fatal("TLS 1.2 with CBC-SHA1 (or without forward secrecy) was accepted")
+	}
+	if resp, err := get(&tls.Config{RootCAs: roots, Certificates: []tls.Certificate{clientPair}, MaxVersion: tls.VersionTLS12}); err != nil {
+		t.Fatalf("TLS 1.2 with its AEAD suites refused: %v", err)
+	} else {
+		resp.Body.Close()
+	}
 	resp, err := get(&tls.Config{RootCAs: roots, Certificates: []tls.Certificate{clientPair}})
 	if err != nil {
 		t.Fatalf("mTLS client refused: %v", err)

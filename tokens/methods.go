@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rsa"
 	"encoding/asn1"
 	"errors"
@@ -52,7 +53,20 @@ func (m *deviceMethod) verify(ctx context.Context, input string, sig []byte, key
 		}
 		return err
 	}
+	if _, ok := m.stock.(*jwt.SigningMethodECDSA); ok && highS(sig) {
+		// (r, n−s) verifies too: refused, so that a token has one text.
+		return jwt.ErrSignatureInvalid
+	}
 	return m.stock.Verify(input, sig, key)
+}
+
+// p256HalfOrder is half the order of P-256's group: a signature's s above
+// it is the high form.
+var p256HalfOrder = new(big.Int).Rsh(elliptic.P256().Params().N, 1)
+
+// highS says an ES256 signature r ‖ s has s in its high form.
+func highS(sig []byte) bool {
+	return len(sig) == 64 && new(big.Int).SetBytes(sig[32:]).Cmp(p256HalfOrder) > 0
 }
 
 // badSignature says err is a verifier's "the signature does not match",
@@ -63,7 +77,7 @@ func badSignature(err error) bool {
 }
 
 // signWith signs with a device key pair, in JWS's formats (RFC 7518):
-// ECDSA as r ‖ s, RSA PKCS #1 v1.5 or PSS with the hash's salt length,
+// ECDSA as r ‖ s with s in its low form, RSA PKCS #1 v1.5 or PSS with the hash's salt length,
 // Ed25519 over the message itself.
 func (m *deviceMethod) signWith(ctx context.Context, s *hsm.Signer, input []byte) ([]byte, error) {
 	if m.hash == 0 { // EdDSA
@@ -81,6 +95,9 @@ func (m *deviceMethod) signWith(ctx context.Context, s *hsm.Signer, input []byte
 		var rs struct{ R, S *big.Int }
 		if _, err := asn1.Unmarshal(der, &rs); err != nil {
 			return nil, err
+		}
+		if rs.S.Cmp(p256HalfOrder) > 0 { // low S: one signature per token
+			rs.S.Sub(elliptic.P256().Params().N, rs.S)
 		}
 		out := make([]byte, 64)
 		rs.R.FillBytes(out[:32])

@@ -1,9 +1,11 @@
 package tokens_test
 
 import (
+	"crypto/elliptic"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"math/big"
 	"strings"
 	"testing"
 	"time"
@@ -160,4 +162,35 @@ func kidOf(t *testing.T, token string) string {
 		t.Fatal(err)
 	}
 	return hdr.Kid
+}
+
+// ES256 tokens are signed with s in its low form, and (r, n−s), which
+// verifies as ECDSA, is refused: a token has one text.
+func TestES256SignaturesAreLowS(t *testing.T) {
+	s, node, _ := service(t, dbtest.SQLite(t))
+	if _, err := node.Ring().GenerateSigning(t.Context(), hsm.ECP256, hsm.PolicyLocal); err != nil {
+		t.Fatal(err)
+	}
+	n := elliptic.P256().Params().N
+	half := new(big.Int).Rsh(n, 1)
+	for range 40 {
+		iss := issue(t, s, tokens.Request{Subject: "svc", Alg: tokens.ES256})
+		head, sig64, _ := strings.Cut(iss.AccessToken[strings.Index(iss.AccessToken, ".")+1:], ".")
+		sig, err := base64.RawURLEncoding.DecodeString(sig64)
+		if err != nil || len(sig) != 64 {
+			t.Fatalf("signature: %v, %d bytes", err, len(sig))
+		}
+		sv := new(big.Int).SetBytes(sig[32:])
+		if sv.Cmp(half) > 0 {
+			t.Fatal("keyward signed with a high s")
+		}
+		new(big.Int).Sub(n, sv).FillBytes(sig[32:])
+		twin := iss.AccessToken[:strings.Index(iss.AccessToken, ".")+1] + head + "." + base64.RawURLEncoding.EncodeToString(sig)
+		if _, err := s.Verify(t.Context(), twin, tokens.VerifyOptions{}); !errors.Is(err, tokens.ErrInvalid) {
+			t.Fatalf("the (r, n-s) twin of a token: %v, want ErrInvalid", err)
+		}
+		if _, err := s.Verify(t.Context(), iss.AccessToken, tokens.VerifyOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

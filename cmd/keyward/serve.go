@@ -30,6 +30,9 @@ func serveCommand() *cli.Command {
 			&cli.DurationFlag{Name: "shutdown-timeout", EnvVars: []string{"KEYWARD_SHUTDOWN_TIMEOUT"}, Value: 10 * time.Second, Usage: "how long requests in flight may finish after SIGTERM or SIGINT"},
 			&cli.DurationFlag{Name: "request-timeout", EnvVars: []string{"KEYWARD_REQUEST_TIMEOUT"}, Value: 10 * time.Second, Usage: "longest a request may take; a database or device that hangs answers 503 after it"},
 			&cli.Int64Flag{Name: "max-record", EnvVars: []string{"KEYWARD_MAX_RECORD"}, Value: server.DefaultMaxRecord, Usage: "largest stored record or transit payload, in bytes"},
+			&cli.Int64Flag{Name: "max-bytes-in-flight", EnvVars: []string{"KEYWARD_MAX_BYTES_IN_FLIGHT"}, Value: server.DefaultMaxBytesInFlight, Usage: "request bodies held at once, in bytes; beyond it 503 with Retry-After"},
+			&cli.Float64Flag{Name: "anonymous-rate", EnvVars: []string{"KEYWARD_ANONYMOUS_RATE"}, Value: server.DefaultAnonymousRate, Usage: "requests a second per client address to revoke by value, pairing redeem and refresh (0: no limit); beyond it 429 with Retry-After"},
+			&cli.IntFlag{Name: "anonymous-burst", EnvVars: []string{"KEYWARD_ANONYMOUS_BURST"}, Usage: "requests at once per client address to those routes (default: twice --anonymous-rate)"},
 			&cli.BoolFlag{Name: "quiet", EnvVars: []string{"KEYWARD_QUIET"}, Usage: "no access log (one JSON line per request on standard error)"},
 			&cli.IntFlag{Name: "max-connections", EnvVars: []string{"KEYWARD_MAX_CONNECTIONS"}, Usage: "connections open at once (default: the descriptor limit less a reserve for the device and the database)"},
 			&cli.DurationFlag{Name: "bootstrap-token-delete-after", EnvVars: []string{"KEYWARD_BOOTSTRAP_TOKEN_DELETE_AFTER"}, Value: time.Minute, Usage: "how long etc/keys/token.json stays after it is written"},
@@ -49,6 +52,9 @@ func runServe(c *cli.Context) error {
 	}
 	if c.Duration("request-timeout") < time.Millisecond {
 		return usagef("--request-timeout must be positive")
+	}
+	if c.Int64("max-bytes-in-flight") < 1 || c.Float64("anonymous-rate") < 0 || c.Int("anonymous-burst") < 0 {
+		return usagef("--max-bytes-in-flight must be positive, --anonymous-rate and --anonymous-burst not negative")
 	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -101,7 +107,12 @@ func runServe(c *cli.Context) error {
 	} else {
 		nodeLine = fmt.Sprintf("keyward: node %s (%s), fingerprint %s", self.ID, self.State, self.Fingerprint)
 	}
-	scfg := server.Config{RequestTimeout: c.Duration("request-timeout"), Metrics: metrics, Log: log}
+	rate := c.Float64("anonymous-rate")
+	if rate == 0 {
+		rate = -1 // Config's word for no limit
+	}
+	scfg := server.Config{RequestTimeout: c.Duration("request-timeout"), Metrics: metrics, Log: log,
+		MaxBytesInFlight: c.Int64("max-bytes-in-flight"), AnonymousRate: rate, AnonymousBurst: c.Int("anonymous-burst")}
 	if !c.Bool("no-bootstrap") {
 		scfg.Bootstrap = &bootstrap.Options{Home: n.Home(), DeleteAfter: c.Duration("bootstrap-token-delete-after"), Policy: policyFlag(c, "bootstrap-transferable")}
 	}
