@@ -40,22 +40,35 @@ func revokeIDs(ctx context.Context, tx *sql.Tx, s *Store, now time.Time, ids ...
 // (7261 orders migrations).
 const revocationLogLock = "7262"
 
-// RevokeToken revokes token id (and, for a refresh grant's access token,
-// leaves the rest of the family alone).
+// RevokeToken revokes token id and the refresh token issued with it (the
+// rest of a refresh grant's family stays). A token already revoked, or
+// expired with no live refresh token, is left as it is: anyone holding
+// an old token may ask again and again, and no row is written for it.
 func (s *Store) RevokeToken(ctx context.Context, id string, now time.Time) error {
-	if _, err := s.Token(ctx, id); err != nil {
+	t, err := s.Token(ctx, id)
+	if err != nil {
 		return err
 	}
+	if t.Revoked != nil {
+		return nil
+	}
+	expired := !t.Expires.After(now)
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return s.dbErr("revoke token", err)
 	}
 	defer tx.Rollback()
-	if err := revokeIDs(ctx, tx, s, now, id); err != nil {
+	if !expired {
+		if err := revokeIDs(ctx, tx, s, now, id); err != nil {
+			return s.dbErr("revoke token", err)
+		}
+	}
+	res, err := tx.ExecContext(ctx, s.q(`UPDATE refresh_tokens SET revoked_at = ? WHERE access_id = ? AND revoked_at IS NULL AND used_at IS NULL AND expires_at > ?`), ms(now), id, ms(now))
+	if err != nil {
 		return s.dbErr("revoke token", err)
 	}
-	if _, err := tx.ExecContext(ctx, s.q(`UPDATE refresh_tokens SET revoked_at = ? WHERE access_id = ? AND revoked_at IS NULL`), ms(now), id); err != nil {
-		return s.dbErr("revoke token", err)
+	if n, _ := res.RowsAffected(); expired && n == 0 {
+		return nil // nothing it names can be used: nothing to write
 	}
 	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO audit (at, actor, action, subject, detail) VALUES (?, ?, ?, ?, ?)`), ms(now), s.actor, "token.revoke", id, ""); err != nil {
 		return s.dbErr("revoke token", err)
@@ -93,8 +106,14 @@ func (s *Store) RevokeFamily(ctx context.Context, family string, now time.Time) 
 	if err := revokeIDs(ctx, tx, s, now, ids...); err != nil {
 		return s.dbErr("revoke family", err)
 	}
-	if _, err := tx.ExecContext(ctx, s.q(`UPDATE refresh_tokens SET revoked_at = ? WHERE family = ? AND revoked_at IS NULL`), ms(now), family); err != nil {
+	res, err := tx.ExecContext(ctx, s.q(`UPDATE refresh_tokens SET revoked_at = ? WHERE family = ? AND revoked_at IS NULL`), ms(now), family)
+	if err != nil {
 		return s.dbErr("revoke family", err)
+	}
+	if n, _ := res.RowsAffected(); len(ids) == 0 && n == 0 {
+		// Revoked before (a spent refresh token used again and again):
+		// recorded once, the first time.
+		return nil
 	}
 	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO audit (at, actor, action, subject, detail) VALUES (?, ?, ?, ?, ?)`), ms(now), s.actor, "token.revoke-family", family, fmt.Sprintf("%d tokens", len(ids))); err != nil {
 		return s.dbErr("revoke family", err)
