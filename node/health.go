@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/keyward/keyward/hsm"
+	"github.com/keyward/keyward/keyring"
+	"github.com/keyward/keyward/keystore"
 )
 
 // DeviceInfo names the node's device.
@@ -58,7 +61,7 @@ var ErrNotChecked = errors.New("not checked: the database cannot be reached")
 type Readiness struct {
 	Device   error // logged in and answering
 	Database error // answering
-	Keys     error // the device holds every registered key (ErrNotChecked without the database)
+	Keys     error // the device holds every registered key, and there is an active master and join key (ErrNotChecked without the database)
 }
 
 // Ready says every check passed.
@@ -76,7 +79,34 @@ func (n *Node) Readiness(ctx context.Context) Readiness {
 	} else {
 		r.Keys = <-within(ctx, n.Reconcile)
 	}
+	if r.Keys == nil {
+		r.Keys = <-within(ctx, n.activeKeys)
+	}
 	return r
+}
+
+// activeKeys fails unless the registry has an active master and join key:
+// a node without them encrypts nothing and signs nothing (a database
+// started empty by mistake must not read as ready).
+func (n *Node) activeKeys(ctx context.Context) error {
+	regs, err := n.store.Keys(ctx)
+	if err != nil {
+		return err
+	}
+	var missing []string
+	for _, role := range []keyring.Role{keyring.Master, keyring.Join} {
+		found := false
+		for _, r := range regs {
+			found = found || (r.Role == string(role) && r.State == keystore.StateActive)
+		}
+		if !found {
+			missing = append(missing, string(role))
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w: the registry in %s has no active %s key", keyring.ErrNoKey, n.store.Where(), strings.Join(missing, " or "))
+	}
+	return nil
 }
 
 // within runs check on its own goroutine; its answer is check's error,

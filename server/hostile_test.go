@@ -23,8 +23,12 @@ type lockedLog struct {
 	buf bytes.Buffer
 }
 
-func (l *lockedLog) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.buf.Write(p) }
-func (l *lockedLog) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.buf.String() }
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+func (l *lockedLog) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.buf.String() }
 
 // hostileServer is a served API on a fresh node, its admin token and its
 // log.
@@ -63,7 +67,7 @@ func TestClientBodyErrorsAreNot500(t *testing.T) {
 	ts, admin, log := hostileServer(t, server.Config{})
 	auth := "Authorization: Bearer " + admin + "\r\n"
 	for _, c := range []struct {
-		name, req string
+		name, req  string
 		closeWrite bool
 	}{
 		{"bad chunk length, record", "PUT /api/v1/store/x HTTP/1.1\r\nHost: k\r\n" + auth + "Transfer-Encoding: chunked\r\n\r\nZZ\r\n", false},

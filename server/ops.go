@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/keyward/keyward/bootstrap"
@@ -42,13 +43,40 @@ func checkOf(err error) check {
 	return check{OK: true}
 }
 
-// readyz is 200 when the device is logged in, the database answers and
-// the device holds every registered key; else 503 with the reasons. A
-// software token (SoftHSM2) is ready but says so.
+// readyz is 200 when the device is logged in, the database answers, the
+// device holds every registered key and there is an active master and
+// join key; else 503. Anyone gets the verdict and each check's ok; the
+// reasons, and the device's name, go to an admin token or to everyone
+// with Config.ReadyzDetails (they name the token, the database and key
+// KCVs). A software token (SoftHSM2) is ready but says so.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
-	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
-	defer cancel()
-	rd := s.node.Readiness(ctx)
+	rd := s.readiness.get(r.Context(), s.node)
+	body := map[string]any{"ready": rd.Ready(), "device": check{OK: rd.Device == nil}, "database": check{OK: rd.Database == nil}, "keys": check{OK: rd.Keys == nil}}
+	if s.cfg.ReadyzDetails || s.isAdmin(r) {
+		s.readyDetails(body, rd)
+	}
+	status := http.StatusOK
+	if !rd.Ready() {
+		status = http.StatusServiceUnavailable
+		w.Header().Set("Retry-After", strconv.Itoa(int(s.cfg.RetryAfter.Seconds())))
+	}
+	writeJSON(w, status, body)
+	return nil
+}
+
+// isAdmin says the request carries a valid admin token (a readiness probe
+// without one is no error: it gets the verdict alone).
+func (s *Server) isAdmin(r *http.Request) bool {
+	if r.Header.Get("Authorization") == "" {
+		return false
+	}
+	c, err := s.authenticate(r)
+	return err == nil && c.admin()
+}
+
+// readyDetails adds to a readiness body what each failed check found and
+// which device this is.
+func (s *Server) readyDetails(body map[string]any, rd node.Readiness) {
 	dev, info := checkOf(rd.Device), s.node.Device()
 	device := map[string]any{"ok": dev.OK, "label": info.Label, "manufacturer": info.Manufacturer,
 		"model": info.Model, "software_token": info.Software != ""}
@@ -64,7 +92,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 	if errors.Is(rd.Keys, node.ErrNotChecked) {
 		keys.Error = rd.Keys.Error()
 	}
-	body := map[string]any{"ready": rd.Ready(), "device": device, "database": checkOf(rd.Database), "keys": keys}
+	body["device"], body["database"], body["keys"] = device, checkOf(rd.Database), keys
 	if s.boot != nil {
 		// Reported, not a reason to take the node out: it names the
 		// file and what is wrong with it, never what it holds.
@@ -76,13 +104,52 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 	if warning := info.SoftwareTokenWarning(); warning != "" {
 		body["warnings"] = []string{warning}
 	}
-	status := http.StatusOK
-	if !rd.Ready() {
-		status = http.StatusServiceUnavailable
-		w.Header().Set("Retry-After", strconv.Itoa(int(s.cfg.RetryAfter.Seconds())))
+}
+
+// readinessEvery is how long a readiness result is answered again: a
+// flood of probes costs one check a second, not one each.
+const readinessEvery = time.Second
+
+// readinessCache runs one readiness check at a time and keeps its result
+// for readinessEvery.
+type readinessCache struct {
+	mu      sync.Mutex
+	last    node.Readiness
+	at      time.Time
+	running chan struct{} // closed when the check under way ends; nil: none
+}
+
+// get is the last result when fresh, else the result of the check under
+// way (started if none is). ctx bounds the wait, not the check.
+func (c *readinessCache) get(ctx context.Context, n *node.Node) node.Readiness {
+	c.mu.Lock()
+	if !c.at.IsZero() && time.Since(c.at) < readinessEvery {
+		defer c.mu.Unlock()
+		return c.last
 	}
-	writeJSON(w, status, body)
-	return nil
+	done := c.running
+	if done == nil {
+		done = make(chan struct{})
+		c.running = done
+		go func() {
+			cctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			rd := n.Readiness(cctx)
+			c.mu.Lock()
+			c.last, c.at, c.running = rd, time.Now(), nil
+			c.mu.Unlock()
+			close(done)
+		}()
+	}
+	c.mu.Unlock()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return node.Readiness{Device: fmt.Errorf("no answer: %w", ctx.Err())}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.last
 }
 
 // startBootstrap makes the node's bootstrap runner and does its first

@@ -39,8 +39,11 @@ type Config struct {
 	// twice that; a negative rate turns the limit off.
 	AnonymousRate  float64
 	AnonymousBurst int
-	Log            *slog.Logger // access and error log; default none
-	Metrics        *Metrics     // default NewMetrics() (without device operations)
+	// ReadyzDetails gives /readyz's reasons and device name to every
+	// caller, not only to admin tokens.
+	ReadyzDetails bool
+	Log           *slog.Logger // access and error log; default none
+	Metrics       *Metrics     // default NewMetrics() (without device operations)
 	// Bootstrap, when set, is the node's bootstrap work, done at start and
 	// then every second (package bootstrap): key files imported and
 	// removed, a token request answered. /readyz reports its failures.
@@ -49,16 +52,17 @@ type Config struct {
 
 // Server is keyward's HTTP API over one node.
 type Server struct {
-	node    *node.Node
-	cfg     Config
-	log     *slog.Logger
-	mux     *http.ServeMux
-	routes  []string
-	metrics *metrics
-	boot    *bootstrap.Runner // nil without Config.Bootstrap
-	public  string            // the public URL (Listen.PublicURL), set by Run before it serves
-	bodies  *inFlight         // request bytes held now
-	anon    *rateLimiter      // nil: no rate limit
+	node      *node.Node
+	cfg       Config
+	log       *slog.Logger
+	mux       *http.ServeMux
+	routes    []string
+	metrics   *metrics
+	boot      *bootstrap.Runner // nil without Config.Bootstrap
+	public    string            // the public URL (Listen.PublicURL), set by Run before it serves
+	bodies    *inFlight         // request bytes held now
+	anon      *rateLimiter      // nil: no rate limit
+	readiness readinessCache
 }
 
 // DefaultAnonymousRate is Config.AnonymousRate's default: requests a

@@ -85,7 +85,7 @@ func TestServeBootstraps(t *testing.T) {
 	if r := s.json(200, "POST", "/access/api/v1/tokens", admin, `{"subject":"svc"}`); r["access_token"] == nil {
 		t.Fatalf("create with the bootstrap token: %v", r)
 	}
-	if r := s.json(200, "GET", "/readyz", "", nil); r["ready"] != true || fmt.Sprint(r["bootstrap"]) != "map[ok:true]" {
+	if r := s.json(200, "GET", "/readyz", admin, nil); r["ready"] != true || fmt.Sprint(r["bootstrap"]) != "map[ok:true]" {
 		t.Fatalf("readyz after bootstrap: %v", r)
 	}
 	within(t, 8*time.Second, "token.json deleted", func() bool { return gone(tokenFile) })
@@ -107,7 +107,7 @@ func TestServeBootstraps(t *testing.T) {
 	bad := writeBoot(t, keys, "master.key", other)
 	var ready map[string]any
 	within(t, 3*time.Second, "readyz reports the refused file", func() bool {
-		_, b := s.call("GET", "/readyz", "", nil)
+		_, b := s.call("GET", "/readyz", admin, nil)
 		return json.Unmarshal(b, &ready) == nil && strings.Contains(fmt.Sprint(ready["bootstrap"]), bad)
 	})
 	if gone(bad) || !strings.Contains(fmt.Sprint(ready["bootstrap"]), "key mismatch") {

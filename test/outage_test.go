@@ -185,7 +185,7 @@ func TestServeRidesThroughDeviceOutages(t *testing.T) {
 							t.Fatalf("%s during the outage: %d %s", p, code, b)
 						}
 					}
-					if r := s.json(503, "GET", "/readyz", "", nil); !strings.Contains(fmt.Sprint(r["device"]), c.tok.Label) {
+					if r := s.json(503, "GET", "/readyz", admin, nil); !strings.Contains(fmt.Sprint(r["device"]), c.tok.Label) {
 						t.Fatalf("readyz during the outage does not name the device: %v", r)
 					}
 				}

@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"net/http"
@@ -48,10 +49,14 @@ func TestServeStartsReadyAndStopsGracefully(t *testing.T) {
 	if m := s.json(200, "GET", "/healthz", "", nil); m["status"] != "ok" {
 		t.Fatalf("healthz: %v", m)
 	}
-	ready := s.json(200, "GET", "/readyz", "", nil)
+	ready := s.json(200, "GET", "/readyz", admin, nil)
 	dev, _ := ready["device"].(map[string]any)
-	if ready["ready"] != true || dev["software_token"] != true || ready["warnings"] == nil {
-		t.Fatalf("readyz: %v", ready)
+	if ready["ready"] != true || dev["software_token"] != true || ready["warnings"] == nil || dev["label"] != c.tok.Label {
+		t.Fatalf("readyz for an admin: %v", ready)
+	}
+	// Anyone else gets the verdict alone: no device name, no reasons.
+	if anon := s.json(200, "GET", "/readyz", "", nil); anon["ready"] != true || strings.Contains(fmt.Sprint(anon), c.tok.Label) || anon["warnings"] != nil {
+		t.Fatalf("readyz without credentials: %v", anon)
 	}
 
 	// SIGTERM under load: every token the server answered for is committed.

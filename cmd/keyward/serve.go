@@ -33,6 +33,7 @@ func serveCommand() *cli.Command {
 			&cli.Int64Flag{Name: "max-bytes-in-flight", EnvVars: []string{"KEYWARD_MAX_BYTES_IN_FLIGHT"}, Value: server.DefaultMaxBytesInFlight, Usage: "request bodies held at once, in bytes; beyond it 503 with Retry-After"},
 			&cli.Float64Flag{Name: "anonymous-rate", EnvVars: []string{"KEYWARD_ANONYMOUS_RATE"}, Value: server.DefaultAnonymousRate, Usage: "requests a second per client address to revoke by value, pairing redeem and refresh (0: no limit); beyond it 429 with Retry-After"},
 			&cli.IntFlag{Name: "anonymous-burst", EnvVars: []string{"KEYWARD_ANONYMOUS_BURST"}, Usage: "requests at once per client address to those routes (default: twice --anonymous-rate)"},
+			&cli.BoolFlag{Name: "readyz-details", EnvVars: []string{"KEYWARD_READYZ_DETAILS"}, Usage: "/readyz names the device and says why a check failed to every caller (default: to admin tokens only)"},
 			&cli.BoolFlag{Name: "quiet", EnvVars: []string{"KEYWARD_QUIET"}, Usage: "no access log (one JSON line per request on standard error)"},
 			&cli.IntFlag{Name: "max-connections", EnvVars: []string{"KEYWARD_MAX_CONNECTIONS"}, Usage: "connections open at once (default: the descriptor limit less a reserve for the device and the database)"},
 			&cli.DurationFlag{Name: "bootstrap-token-delete-after", EnvVars: []string{"KEYWARD_BOOTSTRAP_TOKEN_DELETE_AFTER"}, Value: time.Minute, Usage: "how long etc/keys/token.json stays after it is written"},
@@ -112,7 +113,7 @@ func runServe(c *cli.Context) error {
 		rate = -1 // Config's word for no limit
 	}
 	scfg := server.Config{RequestTimeout: c.Duration("request-timeout"), Metrics: metrics, Log: log,
-		MaxBytesInFlight: c.Int64("max-bytes-in-flight"), AnonymousRate: rate, AnonymousBurst: c.Int("anonymous-burst")}
+		MaxBytesInFlight: c.Int64("max-bytes-in-flight"), AnonymousRate: rate, AnonymousBurst: c.Int("anonymous-burst"), ReadyzDetails: c.Bool("readyz-details")}
 	if !c.Bool("no-bootstrap") {
 		scfg.Bootstrap = &bootstrap.Options{Home: n.Home(), DeleteAfter: c.Duration("bootstrap-token-delete-after"), Policy: policyFlag(c, "bootstrap-transferable")}
 	}
