@@ -154,8 +154,11 @@ func (s *Server) noRoute(r *http.Request) error {
 	return errorf(http.StatusNotFound, "NOT_FOUND", "no route %s %s (see docs/API.md)", r.Method, r.URL.Path)
 }
 
-// unclean says path has empty, "." or ".." segments, which Go's router
-// would answer with a redirect (and curl take for success).
+// unclean says path (as sent, percent-escapes kept) has empty, "." or
+// ".." segments, which Go's router would answer with a redirect (and curl
+// take for success). It is judged before decoding, as the router matches:
+// %2F and %2E are data, so a record name holding "//" or ".." is sent
+// with its slashes as %2F.
 func unclean(path string) bool {
 	return strings.Contains(path, "//") || strings.Contains(path, "/./") || strings.Contains(path, "/../") ||
 		strings.HasSuffix(path, "/.") || strings.HasSuffix(path, "/..")
@@ -170,8 +173,8 @@ func (s *Server) Handler() http.Handler {
 		defer cancel()
 		r = r.WithContext(ctx)
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-		if unclean(r.URL.Path) {
-			s.fail(rec, r, errorf(http.StatusBadRequest, "BAD_REQUEST", "the path must not hold empty, \".\" or \"..\" segments"))
+		if unclean(r.URL.EscapedPath()) {
+			s.fail(rec, r, errorf(http.StatusBadRequest, "BAD_REQUEST", "the path must not hold empty, \".\" or \"..\" segments; send a \"/\" that is part of a record name as %%2F"))
 		} else {
 			s.serveWithin(rec, r, s.mux.ServeHTTP)
 		}
