@@ -2,9 +2,12 @@ package keystore_test
 
 import (
 	"errors"
+	"path"
 	"slices"
 	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/keyward/keyward/hsm"
 	"github.com/keyward/keyward/keyring"
@@ -98,4 +101,31 @@ func TestRecordNameRuleOnWrites(t *testing.T) {
 	if recs, err := n.Records(t.Context()); err != nil || len(recs) != 0 {
 		t.Errorf("after deleting them all: %v %v", recs, err)
 	}
+}
+
+// FuzzCheckRecordName: a name the rule allows is one a path carries as it
+// is (nothing cleans it into another name) and shows as it is; a refusal
+// shows the name escaped, never raw.
+func FuzzCheckRecordName(f *testing.F) {
+	for _, s := range []string{"base/secret", "x//y", "x/../y", "./z", "/abs", "a/", "café/ü", "a\u200fb", "a\u2028b", "\ufeff", "a\x1bb", "\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		err := keystore.CheckRecordName(name)
+		if err == nil {
+			if path.Clean("/"+name) != "/"+name || !utf8.ValidString(name) || hidden(name) {
+				t.Fatalf("%q allowed", name)
+			}
+			return
+		}
+		if msg := err.Error(); !utf8.ValidString(msg) || hidden(msg) {
+			t.Fatalf("%q: the refusal shows it raw: %q", name, msg)
+		}
+	})
+}
+
+// hidden says s holds a rune the rule refuses: control, format or line
+// and paragraph separator.
+func hidden(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool { return unicode.In(r, unicode.Cc, unicode.Cf, unicode.Zl, unicode.Zp) })
 }
