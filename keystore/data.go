@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"unicode"
-	"unicode/utf8"
 )
 
 // Records: values sealed in the device under the active master key and
@@ -19,32 +17,9 @@ const DefaultMaxRecord = 16 << 20
 // MaxRecord is the largest value Put takes, in bytes.
 func (vt *Vault) MaxRecord() int64 { return vt.maxRecord }
 
-// maxRecordName bounds a record name, in bytes.
-const maxRecordName = 1024
-
-// CheckRecordName refuses a record name that is empty, longer than 1024
-// bytes, not UTF-8, or holds a control character or a bidirectional
-// override: names are printed to terminals and logs, where those would
-// act instead of show.
-func CheckRecordName(name string) error {
-	switch {
-	case name == "":
-		return fmt.Errorf("%w: the name is empty", ErrRecordName)
-	case len(name) > maxRecordName:
-		return fmt.Errorf("%w: the name is %d bytes, over %d", ErrRecordName, len(name), maxRecordName)
-	case !utf8.ValidString(name):
-		return fmt.Errorf("%w: the name is not valid UTF-8", ErrRecordName)
-	}
-	for _, r := range name {
-		if unicode.IsControl(r) || (r >= 0x202A && r <= 0x202E) || (r >= 0x2066 && r <= 0x2069) {
-			return fmt.Errorf("%w: the name holds the control character %U", ErrRecordName, r)
-		}
-	}
-	return nil
-}
-
 // Put encrypts value in the device under the active master key and stores
-// it as name, in one transaction with the encryption count and the audit
+// it as name, which must pass the name rule (CheckRecordName), in one
+// transaction with the encryption count and the audit
 // entry: the old value stays readable until the new one is committed.
 func (vt *Vault) Put(ctx context.Context, name string, value []byte) error {
 	if err := CheckRecordName(name); err != nil {
@@ -64,7 +39,8 @@ func (vt *Vault) Put(ctx context.Context, name string, value []byte) error {
 	return vt.store.putWithCount(ctx, name, v, blob)
 }
 
-// Get decrypts record name. A tampered record, a record moved under another
+// Get decrypts record name, any name stored (the name rule is for
+// writes: a record from before it stays readable). A tampered record, a record moved under another
 // name, or a key mismatch is an error naming the key version and KCV.
 func (vt *Vault) Get(ctx context.Context, name string) ([]byte, error) {
 	_, blob, err := vt.store.getRecord(ctx, name)
@@ -96,7 +72,7 @@ func (vt *Vault) openBlob(ctx context.Context, name string, blob []byte) ([]byte
 	return pt, nil
 }
 
-// Delete removes record name.
+// Delete removes record name, any name stored, as Get reads it.
 func (vt *Vault) Delete(ctx context.Context, name string) error {
 	if err := vt.store.deleteRecord(ctx, name); err != nil {
 		if errors.Is(err, ErrNotFound) {

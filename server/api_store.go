@@ -9,9 +9,26 @@ import (
 	"github.com/keyward/keyward/keystore"
 )
 
-// recordName checks the {name...} of a store route.
+// recordName is the {name...} of a store route, its percent-escapes
+// decoded: a "/" sent as %2F is part of the name (Handler judged the
+// path's segments before decoding), so every stored name can be
+// addressed. Reads and deletes take any name, as records from before
+// the name rule are stored under names it refuses.
 func recordName(r *http.Request) (string, error) {
 	name := r.PathValue("name")
+	if name == "" {
+		return "", errorf(http.StatusBadRequest, "BAD_REQUEST", "the record name is empty: give it after /api/v1/store/")
+	}
+	return name, nil
+}
+
+// newRecordName is recordName for a write: it must pass the name rule,
+// checked before the body is read.
+func newRecordName(r *http.Request) (string, error) {
+	name, err := recordName(r)
+	if err != nil {
+		return "", err
+	}
 	if err := keystore.CheckRecordName(name); err != nil {
 		return "", errorf(http.StatusBadRequest, "BAD_REQUEST", "%v", err)
 	}
@@ -39,7 +56,7 @@ func (s *Server) putRecord(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.authorize(r, ScopeStoreWrite); err != nil {
 		return err
 	}
-	name, err := recordName(r)
+	name, err := newRecordName(r)
 	if err != nil {
 		return err
 	}

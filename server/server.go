@@ -191,8 +191,11 @@ func (s *Server) noRoute(r *http.Request) error {
 	return errorf(http.StatusNotFound, "NOT_FOUND", "no route %s %s (see docs/API.md)", r.Method, r.URL.Path)
 }
 
-// unclean says path has empty, "." or ".." segments, which Go's router
-// would answer with a redirect (and curl take for success).
+// unclean says path (as sent, percent-escapes kept) has empty, "." or
+// ".." segments, which Go's router would answer with a redirect (and curl
+// take for success). It is judged before decoding, as the router matches:
+// %2F and %2E are data, so a record name holding "//" or ".." is sent
+// with its slashes as %2F.
 func unclean(path string) bool {
 	return strings.Contains(path, "//") || strings.Contains(path, "/./") || strings.Contains(path, "/../") ||
 		strings.HasSuffix(path, "/.") || strings.HasSuffix(path, "/..")
@@ -210,8 +213,8 @@ func (s *Server) Handler() http.Handler {
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		held := s.bodyBytes(r)
 		switch {
-		case unclean(r.URL.Path):
-			s.fail(rec, r, errorf(http.StatusBadRequest, "BAD_REQUEST", "the path must not hold empty, \".\" or \"..\" segments"))
+		case unclean(r.URL.EscapedPath()):
+			s.fail(rec, r, errorf(http.StatusBadRequest, "BAD_REQUEST", "the path must not hold empty, \".\" or \"..\" segments; send a \"/\" that is part of a record name as %%2F"))
 		case !s.bodies.take(held):
 			s.fail(rec, r, errBusy)
 		default:

@@ -84,7 +84,7 @@ func TestRecordNamesAndSizes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.fails(2, "control character", "store", "put", name, "--from", value)
+		c.fails(2, "invalid record name", "store", "put", name, "--from", value)
 	}
 	c.ok("store", "put", "db/ok", "--from", value)
 
