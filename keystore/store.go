@@ -24,7 +24,7 @@ var migrations embed.FS
 // Store is the shared database: key registry, encrypted records, audit log.
 // It holds only ciphertext; every encryption happens in the device (Vault).
 type Store struct {
-	db       *sql.DB
+	db       *guardedDB
 	postgres bool
 	where    string // the database, for messages (no password)
 	dsn      DSN
@@ -41,10 +41,10 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{actor: actorName(), where: d.String(), dsn: d}
+	s := &Store{actor: actorName(), where: d.String(), dsn: d, db: &guardedDB{}}
 	if d.Postgres {
 		s.postgres = true
-		s.db, err = sql.Open("pgx", d.conn)
+		s.db.DB, err = sql.Open("pgx", d.conn)
 	} else {
 		path := d.conn
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
@@ -56,7 +56,10 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		// WAL lets readers work beside the writer; a busy timeout makes
 		// writers queue instead of failing; immediate transactions take the
 		// write lock up front, so a rewrap batch cannot deadlock on upgrade.
-		s.db, err = sql.Open("sqlite3", "file:"+path+"?_journal_mode=WAL&_busy_timeout=10000&_txlock=immediate&_foreign_keys=on&_synchronous=NORMAL")
+		s.db.DB, err = sql.Open("sqlite3", "file:"+path+"?_journal_mode=WAL&_busy_timeout=10000&_txlock=immediate&_foreign_keys=on&_synchronous=NORMAL")
+		if err == nil {
+			s.db.file, err = openedFile(path)
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %s", ErrDatabase, s.where, d.scrub(err.Error()))
