@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -63,11 +64,11 @@ func (r *Request) normalize(issuer string, max time.Duration) error {
 	if err := checkLifetime("expires_in", r.ExpiresIn, max); err != nil {
 		return err
 	}
-	if !utf8.ValidString(r.Subject) {
-		return fieldErr("subject", "must be UTF-8")
+	if err := checkText("subject", r.Subject); err != nil {
+		return err
 	}
-	if !utf8.ValidString(r.Description) {
-		return fieldErr("description", "must be UTF-8")
+	if err := checkText("description", r.Description); err != nil {
+		return err
 	}
 	if r.Alg == "" {
 		r.Alg = HS256
@@ -79,6 +80,9 @@ func (r *Request) normalize(issuer string, max time.Duration) error {
 		if sc == "" || strings.ContainsAny(sc, " \t\n\"\\") {
 			return fieldErr("scope", "%q must be one word", sc)
 		}
+		if err := checkText("scope", sc); err != nil {
+			return err
+		}
 	}
 	if len(r.Audience) == 0 {
 		r.Audience = []string{issuer}
@@ -86,6 +90,9 @@ func (r *Request) normalize(issuer string, max time.Duration) error {
 	for _, a := range r.Audience {
 		if a == "" || strings.ContainsAny(a, " \t\n") {
 			return fieldErr("audience", "%q must be one word", a)
+		}
+		if err := checkText("audience", a); err != nil {
+			return err
 		}
 	}
 	if r.Ext != "" && !json.Valid([]byte(r.Ext)) {
@@ -113,6 +120,27 @@ func checkLifetime(field string, d, max time.Duration) error {
 	}
 	if d > max {
 		return fieldErr(field, "%v is %w, %v", d, ErrLifetimeOverMax, max)
+	}
+	return nil
+}
+
+// checkText refuses text of field that is not UTF-8 or that holds a
+// control character (C0, DEL, C1), a format character (bidi overrides and
+// isolates, zero-width characters) or a line or paragraph separator: the
+// text reaches logs, terminals and the token's readers as it is, where
+// these forge lines or disguise what is shown. The character is named by
+// its code point, never written out.
+func checkText(field, v string) error {
+	if !utf8.ValidString(v) {
+		return fieldErr(field, "must be UTF-8")
+	}
+	for _, r := range v {
+		if r >= ' ' && r < 0x7f {
+			continue
+		}
+		if unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp) {
+			return fieldErr(field, "holds %U, a control or format character: use printable text", r)
+		}
 	}
 	return nil
 }
@@ -233,7 +261,7 @@ func hashRefresh(v string) []byte {
 // RefreshRequest asks for a refresh.
 type RefreshRequest struct {
 	RefreshToken string
-	Scope        []string      // a subset of the grant's; nil: the grant's
+	Scope        []string      // a subset of the grant's; empty: the grant's
 	ExpiresIn    time.Duration // the new access token's lifetime; 0: the grant's
 	// Final ends the grant: no new refresh token is issued.
 	Final bool
@@ -247,7 +275,7 @@ type RefreshRequest struct {
 
 // Refresh exchanges a refresh token for a brand-new access token and a new
 // refresh token; the old access token and the used refresh token stop
-// working at once. scope, when given, must be a subset of the grant's. A
+// working at once. scope, when not empty, must be a subset of the grant's. A
 // refresh token used twice revokes its whole family.
 func (s *Service) Refresh(ctx context.Context, refreshToken string, scope []string) (Issued, error) {
 	return s.RefreshWith(ctx, RefreshRequest{RefreshToken: refreshToken, Scope: scope})
@@ -280,7 +308,9 @@ func (s *Service) RefreshWith(ctx context.Context, r RefreshRequest) (Issued, er
 		}
 		granted := strings.Fields(old.Scope)
 		scope := r.Scope
-		if scope == nil {
+		if len(scope) == 0 {
+			// An empty scope (a form's scope=) keeps the grant's: a
+			// grant without scope would be useless for good.
 			scope = granted
 		}
 		for _, sc := range scope {
