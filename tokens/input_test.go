@@ -49,6 +49,13 @@ func TestRequestTextIsPrintable(t *testing.T) {
 	if fe := (*tokens.FieldError)(nil); !errors.As(err, &fe) || fe.Field != "subject" {
 		t.Fatalf("a pairing token's subject with ESC: %v", err)
 	}
+	// A scope word or an audience holds no space of any kind: a token's
+	// scope is split with strings.Fields, at each.
+	for _, r := range []tokens.Request{{Subject: "svc", Scope: []string{"read\u00a0admin"}}, {Subject: "svc", Audience: []string{"a\u3000b"}}} {
+		if _, err := s.Create(t.Context(), r); err == nil || !strings.Contains(err.Error(), "must be one word") {
+			t.Errorf("%+v: %v", r, err)
+		}
+	}
 	// Printable text of any script stays accepted.
 	for _, r := range []tokens.Request{
 		{Subject: "José Müller", Description: "für 日本のビルド 🚀, “quoted” — fine"},

@@ -77,22 +77,22 @@ func (r *Request) normalize(issuer string, max time.Duration) error {
 		return fieldErr("alg", "%w: %q (use one of %v)", ErrAlgorithm, r.Alg, Algorithms)
 	}
 	for _, sc := range r.Scope {
-		if sc == "" || strings.ContainsAny(sc, " \t\n\"\\") {
-			return fieldErr("scope", "%q must be one word", sc)
-		}
 		if err := checkText("scope", sc); err != nil {
 			return err
+		}
+		if sc == "" || strings.ContainsFunc(sc, notInWord) {
+			return fieldErr("scope", "%q must be one word", sc)
 		}
 	}
 	if len(r.Audience) == 0 {
 		r.Audience = []string{issuer}
 	}
 	for _, a := range r.Audience {
-		if a == "" || strings.ContainsAny(a, " \t\n") {
-			return fieldErr("audience", "%q must be one word", a)
-		}
 		if err := checkText("audience", a); err != nil {
 			return err
+		}
+		if a == "" || strings.ContainsFunc(a, unicode.IsSpace) {
+			return fieldErr("audience", "%q must be one word", a)
 		}
 	}
 	if r.Ext != "" && !json.Valid([]byte(r.Ext)) {
@@ -144,6 +144,11 @@ func checkText(field, v string) error {
 	}
 	return nil
 }
+
+// notInWord says r has no place in a scope word: a space of any kind
+// (strings.Fields, which splits a token's scope, splits at each), a quote
+// or a backslash.
+func notInWord(r rune) bool { return unicode.IsSpace(r) || r == '"' || r == '\\' }
 
 // newID is a version 7 UUID (RFC 9562): 48 bits of Unix milliseconds, then
 // 74 random bits. Time-ordered ids make recording a token an append to the
