@@ -126,3 +126,53 @@ func TestInvalidUTF8(t *testing.T) {
 		}
 	}
 }
+
+// TestControlCharacters in the text a token carries or its record keeps
+// are refused naming the field: the tokens library's rule, reached
+// through the API.
+func TestControlCharacters(t *testing.T) {
+	c, admin := jfrogClient(t)
+	for _, tc := range []struct{ name, ct, body, field string }{
+		{"ESC and newline in subject", jsonCT, `{"subject":"evil\u001b[31m\nX-Injected: 1"}`, "subject"},
+		{"ESC in username", jsonCT, `{"username":"evil\u001b[31m"}`, "username"},
+		{"newline in description", jsonCT, `{"subject":"svc","description":"a\nX-Injected: 1"}`, "description"},
+		{"bidi override in subject", jsonCT, `{"subject":"admin\u202etxt"}`, "subject"},
+		{"line separator in description", jsonCT, `{"subject":"svc","description":"a\u2028b"}`, "description"},
+		{"paragraph separator in audience", jsonCT, `{"subject":"svc","audience":["jfrt@\u2029"]}`, "audience"},
+		{"ESC in a scope word", jsonCT, `{"subject":"svc","scope":"store:read wr\u001bite"}`, "scope"},
+		{"form: ESC and newline in subject", formCT, "subject=evil%1B%5B31m%0AX-Injected%3A+1", "subject"},
+		{"form: CR in description", formCT, "subject=svc&description=a%0Db", "description"},
+	} {
+		postRaw(t, c.h, admin, tc.ct, tc.body).refused(t, tc.name, tc.field, tc.field+": holds U+")
+	}
+}
+
+// TestRefreshWithEmptyScope keeps the grant's scope, in a form and in
+// JSON (a string or a list); an empty scope on create still makes a token
+// without scope.
+func TestRefreshWithEmptyScope(t *testing.T) {
+	c, admin := jfrogClient(t)
+	grant := c.do(createOp, "POST", tokensAt, admin, map[string]any{"username": "app", "scope": "store:read introspect", "refreshable": true})
+	rt := answerField(t, grant, "refresh_token")
+	for _, tc := range []struct{ ct, body string }{
+		{formCT, "grant_type=refresh_token&scope=&refresh_token="},
+		{jsonCT, `{"grant_type":"refresh_token","scope":"","refresh_token":"%s"}`},
+		{jsonCT, `{"grant_type":"refresh_token","scope":[],"refresh_token":"%s"}`},
+		{jsonCT, `{"grant_type":"refresh_token","refresh_token":"%s"}`},
+	} {
+		body := tc.body + rt
+		if tc.ct == jsonCT {
+			body = strings.Replace(tc.body, "%s", rt, 1)
+		}
+		a := postRaw(t, c.h, "", tc.ct, body)
+		if a.status != http.StatusOK || a.body["scope"] != "store:read introspect" {
+			t.Fatalf("refresh with %s: %d, scope %q %s; want the grant's scope", tc.body, a.status, a.body["scope"], a.desc)
+		}
+		rt, _ = a.body["refresh_token"].(string)
+	}
+	for _, body := range []any{map[string]any{"username": "app", "scope": ""}, map[string]any{"username": "app", "scope": []string{}}} {
+		if a := c.do(createOp, "POST", tokensAt, admin, body); a.status != http.StatusOK || a.json["scope"] != "" {
+			t.Errorf("create with an empty scope: %d %s", a.status, a.body)
+		}
+	}
+}

@@ -108,6 +108,13 @@ func parseForm(form string) (params, error) {
 	return p, nil
 }
 
+// words splits a list of words (scope, audience) at spaces, as RFC 6749
+// §3.3 does: any other space or control character stays in a word, for
+// the tokens library to refuse, naming the field.
+func words(v string) []string {
+	return strings.FieldsFunc(v, func(r rune) bool { return r == ' ' })
+}
+
 // seconds reads field k as a whole number of seconds, at least 1; absent
 // is 0 (the default).
 func (p params) seconds(k string) (time.Duration, error) {
