@@ -19,7 +19,9 @@ import (
 	"github.com/keyward/keyward/keystore"
 )
 
-// Request asks for a token.
+// Request asks for a token. Subject, Description, and each Scope and
+// Audience word are printable UTF-8: a control or format character is
+// refused (a *FieldError), whoever the caller.
 type Request struct {
 	Kind        string        // default access
 	Subject     string        // required
