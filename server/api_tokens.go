@@ -46,7 +46,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 	}
 	iss, err := s.node.Tokens().Create(r.Context(), req)
 	if err != nil {
-		return err
+		return asUsername(err, p)
 	}
 	s.metrics.issued[tokens.KindAccess].Inc()
 	writeJSON(w, http.StatusOK, issuedBody{Issued: iss, Notes: notes})
@@ -76,7 +76,7 @@ func (s *Server) tokenRequest(p params, c caller) (tokens.Request, []string, err
 	if subject == "" {
 		subject = c.claims.Subject
 	}
-	scope := strings.Fields(p["scope"])
+	scope := words(p["scope"])
 	if !c.admin() {
 		if subject != c.claims.Subject {
 			return tokens.Request{}, nil, errForbidden("admin, to create a token for another subject than the caller's own")
@@ -114,8 +114,18 @@ func (s *Server) tokenRequest(p params, c caller) (tokens.Request, []string, err
 	if p["project_key"] != "" {
 		return tokens.Request{}, nil, errorf(http.StatusBadRequest, "BAD_REQUEST", "project_key: keyward has no projects; leave it out")
 	}
-	return tokens.Request{Subject: subject, Scope: scope, Audience: strings.Fields(p["audience"]),
+	return tokens.Request{Subject: subject, Scope: scope, Audience: words(p["audience"]),
 		ExpiresIn: expires, Refreshable: refreshable, RefreshTTL: refreshTTL, Alg: p["alg"], Description: p["description"]}, notes, nil
+}
+
+// asUsername is err, but naming username where it names the subject the
+// caller gave as username (JFrog's name for it).
+func asUsername(err error, p params) error {
+	var fe *tokens.FieldError
+	if p["subject"] == "" && p["username"] != "" && errors.As(err, &fe) && fe.Field == "subject" {
+		return &tokens.FieldError{Field: "username", Err: fe.Err}
+	}
+	return err
 }
 
 // refresh is the refresh_token grant, JFrog's and RFC 6749's: a new access
@@ -129,10 +139,8 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request, p params) error
 	if err != nil {
 		return err
 	}
-	req := tokens.RefreshRequest{RefreshToken: rt, AccessToken: p["access_token"]}
-	if v, ok := p["scope"]; ok {
-		req.Scope = strings.Fields(v)
-	}
+	// An empty scope (scope=) keeps the grant's, as no scope does.
+	req := tokens.RefreshRequest{RefreshToken: rt, AccessToken: p["access_token"], Scope: words(p["scope"])}
 	if req.ExpiresIn, err = p.seconds("expires_in"); err != nil {
 		return err
 	}
@@ -154,7 +162,7 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request, p params) error
 	if aud, ok := p["audience"]; ok && aud != "" {
 		// A refresh keeps the grant's audience; naming another is an
 		// error, not a silent change.
-		req.Audience = strings.Fields(aud)
+		req.Audience = words(aud)
 	}
 	iss, err := s.node.Tokens().RefreshWith(r.Context(), req)
 	if err != nil {

@@ -2,7 +2,6 @@ package server
 
 import (
 	"bytes"
-	"encoding/json"
 	"io"
 	"mime"
 	"net/http"
@@ -11,11 +10,11 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
-// params are a request's fields, from a JSON object or a form body. JSON
-// numbers and booleans become their text; an array of strings is joined
-// with spaces (an audience list).
+// params are a request's fields, from a JSON object (parseJSON) or a form
+// body (parseForm).
 type params map[string]string
 
 // readParams reads the body of r (at most max bytes) as JSON or as a form,
@@ -37,40 +36,10 @@ func readParams(w http.ResponseWriter, r *http.Request, max int64) (params, erro
 	default:
 		return nil, errorf(http.StatusUnsupportedMediaType, "UNSUPPORTED_MEDIA_TYPE", "send application/json or application/x-www-form-urlencoded, not %s", ct)
 	}
-	p := params{}
 	if len(bytes.TrimSpace(body)) == 0 {
-		return p, nil
+		return params{}, nil
 	}
-	var raw map[string]any
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	if err := dec.Decode(&raw); err != nil || dec.More() {
-		return nil, errorf(http.StatusBadRequest, "BAD_REQUEST", "the body is not one JSON object")
-	}
-	for k, v := range raw {
-		switch v := v.(type) {
-		case string:
-			p[k] = v
-		case json.Number:
-			p[k] = v.String()
-		case bool:
-			p[k] = strconv.FormatBool(v)
-		case nil:
-		case []any:
-			words := make([]string, len(v))
-			for i, e := range v {
-				s, ok := e.(string)
-				if !ok {
-					return nil, errorf(http.StatusBadRequest, "BAD_REQUEST", "field %q must be a list of strings", k)
-				}
-				words[i] = s
-			}
-			p[k] = strings.Join(words, " ")
-		default:
-			return nil, errorf(http.StatusBadRequest, "BAD_REQUEST", "field %q must be a string, number or boolean", k)
-		}
-	}
-	return p, nil
+	return parseJSON(body)
 }
 
 // mediaType is the media type of a Content-Type value as
@@ -107,7 +76,7 @@ func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error)
 }
 
 // parseForm is url.ParseQuery straight into params: the same errors, and
-// a field given twice is refused.
+// a field given twice or not UTF-8 is refused.
 func parseForm(form string) (params, error) {
 	p := params{}
 	for rest := form; rest != ""; {
@@ -127,12 +96,23 @@ func parseForm(form string) (params, error) {
 		if err != nil {
 			return nil, errorf(http.StatusBadRequest, "BAD_REQUEST", "the form body cannot be read: %v", err)
 		}
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			// url.QueryUnescape makes bytes of any %XX.
+			return nil, errorf(http.StatusBadRequest, "BAD_REQUEST", "field %q is not UTF-8", k)
+		}
 		if _, dup := p[k]; dup {
 			return nil, errorf(http.StatusBadRequest, "BAD_REQUEST", "field %q is given more than once", k)
 		}
 		p[k] = v
 	}
 	return p, nil
+}
+
+// words splits a list of words (scope, audience) at spaces, as RFC 6749
+// §3.3 does: any other space or control character stays in a word, for
+// the tokens library to refuse, naming the field.
+func words(v string) []string {
+	return strings.FieldsFunc(v, func(r rune) bool { return r == ' ' })
 }
 
 // seconds reads field k as a whole number of seconds, at least 1; absent

@@ -180,3 +180,22 @@ func TestRetireWarnsAndDecryptSaysRetired(t *testing.T) {
 		t.Fatalf("decrypt under a retired key: %s", r)
 	}
 }
+
+// TestTokenTextIsPrintable: the CLI has the library's input rules: a
+// control or format character in a token's text is a usage error naming
+// the flag and the code point; an empty --scope on refresh keeps the
+// grant's scope.
+func TestTokenTextIsPrintable(t *testing.T) {
+	c := newCLI(t)
+	c.ok("key", "generate", "--role", "join")
+	c.fails(2, "--subject holds U+001B", "token", "create", "--subject", "a\x1bb")
+	c.fails(2, "--description holds U+000A", "token", "create", "--subject", "svc", "--description", "a\nX-Injected: 1")
+	c.fails(2, "--scope holds U+202E", "token", "create", "--subject", "svc", "--scope", "read \u202eadmin")
+	c.fails(2, "--audience holds U+2028", "token", "create", "--subject", "svc", "--audience", "a\u2028b")
+	grant := c.createToken("--subject", "ci", "--scope", "read write", "--refreshable")
+	var next issued
+	c.okJSON(&next, "token", "refresh", "--refresh-token-file", c.writeFile("rt", grant.RefreshToken), "--scope", "")
+	if next.Scope != "read write" {
+		t.Fatalf("refresh with --scope '': scope %q, want the grant's", next.Scope)
+	}
+}

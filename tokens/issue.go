@@ -12,13 +12,16 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/keyward/keyward/keystore"
 )
 
-// Request asks for a token.
+// Request asks for a token. Subject, Description, and each Scope and
+// Audience word are printable UTF-8: a control or format character is
+// refused (a *FieldError), whoever the caller.
 type Request struct {
 	Kind        string        // default access
 	Subject     string        // required
@@ -63,11 +66,11 @@ func (r *Request) normalize(issuer string, max time.Duration) error {
 	if err := checkLifetime("expires_in", r.ExpiresIn, max); err != nil {
 		return err
 	}
-	if !utf8.ValidString(r.Subject) {
-		return fieldErr("subject", "must be UTF-8")
+	if err := checkText("subject", r.Subject); err != nil {
+		return err
 	}
-	if !utf8.ValidString(r.Description) {
-		return fieldErr("description", "must be UTF-8")
+	if err := checkText("description", r.Description); err != nil {
+		return err
 	}
 	if r.Alg == "" {
 		r.Alg = HS256
@@ -76,7 +79,10 @@ func (r *Request) normalize(issuer string, max time.Duration) error {
 		return fieldErr("alg", "%w: %q (use one of %v)", ErrAlgorithm, r.Alg, Algorithms)
 	}
 	for _, sc := range r.Scope {
-		if sc == "" || strings.ContainsAny(sc, " \t\n\"\\") {
+		if err := checkText("scope", sc); err != nil {
+			return err
+		}
+		if sc == "" || strings.ContainsFunc(sc, notInWord) {
 			return fieldErr("scope", "%q must be one word", sc)
 		}
 	}
@@ -84,7 +90,10 @@ func (r *Request) normalize(issuer string, max time.Duration) error {
 		r.Audience = []string{issuer}
 	}
 	for _, a := range r.Audience {
-		if a == "" || strings.ContainsAny(a, " \t\n") {
+		if err := checkText("audience", a); err != nil {
+			return err
+		}
+		if a == "" || strings.ContainsFunc(a, unicode.IsSpace) {
 			return fieldErr("audience", "%q must be one word", a)
 		}
 	}
@@ -116,6 +125,32 @@ func checkLifetime(field string, d, max time.Duration) error {
 	}
 	return nil
 }
+
+// checkText refuses text of field that is not UTF-8 or that holds a
+// control character (C0, DEL, C1), a format character (bidi overrides and
+// isolates, zero-width characters) or a line or paragraph separator: the
+// text reaches logs, terminals and the token's readers as it is, where
+// these forge lines or disguise what is shown. The character is named by
+// its code point, never written out.
+func checkText(field, v string) error {
+	if !utf8.ValidString(v) {
+		return fieldErr(field, "must be UTF-8")
+	}
+	for _, r := range v {
+		if r >= ' ' && r < 0x7f {
+			continue
+		}
+		if unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp) {
+			return fieldErr(field, "holds %U, a control or format character: use printable text", r)
+		}
+	}
+	return nil
+}
+
+// notInWord says r has no place in a scope word: a space of any kind
+// (strings.Fields, which splits a token's scope, splits at each), a quote
+// or a backslash.
+func notInWord(r rune) bool { return unicode.IsSpace(r) || r == '"' || r == '\\' }
 
 // newID is a version 7 UUID (RFC 9562): 48 bits of Unix milliseconds, then
 // 74 random bits. Time-ordered ids make recording a token an append to the
@@ -233,7 +268,7 @@ func hashRefresh(v string) []byte {
 // RefreshRequest asks for a refresh.
 type RefreshRequest struct {
 	RefreshToken string
-	Scope        []string      // a subset of the grant's; nil: the grant's
+	Scope        []string      // a subset of the grant's; empty: the grant's
 	ExpiresIn    time.Duration // the new access token's lifetime; 0: the grant's
 	// Final ends the grant: no new refresh token is issued.
 	Final bool
@@ -247,7 +282,7 @@ type RefreshRequest struct {
 
 // Refresh exchanges a refresh token for a brand-new access token and a new
 // refresh token; the old access token and the used refresh token stop
-// working at once. scope, when given, must be a subset of the grant's. A
+// working at once. scope, when not empty, must be a subset of the grant's. A
 // refresh token used twice revokes its whole family.
 func (s *Service) Refresh(ctx context.Context, refreshToken string, scope []string) (Issued, error) {
 	return s.RefreshWith(ctx, RefreshRequest{RefreshToken: refreshToken, Scope: scope})
@@ -280,7 +315,9 @@ func (s *Service) RefreshWith(ctx context.Context, r RefreshRequest) (Issued, er
 		}
 		granted := strings.Fields(old.Scope)
 		scope := r.Scope
-		if scope == nil {
+		if len(scope) == 0 {
+			// An empty scope (a form's scope=) keeps the grant's: a
+			// grant without scope would be useless for good.
 			scope = granted
 		}
 		for _, sc := range scope {
