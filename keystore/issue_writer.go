@@ -128,6 +128,9 @@ func (s *Store) commitIssues(batch []issue) error {
 		ctx, cancel = context.WithTimeout(ctx, commitTimeout)
 		defer cancel()
 	}
+	if err := s.db.file.check(); err != nil {
+		return err // the prepared statement below would skip guardedDB's check
+	}
 	insert, err := s.writer.statement(ctx, s)
 	if err != nil {
 		return s.dbErr("record token", err)

@@ -86,6 +86,21 @@ func (vt *Vault) registerEntry(ctx context.Context, e keyring.Entry) error {
 	return vt.Reconcile(ctx)
 }
 
+// Adopt registers keys the device holds and the registry does not know
+// (a database started afresh beside a device with a history): each
+// role's newest version becomes active, the others decrypt-only.
+func (vt *Vault) Adopt(ctx context.Context, entries []keyring.Entry) error {
+	for _, e := range entries {
+		if err := vt.registerEntry(ctx, e); err != nil {
+			return err
+		}
+		if err := vt.store.Audit(ctx, "key.adopt", e.Label, "KCV "+e.KCV); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Rotate makes a new master (or join) version in the device, active; the
 // older versions become decrypt-only. Follow with Rewrap. An empty policy
 // is the active version's: a rotation in a cluster stays transferable, so

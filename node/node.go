@@ -31,6 +31,10 @@ type Config struct {
 	// seals, in bytes; default keystore.DefaultMaxRecord.
 	MaxRecord int64
 	Tokens    tokens.Options
+	// AdoptDeviceKeys registers the device's master and join keys in a
+	// database whose registry is empty; without it such a database is
+	// refused (ErrUnknownDatabase).
+	AdoptDeviceKeys bool
 }
 
 // Node is an opened node. Its parts are its own: callers use its methods.
@@ -114,6 +118,10 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	if n.vault, err = keystore.NewVault(ctx, n.store, n.ring, keystore.VaultOptions{Joining: cfg.Joining, MaxRecord: cfg.MaxRecord}); err != nil {
+		n.Close()
+		return nil, err
+	}
+	if err := n.checkRegistry(ctx, cfg.AdoptDeviceKeys); err != nil {
 		n.Close()
 		return nil, err
 	}

@@ -22,6 +22,7 @@ func globalFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "max-token-lifetime", EnvVars: []string{"KEYWARD_MAX_TOKEN_LIFETIME"}, Value: tokens.DefaultMaxLifetime, Usage: "the longest lifetime of a token or refresh grant this node issues"},
 		&cli.IntFlag{Name: "max-sessions", EnvVars: []string{"KEYWARD_MAX_SESSIONS"}, Usage: "most PKCS#11 sessions open at once (default 2 per CPU, at least 4); lower it for an HSM that allows few"},
 		&cli.DurationFlag{Name: "timeout", EnvVars: []string{"KEYWARD_TIMEOUT"}, Value: 2 * time.Minute, Usage: "longest a command (not serve) may wait for the device and the database; 0: no bound"},
+		&cli.BoolFlag{Name: "adopt-device-keys", EnvVars: []string{"KEYWARD_ADOPT_DEVICE_KEYS"}, Usage: "register the device's master and join keys in a database whose key registry is empty (else such a database is refused: it is likely not the one those keys were used with)"},
 		&cli.BoolFlag{Name: "json", Usage: "print stable JSON instead of tables"},
 	}
 }
@@ -47,7 +48,7 @@ func home(c *cli.Context) string {
 // nodeConfig builds the node.Config from the global flags, defaults
 // resolved.
 func nodeConfig(c *cli.Context) (node.Config, error) {
-	nc := node.Config{Device: hsm.Config{ModulePath: c.String("module"), MaxSessions: c.Int("max-sessions")}, DB: c.String("db"), Home: home(c)}
+	nc := node.Config{Device: hsm.Config{ModulePath: c.String("module"), MaxSessions: c.Int("max-sessions")}, DB: c.String("db"), Home: home(c), AdoptDeviceKeys: c.Bool("adopt-device-keys")}
 	if c.Int("max-sessions") < 0 {
 		return nc, usagef("--max-sessions must be 1 or more")
 	}

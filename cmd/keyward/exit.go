@@ -48,6 +48,7 @@ var hints = []struct {
 	hint     string
 }{
 	{node.ErrNoModule, "set --module or KEYWARD_PKCS11_MODULE"},
+	{node.ErrUnknownDatabase, "check --db (KEYWARD_DB); to start this database with the device's keys, run keyward --adopt-device-keys … (or set KEYWARD_ADOPT_DEVICE_KEYS=1) once"},
 	{hsm.ErrModule, "check --module or KEYWARD_PKCS11_MODULE"},
 	{keystore.ErrNoActiveKey, "generate one with keyward key generate --role ROLE, or import one"},
 	{keyring.ErrNoKey, "generate one with keyward key generate --role ROLE, or import one"},
