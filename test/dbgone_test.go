@@ -45,7 +45,7 @@ func TestDeletedDatabaseStopsWrites(t *testing.T) {
 		}
 	}
 	r := c.run("", nil, "key", "list")
-	if r.code == 0 || !strings.Contains(r.stderr, "--adopt-device-keys") {
+	if r.code != 3 || !strings.Contains(r.stderr, "--adopt-device-keys") {
 		t.Fatalf("key list on the empty database: %s", r)
 	}
 	s = c.serve([]string{"KEYWARD_ADOPT_DEVICE_KEYS=1"})
