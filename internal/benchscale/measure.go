@@ -226,7 +226,8 @@ type listing struct {
 	tokens, pages int
 	took          time.Duration
 	peakRSS       int64
-	paginated     bool // false: the server took no limit, one call listed all
+	paginated     bool   // false: the server took no limit, one call listed all
+	failed        string // why the listing stopped, if it did
 }
 
 // listAll follows next through GET /access/api/v1/tokens?all=true in
