@@ -34,16 +34,23 @@ type server struct {
 func startServe(bin string, env []string, admin string, workers int) (*server, error) {
 	cmd := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--quiet")
 	cmd.Env = env
-	stderr, err := cmd.StderrPipe()
+	// A pipe of our own, not StderrPipe: Wait would close that one under
+	// the reader.
+	stderr, w, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
+	cmd.Stderr = w
 	t0 := time.Now()
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	w.Close()
+	if err != nil {
+		stderr.Close()
 		return nil, err
 	}
 	lines := make(chan string)
 	go func() {
+		defer stderr.Close()
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			lines <- sc.Text()
