@@ -4,7 +4,7 @@ BIN       := bin/keyward
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOVULNCHECK := golang.org/x/vuln/cmd/govulncheck@v1.9.0
 
-.PHONY: all build test test-nss unit tidy fuzz lint bench bench-nss demo deps clean
+.PHONY: all build test test-nss unit tidy fuzz lint bench bench-nss bench-scale demo deps clean
 
 # Recipes with pipes fail when any part fails.
 SHELL := /bin/bash
@@ -86,8 +86,20 @@ bench: deps
 	@awk -f scripts/benchserver.awk bench-server.out; cat bench-server.out >> bench.out; rm -f bench-server.out
 	$(MAKE) bench-nss
 
+# Scale (issue 21): for each size in SIZES, a fresh SoftHSM2 token and
+# SQLite database with that many token records (a tenth revoked, half of
+# those expired), then keyward serve over HTTP: the first request (it
+# reads the revocation log), introspection first-time and cached, create,
+# idle RSS, peak RSS of a full listing, a page of 100. Prints a markdown
+# table; bench-scale.out keeps the raw figures. A million records:
+# make bench-scale SIZES="10000 100000 1000000".
+SIZES ?= 10000 100000
+
+bench-scale: deps build
+	$(GO) run ./internal/benchscale -keyward $(BIN) -out bench-scale.out $(SIZES)
+
 demo: deps build
 	@scripts/demo.sh
 
 clean:
-	rm -rf bin .demo bench.out bench-nss.out
+	rm -rf bin .demo bench.out bench-nss.out bench-scale.out
