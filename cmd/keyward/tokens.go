@@ -191,7 +191,9 @@ func tokenCommand() *cli.Command {
 						return err
 					}
 					defer done()
-					list, err := svc.List(c.Context, keystore.TokenFilter{Subject: c.String("subject"), All: c.Bool("all"), Descending: true})
+					var list []keystore.TokenRecord
+					err = svc.ListPages(c.Context, keystore.TokenFilter{Subject: c.String("subject"), All: c.Bool("all"), Descending: true, Limit: keystore.MaxTokenPage},
+						func(page []keystore.TokenRecord) error { list = append(list, page...); return nil })
 					if err != nil {
 						return err
 					}
