@@ -79,11 +79,13 @@ func insertRefresh(ctx context.Context, tx *sql.Tx, s *Store, r RefreshRecord) e
 	return err
 }
 
-func scanToken(row interface{ Scan(...any) error }) (TokenRecord, error) {
+// scanToken reads tokenColumns into t, then any extra columns into extra.
+func scanToken(row interface{ Scan(...any) error }, extra ...any) (TokenRecord, error) {
 	var t TokenRecord
 	var issued, expires int64
 	var revoked, consumed sql.NullInt64
-	err := row.Scan(&t.ID, &t.Kind, &t.Subject, &t.Scope, &t.Audience, &issued, &expires, &revoked, &consumed, &t.Family, &t.Description)
+	dest := []any{&t.ID, &t.Kind, &t.Subject, &t.Scope, &t.Audience, &issued, &expires, &revoked, &consumed, &t.Family, &t.Description}
+	err := row.Scan(append(dest, extra...)...)
 	t.Issued, t.Expires = time.UnixMilli(issued).UTC(), time.UnixMilli(expires).UTC()
 	if revoked.Valid {
 		r := time.UnixMilli(revoked.Int64).UTC()
@@ -108,102 +110,6 @@ func (s *Store) Token(ctx context.Context, id string) (TokenRecord, error) {
 		return t, fmt.Errorf("%w: no token with id %q", ErrTokenUnknown, id)
 	}
 	return t, s.dbErr("read token", err)
-}
-
-func scanListed(row interface{ Scan(...any) error }) (TokenRecord, error) {
-	var t TokenRecord
-	var issued, expires int64
-	var revoked, consumed sql.NullInt64
-	err := row.Scan(&t.ID, &t.Kind, &t.Subject, &t.Scope, &t.Audience, &issued, &expires, &revoked, &consumed, &t.Family, &t.Description, &t.Refreshable)
-	t.Issued, t.Expires = time.UnixMilli(issued).UTC(), time.UnixMilli(expires).UTC()
-	if revoked.Valid {
-		r := time.UnixMilli(revoked.Int64).UTC()
-		t.Revoked = &r
-	}
-	if consumed.Valid {
-		c := time.UnixMilli(consumed.Int64).UTC()
-		t.Consumed = &c
-	}
-	return t, err
-}
-
-// TokenFilter says which token records Tokens lists; the zero filter lists
-// every live token.
-type TokenFilter struct {
-	Subject string
-	ID      string
-	// Description matches exactly, or, ending in "*", by its prefix (the
-	// JFrog wildcard).
-	Description string
-	Refreshable *bool // only the tokens with (or without) a live refresh token
-	All         bool  // expired, revoked and used tokens too
-	// OrderBy is created (the default), token_id, subject or expiry;
-	// largest (newest) first when Descending.
-	OrderBy    string
-	Descending bool
-}
-
-// TokenOrders are the orders TokenFilter.OrderBy takes.
-var TokenOrders = map[string]string{"created": "issued_at", "token_id": "id", "subject": "subject", "expiry": "expires_at"}
-
-// Tokens lists the token records f selects.
-func (s *Store) Tokens(ctx context.Context, f TokenFilter, now time.Time) ([]TokenRecord, error) {
-	order, ok := TokenOrders[f.OrderBy]
-	if f.OrderBy == "" {
-		order, ok = "issued_at", true
-	}
-	if !ok {
-		return nil, fmt.Errorf("%w: order %q is not one of created, token_id, subject, expiry", ErrTokenFilter, f.OrderBy)
-	}
-	q := `SELECT ` + tokenColumns + `, ` + refreshableColumn + ` AS refreshable FROM tokens WHERE 1 = 1`
-	args := []any{ms(now)}
-	if f.Subject != "" {
-		q += ` AND subject = ?`
-		args = append(args, f.Subject)
-	}
-	if f.ID != "" {
-		q += ` AND id = ?`
-		args = append(args, f.ID)
-	}
-	if prefix, ok := strings.CutSuffix(f.Description, "*"); ok {
-		// A prefix, compared as text: no LIKE, whose own wildcards a
-		// description may hold.
-		q += ` AND substr(description, 1, ?) = ?`
-		args = append(args, len([]rune(prefix)), prefix)
-	} else if f.Description != "" {
-		q += ` AND description = ?`
-		args = append(args, f.Description)
-	}
-	if !f.All {
-		q += ` AND revoked_at IS NULL AND consumed_at IS NULL AND expires_at > ?`
-		args = append(args, ms(now))
-	}
-	if f.Refreshable != nil {
-		if *f.Refreshable {
-			q += ` AND ` + refreshableColumn
-		} else {
-			q += ` AND NOT ` + refreshableColumn
-		}
-		args = append(args, ms(now))
-	}
-	dir := " ASC"
-	if f.Descending {
-		dir = " DESC"
-	}
-	rows, err := s.db.QueryContext(ctx, s.q(q+` ORDER BY `+order+dir+`, id`+dir), args...)
-	if err != nil {
-		return nil, s.dbErr("list tokens", err)
-	}
-	defer rows.Close()
-	var out []TokenRecord
-	for rows.Next() {
-		t, err := scanListed(rows)
-		if err != nil {
-			return nil, s.dbErr("list tokens", err)
-		}
-		out = append(out, t)
-	}
-	return out, s.dbErr("list tokens", rows.Err())
 }
 
 // JoinAudience joins audiences for storage.

@@ -61,7 +61,8 @@ func TestOpenDefaultsAndClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer n2.Close()
-	list, err := n2.Tokens().List(t.Context(), keystore.TokenFilter{Subject: "close", All: true})
+	page, err := n2.Tokens().List(t.Context(), keystore.TokenFilter{Subject: "close", All: true})
+	list := page.Tokens
 	if err != nil || len(list) != 64 {
 		t.Fatalf("%d of 64 tokens recorded: %v", len(list), err)
 	}

@@ -43,12 +43,14 @@ func (s *Server) view(t keystore.TokenRecord) tokenView {
 }
 
 // listFilters are the query parameters of GET /access/api/v1/tokens:
-// JFrog's, then keyward's own (subject, all).
-var listFilters = []string{"username", "description", "refreshable", "token_id", "order_by", "descending_order", "subject", "all"}
+// JFrog's, then keyward's own (subject, all, and the page: limit, cursor).
+var listFilters = []string{"username", "description", "refreshable", "token_id", "order_by", "descending_order", "subject", "all", "limit", "cursor"}
 
 // listTokens is GET /access/api/v1/tokens: an admin lists every subject's
 // tokens, anyone else its own; every filter is applied, an unknown one
-// refused.
+// refused. One page is answered, with "next" when there are more: JFrog
+// answers every token at once, which at a million tokens is hundreds of
+// megabytes.
 func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) error {
 	c, err := s.authenticate(r)
 	if err != nil {
@@ -68,21 +70,26 @@ func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) error {
 		}
 		f.Subject = c.claims.Subject
 	}
-	list, err := s.node.Tokens().List(r.Context(), f)
+	page, err := s.node.Tokens().List(r.Context(), f)
 	if err != nil {
 		return err
 	}
-	views := make([]tokenView, len(list))
-	for i, t := range list {
+	views := make([]tokenView, len(page.Tokens))
+	for i, t := range page.Tokens {
 		views[i] = s.view(t)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"tokens": views})
+	out := map[string]any{"tokens": views}
+	if page.Next != "" {
+		out["next"] = page.Next
+	}
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 
 // tokenFilter reads a listing's query.
 func tokenFilter(q params) (keystore.TokenFilter, error) {
-	f := keystore.TokenFilter{Subject: q["username"], ID: q["token_id"], Description: q["description"], OrderBy: q["order_by"], Descending: true}
+	f := keystore.TokenFilter{Subject: q["username"], ID: q["token_id"], Description: q["description"], OrderBy: q["order_by"], Descending: true,
+		Cursor: q["cursor"]}
 	if v := q["subject"]; v != "" {
 		if f.Subject != "" && f.Subject != v {
 			return f, errorf(http.StatusBadRequest, "BAD_REQUEST", "username and subject name two subjects; give one")
@@ -100,6 +107,9 @@ func tokenFilter(q params) (keystore.TokenFilter, error) {
 		f.Refreshable = &b
 	}
 	var err error
+	if f.Limit, err = pageLimit(q); err != nil {
+		return f, err
+	}
 	if _, ok := q["descending_order"]; ok {
 		if f.Descending, err = q.bool("descending_order"); err != nil {
 			return f, err
@@ -112,6 +122,20 @@ func tokenFilter(q params) (keystore.TokenFilter, error) {
 		f.All = true // a token asked for by id is shown whatever its state
 	}
 	return f, nil
+}
+
+// pageLimit reads a listing's limit: a page of 1 to MaxTokenPage records,
+// by default DefaultTokenPage.
+func pageLimit(q params) (int, error) {
+	v, ok := q["limit"]
+	if !ok {
+		return keystore.DefaultTokenPage, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > keystore.MaxTokenPage {
+		return 0, errorf(http.StatusBadRequest, "BAD_REQUEST", "limit must be a whole number from 1 to %d (records a page; default %d)", keystore.MaxTokenPage, keystore.DefaultTokenPage)
+	}
+	return n, nil
 }
 
 // getToken is GET /access/api/v1/tokens/{id}, and …/me for the caller's
@@ -129,10 +153,11 @@ func (s *Server) getToken(w http.ResponseWriter, r *http.Request) error {
 	if id == "" || id == "me" { // GET …/tokens/me
 		id = c.claims.ID
 	}
-	list, err := s.node.Tokens().List(r.Context(), keystore.TokenFilter{ID: id, All: true})
+	page, err := s.node.Tokens().List(r.Context(), keystore.TokenFilter{ID: id, All: true})
 	if err != nil {
 		return err
 	}
+	list := page.Tokens
 	if len(list) == 0 || !c.admin() && list[0].Subject != c.claims.Subject {
 		// Another subject's token is as unknown as a missing one.
 		return errorf(http.StatusNotFound, "NOT_FOUND", "no token with id %q", id)

@@ -161,7 +161,7 @@ func TestJFrogListFilters(t *testing.T) {
 	if !slices.IsSorted(subjects) || len(subjects) < 4 {
 		t.Errorf("order_by=subject: %v", subjects)
 	}
-	for _, query := range []string{"user=jenkins", "limit=10", "refreshable=maybe", "order_by=colour", "username=a&subject=b", "username=a&username=b"} {
+	for _, query := range []string{"user=jenkins", "page=2", "limit=0", "refreshable=maybe", "order_by=colour", "username=a&subject=b", "username=a&username=b"} {
 		r := c.doUndocumented(listOp, "GET", tokensAt+"?"+query, admin, nil)
 		if r.status != http.StatusBadRequest {
 			t.Errorf("?%s: %d %s, want 400", query, r.status, r.body)

@@ -388,7 +388,28 @@ func mapStoreErr(err error) error {
 // not of a JWT.
 func IsRefreshToken(v string) bool { return strings.HasPrefix(strings.TrimSpace(v), "kwr_") }
 
-// List lists the recorded tokens f selects (never the tokens themselves).
-func (s *Service) List(ctx context.Context, f keystore.TokenFilter) ([]keystore.TokenRecord, error) {
+// List returns the page of recorded tokens f selects (never the tokens
+// themselves); the page's Next, as f.Cursor, asks for the page after.
+func (s *Service) List(ctx context.Context, f keystore.TokenFilter) (keystore.TokenPage, error) {
 	return s.store.Tokens(ctx, f, s.now())
+}
+
+// ListPages hands each page of the recorded tokens f selects to fn, from
+// f.Cursor on, until the last page or fn's error: memory holds one page
+// however many tokens there are. A token issued meanwhile is listed only
+// if it sorts after the page being read.
+func (s *Service) ListPages(ctx context.Context, f keystore.TokenFilter, fn func([]keystore.TokenRecord) error) error {
+	for {
+		page, err := s.List(ctx, f)
+		if err != nil {
+			return err
+		}
+		if err := fn(page.Tokens); err != nil {
+			return err
+		}
+		if page.Next == "" {
+			return nil
+		}
+		f.Cursor = page.Next
+	}
 }

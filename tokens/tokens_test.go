@@ -355,7 +355,8 @@ func TestRevocationReachesCachedAndOtherServices(t *testing.T) {
 			t.Fatalf("after revocation: %v", err)
 		}
 	}
-	list, err := s.List(t.Context(), keystore.TokenFilter{Subject: "svc", All: true, Descending: true})
+	page, err := s.List(t.Context(), keystore.TokenFilter{Subject: "svc", All: true, Descending: true})
+	list := page.Tokens
 	if err != nil || len(list) != 1 || list[0].Revoked == nil || list[0].Kind != "access" {
 		t.Fatalf("list: %+v %v", list, err)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,7 +18,43 @@ func printJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// printTable writes rows under header, aligned.
+// jsonArray writes a JSON array element by element, laid out as printJSON
+// lays out a slice, so that a listing of any length streams: add buffers,
+// flush writes what was added.
+type jsonArray struct {
+	w *bufio.Writer
+	n int
+}
+
+func newJSONArray(w io.Writer) *jsonArray { return &jsonArray{w: bufio.NewWriter(w)} }
+
+func (a *jsonArray) add(v any) error {
+	j, err := json.MarshalIndent(v, "  ", "  ")
+	if err != nil {
+		return err
+	}
+	sep := ",\n  "
+	if a.n == 0 {
+		sep = "[\n  "
+	}
+	a.n++
+	a.w.WriteString(sep)
+	a.w.Write(j)
+	return nil
+}
+
+func (a *jsonArray) flush() error { return a.w.Flush() }
+
+// close ends the array ("[]" when it has no element) and flushes.
+func (a *jsonArray) close() error {
+	end := "\n]\n"
+	if a.n == 0 {
+		end = "[]\n"
+	}
+	a.w.WriteString(end)
+	return a.w.Flush()
+}
+
 // printable returns s as is, or quoted with Go escapes if it holds
 // anything a terminal would act on instead of show (escape sequences,
 // control characters, bidirectional overrides, invalid UTF-8): names and
@@ -31,6 +68,7 @@ func printable(s string) string {
 	return s
 }
 
+// printTable writes rows under header (none when nil), aligned.
 func printTable(w io.Writer, header []string, rows [][]string) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	line := func(cells []string) {
@@ -42,7 +80,9 @@ func printTable(w io.Writer, header []string, rows [][]string) {
 		}
 		fmt.Fprintln(tw)
 	}
-	line(header)
+	if header != nil {
+		line(header)
+	}
 	for _, r := range rows {
 		line(r)
 	}

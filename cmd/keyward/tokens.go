@@ -183,40 +183,10 @@ func tokenCommand() *cli.Command {
 			},
 			{
 				Name:  "list",
-				Usage: "list issued tokens (ids and claims, never the tokens)",
-				Flags: []cli.Flag{&cli.StringFlag{Name: "subject"}, &cli.BoolFlag{Name: "all", Usage: "include expired, revoked and used tokens"}},
-				Action: func(c *cli.Context) error {
-					svc, done, err := openTokens(c)
-					if err != nil {
-						return err
-					}
-					defer done()
-					list, err := svc.List(c.Context, keystore.TokenFilter{Subject: c.String("subject"), All: c.Bool("all"), Descending: true})
-					if err != nil {
-						return err
-					}
-					if c.Bool("json") {
-						if list == nil {
-							list = []keystore.TokenRecord{}
-						}
-						return printJSON(c.App.Writer, list)
-					}
-					rows := make([][]string, len(list))
-					for i, t := range list {
-						state := "valid"
-						switch {
-						case t.Revoked != nil:
-							state = "revoked"
-						case t.Consumed != nil:
-							state = "used"
-						case time.Now().After(t.Expires):
-							state = "expired"
-						}
-						rows[i] = []string{t.ID, t.Kind, t.Subject, orDash(t.Scope), t.Expires.Format(time.RFC3339), state}
-					}
-					printTable(c.App.Writer, []string{"ID", "KIND", "SUBJECT", "SCOPE", "EXPIRES", "STATE"}, rows)
-					return nil
-				},
+				Usage: "list issued tokens, newest first (ids and claims, never the tokens)",
+				Flags: []cli.Flag{&cli.StringFlag{Name: "subject"}, &cli.BoolFlag{Name: "all", Usage: "include expired, revoked and used tokens"},
+					&cli.IntFlag{Name: "page-size", Value: keystore.MaxTokenPage, Usage: fmt.Sprintf("records read from the database at a time, 1 to %d: each is printed as it comes", keystore.MaxTokenPage)}},
+				Action: listTokens,
 			},
 			{
 				Name:  "introspect",
@@ -257,6 +227,59 @@ func tokenCommand() *cli.Command {
 			},
 		},
 	}
+}
+
+// listTokens prints the listing a page at a time, so that a million
+// tokens print in the memory of one page.
+func listTokens(c *cli.Context) error {
+	size := c.Int("page-size")
+	if size < 1 || size > keystore.MaxTokenPage {
+		return usagef("--page-size must be from 1 to %d", keystore.MaxTokenPage)
+	}
+	svc, done, err := openTokens(c)
+	if err != nil {
+		return err
+	}
+	defer done()
+	f := keystore.TokenFilter{Subject: c.String("subject"), All: c.Bool("all"), Descending: true, Limit: size}
+	if c.Bool("json") {
+		arr := newJSONArray(c.App.Writer)
+		err := svc.ListPages(c.Context, f, func(page []keystore.TokenRecord) error {
+			for _, t := range page {
+				if err := arr.add(t); err != nil {
+					return err
+				}
+			}
+			return arr.flush()
+		})
+		if err != nil {
+			return err // the array is left open: a cut listing must not read as whole
+		}
+		return arr.close()
+	}
+	header := []string{"ID", "KIND", "SUBJECT", "SCOPE", "EXPIRES", "STATE"}
+	now := time.Now()
+	return svc.ListPages(c.Context, f, func(page []keystore.TokenRecord) error {
+		rows := make([][]string, len(page))
+		for i, t := range page {
+			rows[i] = []string{t.ID, t.Kind, t.Subject, orDash(t.Scope), t.Expires.Format(time.RFC3339), tokenState(t, now)}
+		}
+		printTable(c.App.Writer, header, rows)
+		header = nil // once, above the first page
+		return nil
+	})
+}
+
+func tokenState(t keystore.TokenRecord, now time.Time) string {
+	switch {
+	case t.Revoked != nil:
+		return "revoked"
+	case t.Consumed != nil:
+		return "used"
+	case now.After(t.Expires):
+		return "expired"
+	}
+	return "valid"
 }
 
 func pairingCommand() *cli.Command {
