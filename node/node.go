@@ -146,10 +146,13 @@ func (n *Node) Home() string { return n.home }
 // revoking tokens signed in its device.
 func (n *Node) Tokens() *tokens.Service { return n.tokens }
 
-// Close flushes and stops the token writer, then closes the database and
-// the device.
+// Close stops the token service's reader of the revocation log, flushes
+// and stops the token writer, then closes the database and the device.
 func (n *Node) Close() error {
 	var err error
+	if n.tokens != nil {
+		n.tokens.Close()
+	}
 	if n.store != nil {
 		err = n.store.Close()
 	}

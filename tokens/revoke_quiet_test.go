@@ -80,4 +80,3 @@ func TestRepeatedRevocationsWriteNothing(t *testing.T) {
 		}
 	})
 }
-
