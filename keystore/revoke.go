@@ -23,6 +23,9 @@ func revokeIDs(ctx context.Context, tx *sql.Tx, s *Store, now time.Time, ids ...
 	for _, id := range ids {
 		var expires int64
 		err := tx.QueryRowContext(ctx, s.q(`SELECT expires_at FROM tokens WHERE id = ?`), id).Scan(&expires)
+		if isNoRows(err) {
+			continue // pruned (expired long ago): nothing left to revoke
+		}
 		if err != nil {
 			return err
 		}
@@ -142,10 +145,27 @@ type Revocation struct {
 	Expires time.Time
 }
 
+// LiveRevocations returns the revocation log's entries of tokens that
+// expire after after, and the log's last seq, read before them: a reader
+// follows the log from there with RevocationsSince (an entry written
+// meanwhile may come twice, never not at all).
+func (s *Store) LiveRevocations(ctx context.Context, after time.Time) (last int64, live []Revocation, err error) {
+	err = s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM revocations`).Scan(&last)
+	if err != nil {
+		return 0, nil, s.dbErr("read revocations", err)
+	}
+	live, err = s.readRevocations(ctx, `SELECT seq, token_id, expires_at FROM revocations WHERE expires_at > ?`, ms(after))
+	return last, live, err
+}
+
 // RevocationsSince returns the revocation log after seq, for verifiers to
 // follow (on this node and every other).
 func (s *Store) RevocationsSince(ctx context.Context, seq int64) ([]Revocation, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT seq, token_id, expires_at FROM revocations WHERE seq > ? ORDER BY seq`), seq)
+	return s.readRevocations(ctx, `SELECT seq, token_id, expires_at FROM revocations WHERE seq > ? ORDER BY seq`, seq)
+}
+
+func (s *Store) readRevocations(ctx context.Context, query string, arg int64) ([]Revocation, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(query), arg)
 	if err != nil {
 		return nil, s.dbErr("read revocations", err)
 	}

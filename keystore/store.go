@@ -142,18 +142,15 @@ func (s *Store) q(query string) string {
 }
 
 // migrate applies the embedded migrations not yet applied, each in a
-// transaction, and refuses a database newer than this binary.
+// transaction, and refuses a database newer than this binary. A
+// migration's version is its file's number, and the numbers may have
+// gaps: a migration merged later with a lower number than one applied
+// is applied then (each must stand on its own).
 func (s *Store) migrate(ctx context.Context) error {
-	dir := "migrations/sqlite"
-	if s.postgres {
-		dir = "migrations/postgres"
-	}
-	entries, err := fs.ReadDir(migrations, dir)
+	known, err := migrationFiles(s.postgres)
 	if err != nil {
 		return err
 	}
-	sort.Slice(entries, func(i, j int) bool { return entries[i].Name() < entries[j].Name() })
-	known := len(entries)
 	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
 		return s.dbErr("create schema_version", err)
 	}
@@ -168,31 +165,85 @@ func (s *Store) migrate(ctx context.Context) error {
 			return s.dbErr("migrate lock", err)
 		}
 	}
-	var current int
-	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&current); err != nil {
+	applied, err := appliedVersions(ctx, tx)
+	if err != nil {
 		return s.dbErr("read schema version", err)
 	}
-	if current > known {
-		return fmt.Errorf("%w: %s has schema version %d, this keyward knows %d; upgrade keyward", ErrSchemaNewer, s.where, current, known)
+	for v := range applied {
+		if _, ok := known[v]; !ok {
+			return fmt.Errorf("%w: %s has schema version %d, which this keyward does not know; upgrade keyward", ErrSchemaNewer, s.where, v)
+		}
 	}
-	for i := current; i < known; i++ {
-		text, err := migrations.ReadFile(dir + "/" + entries[i].Name())
-		if err != nil {
-			return err
-		}
-		for _, stmt := range strings.Split(string(text), ";") {
-			if strings.TrimSpace(stmt) == "" {
-				continue
+	versions := make([]int, 0, len(known))
+	for v := range known {
+		versions = append(versions, v)
+	}
+	sort.Ints(versions)
+	for _, v := range versions {
+		if !applied[v] {
+			if err := s.applyMigration(ctx, tx, v, known[v]); err != nil {
+				return err
 			}
-			if _, err := tx.ExecContext(ctx, stmt); err != nil {
-				return s.dbErr("migration "+entries[i].Name(), err)
-			}
-		}
-		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO schema_version (version) VALUES (?)`), i+1); err != nil {
-			return s.dbErr("migrate", err)
 		}
 	}
 	return s.dbErr("migrate", tx.Commit())
+}
+
+// migrationFiles maps each embedded migration's number (0005_x.sql: 5)
+// to its path.
+func migrationFiles(postgres bool) (map[int]string, error) {
+	dir := "migrations/sqlite"
+	if postgres {
+		dir = "migrations/postgres"
+	}
+	entries, err := fs.ReadDir(migrations, dir)
+	if err != nil {
+		return nil, err
+	}
+	known := map[int]string{}
+	for _, e := range entries {
+		num, _, _ := strings.Cut(e.Name(), "_")
+		v, err := strconv.Atoi(num)
+		if err != nil || v <= 0 || known[v] != "" {
+			return nil, fmt.Errorf("migration %s: the name must start with a number of its own", e.Name())
+		}
+		known[v] = dir + "/" + e.Name()
+	}
+	return known, nil
+}
+
+func appliedVersions(ctx context.Context, tx *sql.Tx) (map[int]bool, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT version FROM schema_version`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	applied := map[int]bool{}
+	for rows.Next() {
+		var v int
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		applied[v] = true
+	}
+	return applied, rows.Err()
+}
+
+func (s *Store) applyMigration(ctx context.Context, tx *sql.Tx, version int, path string) error {
+	text, err := migrations.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	for _, stmt := range strings.Split(string(text), ";") {
+		if strings.TrimSpace(stmt) == "" {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, stmt); err != nil {
+			return s.dbErr("migration "+path, err)
+		}
+	}
+	_, err = tx.ExecContext(ctx, s.q(`INSERT INTO schema_version (version) VALUES (?)`), version)
+	return s.dbErr("migrate", err)
 }
 
 // SchemaVersion is the database's schema version.

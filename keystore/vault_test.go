@@ -396,7 +396,7 @@ func TestDatabaseErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v, err := s.SchemaVersion(t.Context()); err != nil || v != 4 {
+	if v, err := s.SchemaVersion(t.Context()); err != nil || v != 5 {
 		t.Fatalf("schema version %d: %v", v, err)
 	}
 	if err := s.Close(); err != nil {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/keyward/keyward/cluster"
 	"github.com/keyward/keyward/hsm"
@@ -35,6 +36,9 @@ type Config struct {
 	// database whose registry is empty; without it such a database is
 	// refused (ErrUnknownDatabase).
 	AdoptDeviceKeys bool
+	// Retention says how long Prune keeps revocations, token records and
+	// audit entries (keystore's defaults: a day, 30 days, 90 days).
+	Retention keystore.PruneOptions
 }
 
 // Node is an opened node. Its parts are its own: callers use its methods.
@@ -46,6 +50,8 @@ type Node struct {
 	tokens  *tokens.Service
 	cluster *cluster.Cluster
 	home    string
+	keep    keystore.PruneOptions
+	leeway  time.Duration // the token service's
 }
 
 // DefaultHome is ~/.keyward (or .keyward when there is no home directory).
@@ -112,7 +118,10 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{device: tok, ring: keyring.New(tok), home: cfg.Home}
+	n := &Node{device: tok, ring: keyring.New(tok), home: cfg.Home, keep: cfg.Retention, leeway: cfg.Tokens.Leeway}
+	if n.leeway == 0 {
+		n.leeway = tokens.DefaultLeeway
+	}
 	if n.store, err = keystore.Open(ctx, cfg.DB); err != nil {
 		n.Close()
 		return nil, err
@@ -146,10 +155,13 @@ func (n *Node) Home() string { return n.home }
 // revoking tokens signed in its device.
 func (n *Node) Tokens() *tokens.Service { return n.tokens }
 
-// Close flushes and stops the token writer, then closes the database and
-// the device.
+// Close stops the token service's reader of the revocation log, flushes
+// and stops the token writer, then closes the database and the device.
 func (n *Node) Close() error {
 	var err error
+	if n.tokens != nil {
+		n.tokens.Close()
+	}
 	if n.store != nil {
 		err = n.store.Close()
 	}

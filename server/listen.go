@@ -181,6 +181,9 @@ func (s *Server) Run(ctx context.Context, l Listen, reload <-chan struct{}, read
 	}
 	background.Go(func() { s.reconcileLoop(runCtx) })
 	background.Go(func() { s.syncLoop(runCtx) })
+	if s.cfg.PruneEvery > 0 {
+		background.Go(func() { s.pruneLoop(runCtx) })
+	}
 	if reload != nil {
 		background.Go(func() {
 			for {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"strings"
 	"time"
@@ -24,6 +25,11 @@ type Config struct {
 	// and sends its transferable keys to the nodes its device trusts
 	// (package cluster); default 1 s.
 	SyncEvery time.Duration
+	// PruneEvery is how often the node deletes what the database no
+	// longer needs (node.Prune), jittered by up to a tenth so a
+	// cluster's nodes spread out; default DefaultPruneEvery, negative:
+	// never.
+	PruneEvery time.Duration
 	// RequestTimeout bounds each request: a database or device that hangs
 	// (rather than refusing) still gets the caller a 503 with Retry-After.
 	// Default 10 s.
@@ -65,6 +71,9 @@ type Server struct {
 	readiness readinessCache
 }
 
+// DefaultPruneEvery is Config.PruneEvery's default.
+const DefaultPruneEvery = 10 * time.Minute
+
 // DefaultAnonymousRate is Config.AnonymousRate's default: requests a
 // second per client address on the routes without credentials.
 const DefaultAnonymousRate = 50
@@ -92,6 +101,9 @@ func New(n *node.Node, cfg Config) *Server {
 	}
 	if cfg.SyncEvery == 0 {
 		cfg.SyncEvery = time.Second
+	}
+	if cfg.PruneEvery == 0 {
+		cfg.PruneEvery = DefaultPruneEvery
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics()
@@ -286,6 +298,29 @@ func (s *Server) syncLoop(ctx context.Context) {
 			if len(rep.Delivered) > 0 || len(rep.Refused) > 0 || rep.Sent > 0 {
 				s.log.Info("key transfer", "received", rep.Delivered, "refused", rep.Refused, "sent", rep.Sent)
 			}
+		}
+	}
+}
+
+// pruneLoop prunes the database a minute after start, then about every
+// PruneEvery, until ctx ends, and logs what it deleted.
+func (s *Server) pruneLoop(ctx context.Context) {
+	wait := min(time.Minute, s.cfg.PruneEvery)
+	var said loopLog
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait + rand.N(wait/10+1)):
+		}
+		wait = s.cfg.PruneEvery
+		p, err := s.node.Prune(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		said.say(s.log, "prune", err)
+		if p.Revocations+p.Tokens+p.RefreshTokens+p.Audit > 0 {
+			s.log.Info("prune", "revocations", p.Revocations, "tokens", p.Tokens, "refresh_tokens", p.RefreshTokens, "audit", p.Audit)
 		}
 	}
 }

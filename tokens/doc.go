@@ -15,6 +15,8 @@
 // and the known headers are copy-on-write maps, the key registry's join
 // versions and the device's signing key pairs are views read again at most
 // every Options.RevocationRefresh, and the revocation set is a sync.Map.
+// Its background reader (revlog.go) runs while verifications come and
+// stops after a minute without; Close stops it for good.
 // The device is the bottleneck (one C_Verify per first-time HMAC
 // verification); hsm gives each call a session of its own. Single use
 // (pairing tokens, refresh tokens) is one atomic database update, so it
@@ -28,8 +30,18 @@
 // signature (HMAC in the device: the key cannot leave it), exp and nbf
 // with Options.Leeway, iss, aud, the kind of token and revocation.
 // Revocations reach every node through the database's revocation log,
-// which each Service reads again at most every RevocationRefresh (250 ms
-// by default), its own revocations at once. A bounded, sharded cache keyed
+// which each Service follows: the first verification after start reads
+// the revocations of tokens not yet expired (the log's expires_at index),
+// then a background reader reads what is new every RevocationRefresh
+// (250 ms by default), so a revocation on another node is seen within
+// the interval, this node's own at once. A verification waits on the
+// database only for that first read, or when the set is more than two
+// intervals old (the reader failing or late): then it reads the log
+// itself or, the reader failing, returns its error at once: a dead
+// database fails verification as an error, never passes it. An id is
+// held until its token's expiry plus Leeway and an hour, filed by that
+// minute, so dropping it costs nothing per verification and the set's
+// size follows the live revocations only. A bounded, sharded cache keyed
 // by the token's exact text makes verifying the same token again nearly
 // free; on a hit the key, time, audience, kind and revocation are checked
 // again.

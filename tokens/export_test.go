@@ -45,3 +45,16 @@ func (s *Service) CountPaths() *Paths {
 
 // ForceStockPath sends every token to golang-jwt's path.
 func (s *Service) ForceStockPath() { s.stockOnly = true }
+
+// RevocationsHeld is the number of revoked ids the service holds, and
+// RevocationRowsRead the log entries it has read.
+func (s *Service) RevocationsHeld() int      { return s.revoked.set.len() }
+func (s *Service) RevocationRowsRead() int64 { return s.revoked.rows.Load() }
+
+// RevSet is the revocation set alone, for its unit test.
+type RevSet struct{ s revSet }
+
+func (r *RevSet) Add(id string, drop time.Time)               { r.s.add(id, drop) }
+func (r *RevSet) Has(id string) bool                          { return r.s.has(id) }
+func (r *RevSet) Expire(now time.Time) (dropped, visited int) { return r.s.expire(now) }
+func (r *RevSet) Len() int                                    { return r.s.len() }

@@ -124,10 +124,21 @@ func (s *Service) listNow(ctx context.Context) (*keyView, error) {
 // joinVersions returns the registry's join versions, read again at most
 // every RevocationRefresh (a rotation or retirement on another node is seen
 // as fast as a revocation).
+// While the revocation log's background reader runs, it reads them too
+// (readJoins), and a view two intervals old still serves: verifications
+// do not wait on the database for it.
 func (s *Service) joinVersions(ctx context.Context, wall time.Time) (*joinView, error) {
-	if v := s.joins.Load(); v != nil && wall.Sub(v.read) < s.opts.RevocationRefresh {
-		return v, nil
+	if v := s.joins.Load(); v != nil {
+		age := wall.Sub(v.read)
+		if age < s.opts.RevocationRefresh || (age < 2*s.opts.RevocationRefresh && s.revoked.running.Load()) {
+			return v, nil
+		}
 	}
+	return s.readJoins(ctx, wall)
+}
+
+// readJoins reads the registry's join versions.
+func (s *Service) readJoins(ctx context.Context, wall time.Time) (*joinView, error) {
 	keys, err := s.store.Keys(ctx)
 	if err != nil {
 		return nil, err

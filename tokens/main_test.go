@@ -56,6 +56,7 @@ func service(t testing.TB, dsn string) (*tokens.Service, *keystore.Vault, *clock
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(s.Close)
 	return s, node, clk
 }
 

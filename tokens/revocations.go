@@ -3,11 +3,6 @@ package tokens
 import (
 	"context"
 	"strings"
-	"sync"
-	"sync/atomic"
-	"time"
-
-	"github.com/keyward/keyward/keystore"
 )
 
 // Revoke revokes token id on every node (through the revocation log).
@@ -48,77 +43,4 @@ func (s *Service) RevokeRefreshToken(ctx context.Context, refreshToken string) e
 		return mapStoreErr(err)
 	}
 	return s.revoked.sync(ctx)
-}
-
-// revocations follows the database's revocation log: a set of revoked
-// token ids, read again at most every interval (wall-clock, whatever the
-// token clock says), so a revocation on any node reaches this one within
-// interval (this process's own at once). Lookups take no lock: verifiers
-// on every core read it at once.
-type revocations struct {
-	store    *keystore.Store
-	interval time.Duration
-	keep     time.Duration // how long past its expiry an id is kept
-	now      func() time.Time
-
-	ids     sync.Map     // id → expiry (time.Time), pruned after it
-	checked atomic.Int64 // wall clock of the last read, Unix ns
-
-	mu  sync.Mutex // one reader of the log at a time
-	seq int64      // the last log entry read
-}
-
-func newRevocations(store *keystore.Store, interval, leeway time.Duration, now func() time.Time) *revocations {
-	// An id is kept while its token could still pass the expiry check
-	// (exp + leeway), and an hour more for clocks that disagree.
-	return &revocations{store: store, interval: interval, keep: leeway + time.Hour, now: now}
-}
-
-func (r *revocations) has(ctx context.Context, id string, wall time.Time) (bool, error) {
-	if _, revoked := r.ids.Load(id); revoked {
-		return true, nil
-	}
-	if wall.UnixNano()-r.checked.Load() < int64(r.interval) {
-		return false, nil
-	}
-	if err := r.refresh(ctx); err != nil {
-		return false, err
-	}
-	_, revoked := r.ids.Load(id)
-	return revoked, nil
-}
-
-func (r *revocations) refresh(ctx context.Context) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if time.Now().UnixNano()-r.checked.Load() < int64(r.interval) {
-		return nil // another caller just read it
-	}
-	log, err := r.store.RevocationsSince(ctx, r.seq)
-	if err != nil {
-		return err
-	}
-	for _, e := range log {
-		r.ids.Store(e.TokenID, e.Expires)
-		r.seq = e.Seq
-	}
-	now := r.now()
-	r.ids.Range(func(id, exp any) bool {
-		if now.After(exp.(time.Time).Add(r.keep)) {
-			r.ids.Delete(id)
-		}
-		return true
-	})
-	r.checked.Store(time.Now().UnixNano())
-	return nil
-}
-
-func (r *revocations) add(id string, exp time.Time) { r.ids.Store(id, exp) }
-
-// sync reads the log now: after this node revoked tokens it cannot name
-// (a whole family), so that it never accepts them again, not even for
-// the interval.
-func (r *revocations) sync(ctx context.Context) error {
-	r.checked.Store(0)
-	return r.refresh(ctx)
 }

@@ -110,6 +110,7 @@ func New(ctx context.Context, node *keystore.Vault, opts Options) (*Service, err
 	// Validator: a cluster has more than one.
 	s.validator = jwt.NewValidator(jwt.WithLeeway(opts.Leeway), jwt.WithTimeFunc(s.now), jwt.WithExpirationRequired())
 	s.revoked = newRevocations(s.store, opts.RevocationRefresh, opts.Leeway, s.now)
+	s.revoked.also = func(ctx context.Context) { s.readJoins(ctx, time.Now()) }
 	if opts.CacheSize > 0 {
 		s.cache = newVerifiedCache(opts.CacheSize)
 	}
@@ -127,3 +128,8 @@ func (s *Service) now() time.Time {
 // MaxLifetime is the longest lifetime of a token or refresh grant this
 // service issues (Options.MaxLifetime).
 func (s *Service) MaxLifetime() time.Duration { return s.opts.MaxLifetime }
+
+// Close stops the service's background reader of the revocation log;
+// call it before closing the store. Verifying after Close reads the log
+// on the verification path.
+func (s *Service) Close() { s.revoked.close() }
