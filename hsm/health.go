@@ -26,6 +26,7 @@ type Health struct {
 // health is a token's Health, changed by do.
 type health struct {
 	down       atomic.Bool
+	downs      atomic.Uint64 // times it went down: a call that began before the last did not see it come back
 	mu         sync.Mutex
 	since      time.Time
 	err        error
@@ -41,14 +42,16 @@ func (t *Token) Health() Health {
 	return Health{Up: !h.down.Load(), Since: h.since, Err: h.err, Reconnects: h.reconnects.Load()}
 }
 
-// up notes a call that worked; on the way back from down it tells the
-// observer, once.
-func (h *health) up() {
+// up notes a call that worked, begun when h.downs was began; on the way
+// back from down it tells the observer, once. A call begun before the
+// device went down (its session already open) may still finish well: it
+// says nothing of the device now, and would make one outage read as two.
+func (h *health) up(began uint64) {
 	if !h.down.Load() {
 		return // the hot path: one atomic load
 	}
 	h.mu.Lock()
-	if !h.down.Load() {
+	if !h.down.Load() || began != h.downs.Load() {
 		h.mu.Unlock()
 		return
 	}
@@ -71,6 +74,7 @@ func (h *health) fault(err error) {
 		return
 	}
 	h.down.Store(true)
+	h.downs.Add(1)
 	h.since, h.err = time.Now(), err
 	s := Health{Since: h.since, Err: err, Reconnects: h.reconnects.Load()}
 	h.mu.Unlock()

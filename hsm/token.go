@@ -331,10 +331,11 @@ func (t *Token) do(ctx context.Context, op string, k *Key, fn func(s pkcs11.Sess
 		start := time.Now()
 		defer func() { obs(op, time.Since(start), err) }()
 	}
+	began := st.health.downs.Load()
 	defer func() {
 		switch {
 		case err == nil:
-			st.health.up()
+			st.health.up(began)
 		case deviceFault(err):
 			st.health.fault(err)
 		}

@@ -299,17 +299,33 @@ func TestServeHAKillMidLoad(t *testing.T) {
 	if !haAlive(b) {
 		t.Fatalf("B exited when A was killed:\n%s", b.stderr)
 	}
-	m := b.json(200, "GET", "/access/api/v1/tokens?all=true&subject="+subject, admin, nil)
-	raw, err := json.Marshal(m["tokens"])
-	if err != nil {
-		t.Fatal(err)
-	}
 	var list []struct {
 		ID      string  `json:"token_id"`
 		Revoked *string `json:"revoked_at"`
 	}
-	if err := json.Unmarshal(raw, &list); err != nil {
-		t.Fatalf("list on B: %v: %s", err, raw)
+	// Every page, following next.
+	for query := "?all=true&limit=1000&subject=" + subject; ; {
+		var page struct {
+			Tokens []struct {
+				ID      string  `json:"token_id"`
+				Revoked *string `json:"revoked_at"`
+			} `json:"tokens"`
+			Next string `json:"next"`
+		}
+		code, body := b.call("GET", "/access/api/v1/tokens"+query, admin, nil)
+		if err := json.Unmarshal(body, &page); code != 200 || err != nil {
+			t.Fatalf("list on B: %d %v: %s", code, err, body)
+		}
+		for _, r := range page.Tokens {
+			list = append(list, struct {
+				ID      string  `json:"token_id"`
+				Revoked *string `json:"revoked_at"`
+			}(r))
+		}
+		if page.Next == "" {
+			break
+		}
+		query = "?all=true&limit=1000&subject=" + subject + "&cursor=" + url.QueryEscape(page.Next)
 	}
 	have := map[string]bool{}
 	for _, r := range list {
