@@ -243,10 +243,21 @@ func (s *Service) signingVersions(ctx context.Context, wall time.Time) (*keyView
 }
 
 // Warm lists the signing key pairs and reads their public halves now, so
-// that JWKS and verification by key pair need no device call later (a
-// server does it at start, while the device answers).
+// that JWKS and verification by key pair need no device call later, and
+// loads the live revocations and the join versions (a server does it at
+// start, before it serves).
 func (s *Service) Warm(ctx context.Context) error {
-	_, err := s.signingVersions(ctx, time.Now())
+	now := time.Now()
+	if _, err := s.signingVersions(ctx, now); err != nil {
+		return err
+	}
+	// The live revocations and the join versions too: the first request
+	// after start must not pay for reading them (at 1M tokens, 100k
+	// revocations, about 100 ms).
+	if err := s.revoked.fresh(ctx, now); err != nil {
+		return err
+	}
+	_, err := s.joinVersions(ctx, now)
 	return err
 }
 

@@ -90,3 +90,35 @@ func TestVerifyDoesNotWaitOnTheDatabase(t *testing.T) {
 		t.Fatalf("verify two intervals after the database closed: %v, want an outage", err)
 	}
 }
+
+// Warm loads the live revocations before a server serves: its first
+// request reads nothing of the log.
+func TestWarmLoadsRevocations(t *testing.T) {
+	s0, node, _ := service(t, dbtest.SQLite(t))
+	revoked := issue(t, s0, tokens.Request{Subject: "svc"})
+	if err := s0.RevokeToken(t.Context(), revoked.AccessToken); err != nil {
+		t.Fatal(err)
+	}
+	live := issue(t, s0, tokens.Request{Subject: "svc"})
+	s, err := tokens.New(t.Context(), node, tokens.Options{RevocationRefresh: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Warm(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	read := s.RevocationRowsRead()
+	if read != 1 || s.RevocationsHeld() != 1 {
+		t.Fatalf("Warm read %d revocation rows and holds %d, want the one", read, s.RevocationsHeld())
+	}
+	if _, err := s.Verify(t.Context(), live.AccessToken, tokens.VerifyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Verify(t.Context(), revoked.AccessToken, tokens.VerifyOptions{}); !errors.Is(err, tokens.ErrRevoked) {
+		t.Fatalf("the revoked token after Warm: %v", err)
+	}
+	if got := s.RevocationRowsRead(); got != read {
+		t.Fatalf("the first verifications after Warm read %d more revocation rows", got-read)
+	}
+}
