@@ -164,7 +164,7 @@ func (s *Server) Run(ctx context.Context, l Listen, reload <-chan struct{}, read
 	}
 	s.public = l.PublicURL
 	if err := s.node.Tokens().Warm(ctx); err != nil {
-		s.log.Warn("signing key pairs, revocations or join versions not read at start", "error", err.Error())
+		s.log.Warn("signing key pairs or revocations not read at start", "error", err.Error())
 	}
 	runCtx, stop := context.WithCancel(ctx)
 	if o := s.cfg.Bootstrap; o != nil {

@@ -1,12 +1,17 @@
 package tokens_test
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"testing"
 	"time"
 
+	"github.com/keyward/keyward/hsm"
+	"github.com/keyward/keyward/keyring"
+	"github.com/keyward/keyward/keystore"
 	"github.com/keyward/keyward/keystore/dbtest"
+	"github.com/keyward/keyward/softhsm/softhsmtest"
 	"github.com/keyward/keyward/tokens"
 )
 
@@ -120,5 +125,36 @@ func TestWarmLoadsRevocations(t *testing.T) {
 	}
 	if got := s.RevocationRowsRead(); got != read {
 		t.Fatalf("the first verifications after Warm read %d more revocation rows", got-read)
+	}
+}
+
+// A join key imported a moment ago signs the next token, even when the
+// service read the registry without it just before (a server's
+// bootstrap imports it right after start).
+func TestJoinKeyImportedSignsAtOnce(t *testing.T) {
+	_, tok := softhsmtest.OpenTestToken(t)
+	store, err := keystore.Open(t.Context(), dbtest.SQLite(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	vault, err := keystore.NewVault(t.Context(), store, keyring.New(tok), keystore.VaultOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := tokens.New(t.Context(), vault, tokens.Options{RevocationRefresh: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Create(t.Context(), tokens.Request{Subject: "svc"}); !errors.Is(err, keystore.ErrNoActiveKey) {
+		t.Fatalf("create without a join key: %v", err)
+	}
+	key, _ := hex.DecodeString(joinHex)
+	if _, err := vault.Import(t.Context(), keyring.Join, key, hsm.PolicyLocal, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Create(t.Context(), tokens.Request{Subject: "svc"}); err != nil {
+		t.Fatalf("create right after the join key's import: %v", err)
 	}
 }
