@@ -148,3 +148,22 @@ func (s *Store) ExplainTokens(ctx context.Context, f TokenFilter, now time.Time)
 	}
 	return strings.Join(plan, "\n"), rows.Err()
 }
+
+// RewrapRace does what one batch of a SQLite rewrap does, with between
+// called after the records were read and re-encrypted and before they are
+// written back, and returns how many were written.
+func RewrapRace(ctx context.Context, vt *Vault, between func()) (int, error) {
+	v, k, err := vt.activeMaster()
+	if err != nil {
+		return 0, err
+	}
+	items, err := vt.store.readOlder(ctx, vt.store.db, "", v, 1000, "")
+	if err != nil {
+		return 0, err
+	}
+	if err := vt.rewrapItems(ctx, v, k, items); err != nil {
+		return 0, err
+	}
+	between()
+	return vt.store.writeRewrapped(ctx, v, items)
+}
