@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -140,6 +141,12 @@ func (s *Store) commitIssues(batch []issue) error {
 	if len(batch) == 1 && batch[0].refresh == nil {
 		// One row commits by itself: no BEGIN and COMMIT round trips.
 		_, err := insert.ExecContext(ctx, tokenArgs(batch[0].tok)...)
+		return s.dbErr("record token", err)
+	}
+	if s.postgres && !slices.ContainsFunc(batch, func(it issue) bool { return it.refresh != nil }) {
+		// One statement is atomic by itself: one round trip for the
+		// batch, not BEGIN, INSERT and COMMIT.
+		_, err := s.db.ExecContext(ctx, insertTokensSQL(len(batch)), batchArgs(batch)...)
 		return s.dbErr("record token", err)
 	}
 	tx, err := s.db.BeginTx(ctx, nil)

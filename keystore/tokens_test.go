@@ -1,6 +1,9 @@
 package keystore_test
 
 import (
+	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -48,6 +51,53 @@ func TestRevocationLogCommitsInSeqOrder(t *testing.T) {
 		log, err := s.RevocationsSince(t.Context(), 0)
 		if err != nil || len(log) != 2 || log[0].TokenID != "a" || log[1].TokenID != "b" || log[0].Seq >= log[1].Seq {
 			t.Fatalf("log: %+v %v", log, err)
+		}
+	})
+}
+
+// The group commit writes what concurrent RecordIssue calls queued in one
+// go (on PostgreSQL one statement when no refresh token rides along): each
+// token committed is readable, and a record that cannot be written (its id
+// taken) fails alone.
+func TestGroupCommitWritesEachTokenOnce(t *testing.T) {
+	backends(t, func(t *testing.T, newDSN func(testing.TB) string) {
+		s, err := keystore.Open(t.Context(), newDSN(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		now := time.Now().Truncate(time.Millisecond)
+		rec := func(id string) keystore.TokenRecord {
+			return keystore.TokenRecord{ID: id, Kind: "access", Subject: "s", Issued: now, Expires: now.Add(time.Hour), Family: id}
+		}
+		if err := s.RecordIssue(t.Context(), rec("taken"), nil); err != nil {
+			t.Fatal(err)
+		}
+		const n = 200
+		errs := make([]error, n+1)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				var refresh *keystore.RefreshRecord
+				id := fmt.Sprintf("tok-%03d", i)
+				if i%10 == 0 {
+					refresh = &keystore.RefreshRecord{Hash: []byte(id), Family: id, AccessID: id, Subject: "s", Issued: now, Expires: now.Add(time.Hour)}
+				}
+				errs[i] = s.RecordIssue(t.Context(), rec(id), refresh)
+			})
+		}
+		wg.Go(func() { errs[n] = s.RecordIssue(t.Context(), rec("taken"), nil) })
+		wg.Wait()
+		for i := range n {
+			if errs[i] != nil {
+				t.Fatalf("token %d: %v", i, errs[i])
+			}
+			if got, err := s.Token(t.Context(), fmt.Sprintf("tok-%03d", i)); err != nil || got.Subject != "s" || !got.Expires.Equal(now.Add(time.Hour)) {
+				t.Fatalf("token %d reads %+v, %v", i, got, err)
+			}
+		}
+		if !errors.Is(errs[n], keystore.ErrDatabase) {
+			t.Fatalf("a second token with a taken id: %v, want a database error", errs[n])
 		}
 	})
 }

@@ -57,6 +57,8 @@ import (
 // with a fixed count:
 //
 //	go test -run '^$' -bench Server -benchtime 10000x -count 3 ./server
+//
+// KEYWARD_BENCH_DB=postgres runs it on PostgreSQL.
 func BenchmarkServer(b *testing.B) {
 	e := newBenchEnv(b)
 	for _, op := range []struct {
@@ -94,7 +96,7 @@ func newBenchEnv(b *testing.B) *benchEnv {
 	metrics := server.NewMetrics()
 	dev := softhsmtest.NewTestToken(b).Config()
 	dev.Observe = metrics.ObserveDevice
-	n, err := node.Open(b.Context(), node.Config{Device: dev, DB: dbtest.SQLite(b), Home: b.TempDir(),
+	n, err := node.Open(b.Context(), node.Config{Device: dev, DB: benchDB(b), Home: b.TempDir(),
 		Tokens: tokens.Options{RevocationRefresh: 250 * time.Millisecond}})
 	if err != nil {
 		b.Fatal(err)
@@ -168,6 +170,15 @@ func newBenchEnv(b *testing.B) *benchEnv {
 	e.client = &http.Client{Transport: tr, Timeout: 30 * time.Second}
 	b.Cleanup(tr.CloseIdleConnections)
 	return e
+}
+
+// benchDB is a SQLite file, or with KEYWARD_BENCH_DB=postgres a
+// PostgreSQL database (dbtest's server, or KEYWARD_TEST_PG_URL).
+func benchDB(b *testing.B) string {
+	if os.Getenv("KEYWARD_BENCH_DB") == "postgres" {
+		return dbtest.Postgres(b)
+	}
+	return dbtest.SQLite(b)
 }
 
 // token creates an access token with scope for this node.
