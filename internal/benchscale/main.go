@@ -73,17 +73,10 @@ func main() {
 	}
 	header := fmt.Sprintf("keyward bench-scale: %d cores (%s), %s, %s; %d workers, pool of %d tokens, %d cached introspections",
 		runtime.NumCPU(), cpuModel(), time.Now().UTC().Format("2006-01-02"), runtime.Version(), o.workers, o.pool, o.cached)
-	var rows []result
 	var raw bytes.Buffer
 	fmt.Fprintln(&raw, header)
-	var failed error
-	for _, n := range sizes {
-		r, err := measure(o, n)
-		if err != nil {
-			failed = fmt.Errorf("%d tokens: %w", n, err)
-			break
-		}
-		rows = append(rows, r)
+	rows, failed := measureAll(o, sizes)
+	for _, r := range rows {
 		fmt.Fprintln(&raw, r.raw())
 	}
 	table := markdown(header, rows)
@@ -104,87 +97,6 @@ func fatal(err error) {
 
 func progress(format string, a ...any) {
 	fmt.Fprintf(os.Stderr, "bench-scale: "+format+"\n", a...)
-}
-
-// measure runs one size from a fresh directory.
-func measure(o options, n int) (r result, err error) {
-	r.size = n
-	dir, err := os.MkdirTemp("", "keyward-bench-scale-")
-	if err != nil {
-		return r, err
-	}
-	if o.keep {
-		progress("%d tokens: keeping %s", n, dir)
-	} else {
-		defer os.RemoveAll(dir)
-	}
-	env, err := setup(o.bin, dir)
-	if err != nil {
-		return r, err
-	}
-	admin, err := createToken(o.bin, env, "--subject", "ops", "--scope", "admin", "--expires-in", "1h")
-	if err != nil {
-		return r, err
-	}
-	// The first request introspects a token the server has never seen.
-	probe, err := createToken(o.bin, env, "--subject", "probe", "--scope", "read")
-	if err != nil {
-		return r, err
-	}
-	if r.load, err = load(filepath.Join(dir, "keyward.db"), n, time.Now()); err != nil {
-		return r, err
-	}
-	progress("%d tokens: loaded %d records, %d revocations in %v", n, r.load.tokens, r.load.revoked, r.load.took.Round(time.Millisecond))
-
-	s, err := startServe(o.bin, env, admin, o.workers)
-	if err != nil {
-		return r, err
-	}
-	defer func() {
-		if stopErr := s.stop(); err == nil && stopErr != nil {
-			err = stopErr
-		}
-	}()
-	r.start = s.start
-	t := time.Now()
-	if err := s.introspect(probe); err != nil {
-		return r, fmt.Errorf("first request: %w", err)
-	}
-	r.first = time.Since(t)
-	progress("%d tokens: serving after %v, first request %v", n, r.start.Round(time.Millisecond), r.first.Round(time.Microsecond))
-
-	pool := make([]string, o.pool)
-	if r.create, err = run(o.pool, o.workers, func(i int) (err error) {
-		pool[i], err = s.create(fmt.Sprintf("pool-%d", i%100))
-		return err
-	}); err != nil {
-		return r, err
-	}
-	if r.introFirst, err = run(o.pool, o.workers, func(i int) error { return s.introspect(pool[i]) }); err != nil {
-		return r, err
-	}
-	if r.introCached, err = run(o.cached, o.workers, func(int) error { return s.introspect(pool[0]) }); err != nil {
-		return r, err
-	}
-	progress("%d tokens: create %.0f/s, introspect first time %.0f/s, cached %.0f/s", n, r.create.perSec, r.introFirst.perSec, r.introCached.perSec)
-
-	time.Sleep(2 * time.Second) // the load's goroutines and buffers settle
-	if r.idleRSS, err = rss(s.cmd.Process.Pid); err != nil {
-		return r, err
-	}
-	// A listing that fails (a one-call listing of a million records can
-	// outlast serve's request timeout) is a finding: the row says so and
-	// the run goes on.
-	if r.list, err = s.listAll(1000); err != nil {
-		r.list.failed = err.Error()
-		progress("%d tokens: listing failed after %v: %v", n, r.list.took.Round(time.Millisecond), err)
-	} else if want := n + o.pool + 2; r.list.tokens != want {
-		return r, fmt.Errorf("listing: %d tokens, want %d", r.list.tokens, want)
-	}
-	if r.page, err = s.pageTime(20); err != nil {
-		return r, fmt.Errorf("page of 100: %w", err)
-	}
-	return r, nil
 }
 
 // setup makes the SoftHSM2 token and the master and join keys in dir
@@ -298,6 +210,17 @@ func markdown(header string, rows []result) string {
 		fmt.Fprintf(&b, "| %s | %s | %.1f ms | %s | %s | %s | %s | %s | %s (%s) | %s |\n",
 			thousands(float64(r.size)), dur(r.start), ms(r.first), r.introFirst, r.introCached, r.create,
 			mib(r.idleRSS), mib(r.list.peakRSS), dur(r.list.took), pages, page)
+	}
+	// The criteria compare each size with the smallest, measured in the
+	// same alternating rounds.
+	for _, r := range rows[min(1, len(rows)):] {
+		base := rows[0]
+		fmt.Fprintf(&b, "\n%s against %s tokens: introspection first time %.1f%%, idle RSS %.2f×, listing RSS +%s",
+			thousands(float64(r.size)), thousands(float64(base.size)), 100*r.introFirst.perSec/base.introFirst.perSec,
+			float64(r.idleRSS)/float64(base.idleRSS), mib(r.list.peakRSS-r.idleRSS))
+	}
+	if len(rows) > 1 {
+		b.WriteString("\n")
 	}
 	return b.String()
 }

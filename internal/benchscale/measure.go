@@ -179,10 +179,18 @@ type rate struct {
 	p50, p99 time.Duration
 }
 
-// run calls f(i) for i in [0, n) on workers goroutines and measures it.
-func run(n, workers int, f func(i int) error) (rate, error) {
-	lat := make([]time.Duration, n)
+// timings add up the rounds of one load on one size.
+type timings struct {
+	wall time.Duration
+	lat  []time.Duration
+}
+
+// run calls f(i) for i in [from, to) on workers goroutines and adds the
+// wall time and each call's latency.
+func (t *timings) run(from, to, workers int, f func(i int) error) error {
+	lat := make([]time.Duration, to-from)
 	var next atomic.Int64
+	next.Store(int64(from))
 	var first error
 	var once sync.Once
 	var wg sync.WaitGroup
@@ -191,26 +199,33 @@ func run(n, workers int, f func(i int) error) (rate, error) {
 		wg.Go(func() {
 			for {
 				i := int(next.Add(1)) - 1
-				if i >= n {
+				if i >= to {
 					return
 				}
-				t := time.Now()
+				start := time.Now()
 				if err := f(i); err != nil {
 					once.Do(func() { first = err })
-					next.Store(int64(n)) // stop the others too
+					next.Store(int64(to)) // stop the others too
 					return
 				}
-				lat[i] = time.Since(t)
+				lat[i-from] = time.Since(start)
 			}
 		})
 	}
 	wg.Wait()
-	wall := time.Since(t0)
-	if first != nil {
-		return rate{}, first
+	t.wall += time.Since(t0)
+	t.lat = append(t.lat, lat...)
+	return first
+}
+
+// rate is the throughput and latency of what run measured.
+func (t *timings) rate() rate {
+	n := len(t.lat)
+	if n == 0 {
+		return rate{}
 	}
-	slices.Sort(lat)
-	return rate{perSec: float64(n) / wall.Seconds(), p50: lat[n/2], p99: lat[n*99/100]}, nil
+	slices.Sort(t.lat)
+	return rate{perSec: float64(n) / t.wall.Seconds(), p50: t.lat[n/2], p99: t.lat[n*99/100]}
 }
 
 // rss is the process's resident set (VmRSS), in bytes.
