@@ -36,7 +36,8 @@ const seenEvery = 30 * time.Second
 // transfer key, and proved to be the key the registry names before it
 // stays), says what its device now holds, and wraps its transferable keys
 // for every admitted node its device trusts that lacks them. keyward
-// serve runs it every second; keyward node sync once.
+// serve runs it every second; keyward node sync once. The processes of a
+// node take turns (lock.go).
 func (c *Cluster) Sync(ctx context.Context) (SyncReport, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -44,43 +45,54 @@ func (c *Cluster) Sync(ctx context.Context) (SyncReport, error) {
 	if err != nil || !ok {
 		return SyncReport{}, err
 	}
+	unlock, err := c.turn(ctx)
+	if err != nil {
+		return SyncReport{}, err
+	}
+	defer unlock()
 	rep := SyncReport{Member: true}
+	err = c.round(ctx, self, &rep)
+	return rep, err
+}
+
+// round is Sync's work, in its turn.
+func (c *Cluster) round(ctx context.Context, self Identity, rep *SyncReport) error {
 	me, err := c.store.Node(ctx, self.ID)
 	if errors.Is(err, keystore.ErrNodeUnknown) {
 		me, err = c.store.RegisterNode(ctx, c.record(self))
 	}
 	if err != nil {
-		return rep, err
+		return err
 	}
 	if me.State != keystore.NodeRevoked {
-		if err := c.deliver(ctx, self, &rep); err != nil {
-			return rep, err
+		if err := c.deliver(ctx, self, rep); err != nil {
+			return err
 		}
 	}
 	if len(rep.Delivered) > 0 {
 		if err := c.vault.Reconcile(ctx); err != nil {
-			return rep, err
+			return err
 		}
 	}
 	holds, err := c.holds(ctx)
 	if err != nil {
-		return rep, err
+		return err
 	}
 	if holds != c.reported || time.Since(c.seen) > seenEvery {
 		if err := c.store.NodeSeen(ctx, self.ID, holds); err != nil {
-			return rep, err
+			return err
 		}
 		c.reported, c.seen = holds, time.Now()
 	}
 	if me.State == keystore.NodeRevoked {
-		return rep, nil
+		return nil
 	}
 	nodes, err := c.store.Nodes(ctx)
 	if err != nil {
-		return rep, err
+		return err
 	}
 	rep.Sent, err = c.push(ctx, self, nodes)
-	return rep, err
+	return err
 }
 
 // deliver takes the copies waiting for this node.

@@ -1,0 +1,134 @@
+package cluster_test
+
+import (
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/keyward/keyward/cluster"
+	"github.com/keyward/keyward/hsm"
+	"github.com/keyward/keyward/keyring"
+	"github.com/keyward/keyward/keystore"
+	"github.com/keyward/keyward/keystore/dbtest"
+)
+
+// again opens m's device and database a second time, as a second keyward
+// process of the same node (keyward serve beside keyward node accept)
+// does: sessions of its own on the same token, a database connection of
+// its own, and the node's home directory home.
+func again(tb testing.TB, m *member, dsn, home string) *cluster.Cluster {
+	tb.Helper()
+	tok, err := m.tok.Open(tb.Context())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { tok.Close() })
+	store, err := keystore.Open(tb.Context(), dsn)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { store.Close() })
+	ring := keyring.New(tok)
+	vault, err := keystore.NewVault(tb.Context(), store, ring, keystore.VaultOptions{Joining: true})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return cluster.New(ring, store, vault, home)
+}
+
+// raceCluster is A holding a transferable master key and signing key
+// pair, and B admitted and accepting A, with a second process b2.
+func raceCluster(t *testing.T, sameHome bool) (a, b *member, b2 *cluster.Cluster) {
+	t.Helper()
+	dsn := dbtest.SQLite(t)
+	a, b = newMember(t, dsn), newMember(t, dsn)
+	home := b.home
+	if !sameHome {
+		home = t.TempDir()
+	}
+	b2 = again(t, b, dsn, home)
+	ctx := t.Context()
+	if _, err := a.vault.Generate(ctx, keyring.Master, 256, hsm.PolicyTransferable); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.ring.GenerateSigning(ctx, hsm.ECP256, hsm.PolicyTransferable); err != nil {
+		t.Fatal(err)
+	}
+	join(t, a, b)
+	return a, b, b2
+}
+
+// syncAtOnce runs one Sync on each of cs at the same time.
+func syncAtOnce(t *testing.T, cs ...*cluster.Cluster) ([]cluster.SyncReport, error) {
+	t.Helper()
+	var wg sync.WaitGroup
+	reps, errs := make([]cluster.SyncReport, len(cs)), make([]error, len(cs))
+	for i, c := range cs {
+		wg.Go(func() { reps[i], errs[i] = c.Sync(t.Context()) })
+	}
+	wg.Wait()
+	return reps, errors.Join(errs...)
+}
+
+// twice is the labels held by more than one object in m's device.
+func twice(t *testing.T, m *member) map[string]int {
+	t.Helper()
+	infos, err := m.ring.Token().List(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := map[string]int{}
+	for _, info := range infos {
+		n[info.Label]++
+	}
+	for label, k := range n {
+		if k == 1 {
+			delete(n, label)
+		}
+	}
+	return n
+}
+
+// resend has A send B again its transport key, its key pair and a new
+// master key version: A rotates its master key, and B loses the transport
+// key and key pair and says so.
+func resend(t *testing.T, a, b *member) {
+	t.Helper()
+	ctx := t.Context()
+	if _, err := a.vault.Rotate(ctx, keyring.Master, 256, hsm.PolicyTransferable); err != nil {
+		t.Fatal(err)
+	}
+	for _, label := range []string{"keyward/transport-from/" + a.self.ID, keyring.Label(keyring.Signing, 1)} {
+		if _, err := b.ring.Token().DestroyLabelled(ctx, label); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := b.c.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := a.c.Sync(ctx); err != nil || rep.Sent != 3 {
+		t.Fatalf("A sent %+v %v", rep, err)
+	}
+}
+
+// Two processes of one node syncing at once (keyward node accept's sync
+// beside keyward serve's loop) take each copy once: never two objects
+// under one label (a transport key, an AES key version, a key pair),
+// which no lookup by label could tell apart, and neither refuses what the
+// other took.
+func TestConcurrentSyncsTakeEachCopyOnce(t *testing.T) {
+	a, b, b2 := raceCluster(t, true)
+	for round := range 12 {
+		reps, err := syncAtOnce(t, b.c, b2)
+		if err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		if got := len(reps[0].Delivered) + len(reps[1].Delivered); got != 2 || len(reps[0].Refused)+len(reps[1].Refused) != 0 {
+			t.Fatalf("round %d: %+v", round, reps)
+		}
+		if n := twice(t, b); len(n) != 0 {
+			t.Fatalf("round %d: labels held by several objects on B: %v", round, n)
+		}
+		resend(t, a, b)
+	}
+}
