@@ -46,6 +46,10 @@ type Cluster struct {
 	signer   *hsm.Signer
 	reported string    // the holds last written
 	seen     time.Time // when they were
+	// mended: since the last DropDuplicateCopies, no label was met
+	// twice. False at first, so that a process's first Sync mends what
+	// an older keyward left.
+	mended bool
 }
 
 // New returns the cluster part of a node: its device (ring), database and

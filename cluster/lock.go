@@ -17,7 +17,9 @@ import (
 // take turns through a file lock in the node's home directory, which
 // they share (its default database is there too). flock, not a lock
 // file: the kernel drops it with the process, so a crash leaves nothing
-// to clean up.
+// to clean up. Two objects left by a process that does not take the lock
+// (an older keyward, another home directory) are mended by
+// hsm's DropDuplicateCopies.
 
 // lockFile is the lock's file in the node's home directory.
 const lockFile = "cluster.lock"

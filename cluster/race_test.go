@@ -132,3 +132,37 @@ func TestConcurrentSyncsTakeEachCopyOnce(t *testing.T) {
 		resend(t, a, b)
 	}
 }
+
+// Processes that do not take turns (an older keyward, or another home
+// directory) may unwrap one copy twice; the next round drops the extra
+// object, and B ends up holding each key once.
+func TestDuplicateCopiesMendedBySync(t *testing.T) {
+	a, b, b2 := raceCluster(t, false)
+	ctx := t.Context()
+	raced := 0
+	for round := range 12 {
+		_, _ = syncAtOnce(t, b.c, b2) // may fail on two objects under a label
+		if len(twice(t, b)) > 0 {
+			raced++
+		}
+		// Mend, then take what was refused for it and sent again.
+		for _, c := range []*cluster.Cluster{b.c, a.c, b.c} {
+			if _, err := c.Sync(ctx); err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
+		if n := twice(t, b); len(n) != 0 {
+			t.Fatalf("round %d: labels held by several objects on B: %v", round, n)
+		}
+		for _, v := range []struct {
+			role keyring.Role
+			v    int
+		}{{keyring.Master, round + 1}, {keyring.Signing, 1}} {
+			if _, _, err := b.ring.Get(ctx, v.role, v.v); err != nil {
+				t.Fatalf("round %d: %s v%d on B: %v", round, v.role, v.v, err)
+			}
+		}
+		resend(t, a, b)
+	}
+	t.Logf("%d rounds of 12 left two objects under a label", raced)
+}

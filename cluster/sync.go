@@ -26,6 +26,7 @@ type SyncReport struct {
 	Refused   []string // copies refused, and why (they are deleted)
 	Waiting   []string // copies left waiting, and why
 	Sent      int      // copies wrapped here for other nodes
+	Dropped   []string // labels of extra objects of one received key destroyed (hsm.Token.DropDuplicateCopies)
 }
 
 // seenEvery bounds how often an unchanged node writes that it was seen.
@@ -37,7 +38,10 @@ const seenEvery = 30 * time.Second
 // stays), says what its device now holds, and wraps its transferable keys
 // for every admitted node its device trusts that lacks them. keyward
 // serve runs it every second; keyward node sync once. The processes of a
-// node take turns (lock.go).
+// node take turns (lock.go). A process's first round, and a round after
+// one that met a label twice, first drops the extra objects of received
+// keys that processes which did not take turns left (not every round:
+// that reads every object in the device, about as dear as a List).
 func (c *Cluster) Sync(ctx context.Context) (SyncReport, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -51,7 +55,16 @@ func (c *Cluster) Sync(ctx context.Context) (SyncReport, error) {
 	}
 	defer unlock()
 	rep := SyncReport{Member: true}
+	if !c.mended {
+		if rep.Dropped, err = c.tok.DropDuplicateCopies(ctx); err != nil {
+			return rep, err
+		}
+		c.mended = true
+	}
 	err = c.round(ctx, self, &rep)
+	if errors.Is(err, hsm.ErrKeyExists) {
+		c.mended = false // two objects under a label a lookup needed one of
+	}
 	return rep, err
 }
 
@@ -231,7 +244,12 @@ func (c *Cluster) inventory(ctx context.Context) (words []string, send []transfe
 	if err != nil {
 		return nil, nil, err
 	}
+	labels := map[string]bool{}
 	for _, info := range infos {
+		if labels[info.Label] {
+			c.mended = false // the next Sync drops what it can
+		}
+		labels[info.Label] = true
 		if from, ok := strings.CutPrefix(info.Label, "keyward/transport-from/"); ok {
 			words = append(words, "transport/"+from)
 		}
