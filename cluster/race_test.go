@@ -166,3 +166,36 @@ func TestDuplicateCopiesMendedBySync(t *testing.T) {
 	}
 	t.Logf("%d rounds of 12 left two objects under a label", raced)
 }
+
+// A transport key unwrapped by a process that stopped before it deleted
+// the copy is taken by the next round, not refused: a sender makes one
+// transport key per node.
+func TestTransportKeyHeldIsTaken(t *testing.T) {
+	dsn := dbtest.SQLite(t)
+	a, b := newMember(t, dsn), newMember(t, dsn)
+	ctx := t.Context()
+	if _, err := a.ring.GenerateSigning(ctx, hsm.ECP256, hsm.PolicyTransferable); err != nil {
+		t.Fatal(err)
+	}
+	join(t, a, b)
+	store, err := keystore.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	copies, err := store.TransfersTo(ctx, b.self.ID)
+	if err != nil || len(copies) != 2 || copies[0].Kind != keystore.TransferTransport {
+		t.Fatalf("copies for B: %+v %v", copies, err)
+	}
+	label := "keyward/transport-from/" + a.self.ID
+	if err := b.ring.Token().ReceiveTransportKey(ctx, cluster.TransferKeyLabel, copies[0].Wrapped, label); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := b.c.Sync(ctx)
+	if err != nil || len(rep.Refused) != 0 || len(rep.Delivered) != 1 {
+		t.Fatalf("B's sync: %+v %v", rep, err)
+	}
+	if left, err := store.TransfersTo(ctx, b.self.ID); err != nil || len(left) != 0 {
+		t.Fatalf("copies left for B: %d %v", len(left), err)
+	}
+}

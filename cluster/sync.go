@@ -166,6 +166,10 @@ func (c *Cluster) receive(ctx context.Context, self Identity, t keystore.Transfe
 		return "addressed to another node's transfer key", "", nil
 	}
 	if t.Kind == keystore.TransferTransport {
+		// A sender makes one transport key per node: one held is this one.
+		if has, err := c.tok.HasObject(ctx, transportFromLabel(t.From), hsm.ClassSecret); err != nil || has {
+			return "", "", err // taken before: nothing to do
+		}
 		err := c.tok.ReceiveTransportKey(ctx, TransferKeyLabel, t.Wrapped, transportFromLabel(t.From))
 		return refusal(err)
 	}
