@@ -33,24 +33,32 @@ var (
 // security officer admitted (its device trusts their transfer keys), the
 // senders its operator accepted (their signed copies are taken), and the
 // copies waiting in the database. Safe for concurrent use; Sync runs one
-// at a time.
+// at a time, also across the processes of one node (lock.go).
 type Cluster struct {
 	tok   *hsm.Token
 	ring  *keyring.Ring
 	store *keystore.Store
 	vault *keystore.Vault
+	home  string // the node's home directory: its processes' lock
 
 	mu       sync.Mutex // one Sync, Admit or Revoke at a time
 	self     *Identity
 	signer   *hsm.Signer
 	reported string    // the holds last written
 	seen     time.Time // when they were
+	// mended: since the last DropDuplicateCopies, no label was met
+	// twice. False at first, so that a process's first Sync mends what
+	// an older keyward left.
+	mended bool
 }
 
 // New returns the cluster part of a node: its device (ring), database and
-// vault.
-func New(ring *keyring.Ring, store *keystore.Store, vault *keystore.Vault) *Cluster {
-	return &Cluster{tok: ring.Token(), ring: ring, store: store, vault: vault}
+// vault, and its home directory, which every keyward process of the node
+// shares: they take turns at Sync, Init and Accept through a lock file
+// there. An empty home takes no file lock (a device no other process
+// uses).
+func New(ring *keyring.Ring, store *keystore.Store, vault *keystore.Vault, home string) *Cluster {
+	return &Cluster{tok: ring.Token(), ring: ring, store: store, vault: vault, home: home}
 }
 
 // identity is this device's node identity, read once; ok is false when
@@ -88,6 +96,11 @@ func (c *Cluster) record(id Identity) keystore.NodeRecord {
 func (c *Cluster) Init(ctx context.Context) (keystore.NodeRecord, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	unlock, err := c.turn(ctx) // keyward serve inits at start, beside keyward node init
+	if err != nil {
+		return keystore.NodeRecord{}, err
+	}
+	defer unlock()
 	id, ok, err := c.identity(ctx)
 	if err != nil {
 		return keystore.NodeRecord{}, err
@@ -194,6 +207,11 @@ func (c *Cluster) Accept(ctx context.Context, id, fingerprint string) (keystore.
 	if n.State == keystore.NodeRevoked {
 		return keystore.NodeRecord{}, fmt.Errorf("%w: node %s is revoked", ErrNodeState, id)
 	}
+	unlock, err := c.turn(ctx)
+	if err != nil {
+		return keystore.NodeRecord{}, err
+	}
+	defer unlock()
 	err = c.tok.StorePublicKey(ctx, senderLabel(id), idn.Signing)
 	if errors.Is(err, hsm.ErrKeyExists) {
 		have, perr := c.tok.PublicKey(ctx, senderLabel(id))

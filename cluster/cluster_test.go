@@ -27,6 +27,7 @@ type member struct {
 	vault *keystore.Vault
 	c     *cluster.Cluster
 	self  keystore.NodeRecord
+	home  string
 }
 
 func newMember(tb testing.TB, dsn string) *member {
@@ -45,7 +46,8 @@ func newMember(tb testing.TB, dsn string) *member {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	m := &member{tok: st, ring: ring, vault: vault, c: cluster.New(ring, store, vault)}
+	home := tb.TempDir()
+	m := &member{tok: st, ring: ring, vault: vault, c: cluster.New(ring, store, vault, home), home: home}
 	if m.self, err = m.c.Init(tb.Context()); err != nil {
 		tb.Fatal(err)
 	}

@@ -40,6 +40,11 @@
 // # Concurrency
 //
 // A *Cluster is safe for concurrent use; Sync, Admit and Revoke run one
-// at a time. Several nodes sync at once safely: a copy is stored once per
-// sender, node and key version, and a key taken twice is taken once.
+// at a time. The processes of one node (keyward serve, and keyward node
+// accept or sync beside it) share its device: they take turns at Sync,
+// Init and Accept through a file lock in the node's home directory
+// (lock.go), so that a copy is never unwrapped twice into two objects
+// under one label. Several nodes sync at once safely: a copy is stored
+// once per sender, node and key version, and a key taken twice is taken
+// once.
 package cluster

@@ -26,6 +26,7 @@ type SyncReport struct {
 	Refused   []string // copies refused, and why (they are deleted)
 	Waiting   []string // copies left waiting, and why
 	Sent      int      // copies wrapped here for other nodes
+	Dropped   []string // labels of extra objects of one received key destroyed (hsm.Token.DropDuplicateCopies)
 }
 
 // seenEvery bounds how often an unchanged node writes that it was seen.
@@ -36,7 +37,11 @@ const seenEvery = 30 * time.Second
 // transfer key, and proved to be the key the registry names before it
 // stays), says what its device now holds, and wraps its transferable keys
 // for every admitted node its device trusts that lacks them. keyward
-// serve runs it every second; keyward node sync once.
+// serve runs it every second; keyward node sync once. The processes of a
+// node take turns (lock.go). A process's first round, and a round after
+// one that met a label twice, first drops the extra objects of received
+// keys that processes which did not take turns left (not every round:
+// that reads every object in the device, about as dear as a List).
 func (c *Cluster) Sync(ctx context.Context) (SyncReport, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -44,43 +49,63 @@ func (c *Cluster) Sync(ctx context.Context) (SyncReport, error) {
 	if err != nil || !ok {
 		return SyncReport{}, err
 	}
+	unlock, err := c.turn(ctx)
+	if err != nil {
+		return SyncReport{}, err
+	}
+	defer unlock()
 	rep := SyncReport{Member: true}
+	if !c.mended {
+		if rep.Dropped, err = c.tok.DropDuplicateCopies(ctx); err != nil {
+			return rep, err
+		}
+		c.mended = true
+	}
+	err = c.round(ctx, self, &rep)
+	if errors.Is(err, hsm.ErrKeyExists) {
+		c.mended = false // two objects under a label a lookup needed one of
+	}
+	return rep, err
+}
+
+// round is Sync's work, in its turn.
+func (c *Cluster) round(ctx context.Context, self Identity, rep *SyncReport) error {
 	me, err := c.store.Node(ctx, self.ID)
 	if errors.Is(err, keystore.ErrNodeUnknown) {
 		me, err = c.store.RegisterNode(ctx, c.record(self))
 	}
 	if err != nil {
-		return rep, err
+		return err
 	}
 	if me.State != keystore.NodeRevoked {
-		if err := c.deliver(ctx, self, &rep); err != nil {
-			return rep, err
+		if err := c.deliver(ctx, self, rep); err != nil {
+			return err
 		}
 	}
 	if len(rep.Delivered) > 0 {
 		if err := c.vault.Reconcile(ctx); err != nil {
-			return rep, err
+			return err
 		}
 	}
 	holds, err := c.holds(ctx)
 	if err != nil {
-		return rep, err
+		return err
 	}
 	if holds != c.reported || time.Since(c.seen) > seenEvery {
 		if err := c.store.NodeSeen(ctx, self.ID, holds); err != nil {
-			return rep, err
+			return err
 		}
 		c.reported, c.seen = holds, time.Now()
 	}
 	if me.State == keystore.NodeRevoked {
-		return rep, nil
+		return nil
 	}
 	nodes, err := c.store.Nodes(ctx)
 	if err != nil {
-		return rep, err
+		return err
 	}
 	rep.Sent, err = c.push(ctx, self, nodes)
-	return rep, err
+	return err
 }
 
 // deliver takes the copies waiting for this node.
@@ -141,6 +166,10 @@ func (c *Cluster) receive(ctx context.Context, self Identity, t keystore.Transfe
 		return "addressed to another node's transfer key", "", nil
 	}
 	if t.Kind == keystore.TransferTransport {
+		// A sender makes one transport key per node: one held is this one.
+		if has, err := c.tok.HasObject(ctx, transportFromLabel(t.From), hsm.ClassSecret); err != nil || has {
+			return "", "", err // taken before: nothing to do
+		}
 		err := c.tok.ReceiveTransportKey(ctx, TransferKeyLabel, t.Wrapped, transportFromLabel(t.From))
 		return refusal(err)
 	}
@@ -219,7 +248,12 @@ func (c *Cluster) inventory(ctx context.Context) (words []string, send []transfe
 	if err != nil {
 		return nil, nil, err
 	}
+	labels := map[string]bool{}
 	for _, info := range infos {
+		if labels[info.Label] {
+			c.mended = false // the next Sync drops what it can
+		}
+		labels[info.Label] = true
 		if from, ok := strings.CutPrefix(info.Label, "keyward/transport-from/"); ok {
 			words = append(words, "transport/"+from)
 		}

@@ -144,3 +144,15 @@ func StoreUntrustedWrappingKey(ctx context.Context, t *Token, label string, pub 
 		return call("C_CreateObject", err)
 	})
 }
+
+// UnwrapAgain unwraps a copy once more as a received AES key labelled
+// label (with kcv recorded, if not empty), without looking whether the
+// label is taken: the second object two processes receiving one copy at
+// once made, each having found the label free.
+func UnwrapAgain(ctx context.Context, t *Token, with string, wrapped []byte, label string, usage Usage, kcv []byte) error {
+	template := secretTemplate(label, newID(idRecord{origin: originReceived, kcv: kcv}), TypeAES, usage, PolicyLocal)
+	return t.do(ctx, "test_unwrap_again", nil, func(s pkcs11.SessionHandle, _ pkcs11.ObjectHandle) error {
+		_, err := t.st.unwrapAs(s, with, wrapped, template)
+		return err
+	})
+}

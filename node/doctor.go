@@ -129,7 +129,7 @@ func Diagnose(ctx context.Context, cfg Config) Diagnosis {
 	if len(missing) == 0 {
 		d.check(true, "device matches the key registry")
 	}
-	self, err := cluster.New(ring, store, vault).Self(ctx)
+	self, err := cluster.New(ring, store, vault, cfg.Home).Self(ctx)
 	switch {
 	case errors.Is(err, cluster.ErrNotMember):
 		d.check(true, "node identity: none (a single node; keyward node init joins a cluster)")

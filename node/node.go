@@ -138,7 +138,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		n.Close()
 		return nil, err
 	}
-	n.cluster = cluster.New(n.ring, n.store, n.vault)
+	n.cluster = cluster.New(n.ring, n.store, n.vault, cfg.Home)
 	return n, nil
 }
 

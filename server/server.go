@@ -298,6 +298,9 @@ func (s *Server) syncLoop(ctx context.Context) {
 			if len(rep.Delivered) > 0 || len(rep.Refused) > 0 || rep.Sent > 0 {
 				s.log.Info("key transfer", "received", rep.Delivered, "refused", rep.Refused, "sent", rep.Sent)
 			}
+			if len(rep.Dropped) > 0 {
+				s.log.Warn("key transfer: a received key was held twice under one label (left by an older keyward, or by processes of this node with different home directories); the extra objects were destroyed", "labels", rep.Dropped)
+			}
 		}
 	}
 }

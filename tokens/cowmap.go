@@ -45,3 +45,24 @@ func (c *cowMap[K, V]) loadOrMake(k K, make func() (V, error)) (V, error) {
 	c.m.Store(&next)
 	return v, nil
 }
+
+// update sets k's value to f(its value, whether it has one), one writer
+// at a time; f returning ok false leaves the map as it is.
+func (c *cowMap[K, V]) update(k K, f func(old V, had bool) (V, bool)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old, had := c.load(k)
+	v, ok := f(old, had)
+	if !ok {
+		return
+	}
+	next := map[K]V{k: v}
+	if m := c.m.Load(); m != nil {
+		for ok, ov := range *m {
+			if ok != k {
+				next[ok] = ov
+			}
+		}
+	}
+	c.m.Store(&next)
+}

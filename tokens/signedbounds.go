@@ -2,8 +2,6 @@ package tokens
 
 import (
 	"context"
-	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -20,16 +18,11 @@ const boundStep = time.Hour
 
 // signedBounds is each signing version's bound as this node last knew
 // it (Unix seconds): read on every token, raised a few times an hour.
-type signedBounds struct {
-	mu sync.Mutex // one writer at a time
-	m  atomic.Pointer[map[int]int64]
-}
+type signedBounds struct{ m cowMap[int, int64] }
 
 func (b *signedBounds) get(v int) int64 {
-	if m := b.m.Load(); m != nil {
-		return (*m)[v]
-	}
-	return 0
+	u, _ := b.m.load(v)
+	return u
 }
 
 // raise keeps the larger of v's bound and until.
@@ -37,17 +30,7 @@ func (b *signedBounds) raise(v int, until int64) {
 	if until <= b.get(v) {
 		return
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	next := map[int]int64{v: until}
-	if old := b.m.Load(); old != nil {
-		for k, u := range *old {
-			if k != v || u > until {
-				next[k] = u
-			}
-		}
-	}
-	b.m.Store(&next)
+	b.m.update(v, func(old int64, _ bool) (int64, bool) { return until, until > old })
 }
 
 // coverSigned makes sure the cluster's bound for signing version v covers

@@ -230,6 +230,9 @@ func syncAndReport(c *cli.Context, n *node.Node) error {
 		for _, w := range rep.Waiting {
 			fmt.Fprintf(c.App.ErrWriter, "keyward: waiting: %s\n", w)
 		}
+		for _, l := range rep.Dropped {
+			fmt.Fprintf(c.App.ErrWriter, "keyward: %s was held twice; the extra object was destroyed\n", l)
+		}
 		if rep.Sent > 0 {
 			fmt.Fprintf(c.App.Writer, "%d cop%s wrapped for other nodes\n", rep.Sent, plural(rep.Sent, "y", "ies"))
 		}
