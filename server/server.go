@@ -69,6 +69,7 @@ type Server struct {
 	bodies    *inFlight         // request bytes held now
 	anon      *rateLimiter      // nil: no rate limit
 	readiness readinessCache
+	handlers  handlers // goroutines that run the handlers (deadline.go)
 }
 
 // DefaultPruneEvery is Config.PruneEvery's default.
@@ -120,7 +121,8 @@ func New(n *node.Node, cfg Config) *Server {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.NewJSONHandler(io.Discard, nil))
 	}
-	s := &Server{node: n, cfg: cfg, log: cfg.Log, mux: http.NewServeMux(), bodies: &inFlight{max: cfg.MaxBytesInFlight}}
+	s := &Server{node: n, cfg: cfg, log: cfg.Log, mux: http.NewServeMux(), bodies: &inFlight{max: cfg.MaxBytesInFlight},
+		handlers: handlers{jobs: make(chan func())}}
 	if cfg.AnonymousRate > 0 {
 		s.anon = newRateLimiter(cfg.AnonymousRate, max(1, cfg.AnonymousBurst))
 	}
