@@ -88,9 +88,10 @@ bench: deps
 
 # Scale (issue 21): for each size in SIZES, a fresh SoftHSM2 token and
 # SQLite database with that many token records (a tenth revoked, half of
-# those expired), then keyward serve over HTTP: the first request (it
-# reads the revocation log), introspection first-time and cached, create,
-# idle RSS, peak RSS of a full listing, a page of 100. Prints a markdown
+# those expired), then keyward serve over HTTP: the first request,
+# introspection first-time and cached, create (all sizes served at once,
+# in rounds that take turns between them), idle RSS, peak RSS of a full
+# listing, a page of 100. Prints a markdown
 # table; bench-scale.out keeps the raw figures. A million records:
 # make bench-scale SIZES="10000 100000 1000000".
 SIZES ?= 10000 100000
