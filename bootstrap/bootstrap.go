@@ -97,19 +97,44 @@ type TokenFile struct {
 	ExpiresAt time.Time `json:"expires_at"`
 }
 
-// Pending says whether generate.token.json is there.
+// Pending says whether generate.token.json is there (or was moved aside
+// to be answered, and is not yet).
 func Pending(home string) bool {
-	_, err := os.Stat(requestPath(home))
-	return err == nil
+	for _, p := range []string{requestPath(home), answeringPath(home)} {
+		if _, err := os.Stat(p); err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // IssueToken answers generate.token.json: an admin token (sub admin unless
 // asked otherwise, scp admin, aud keyward@*, 15 minutes or the asked
 // expires_in up to 900 s) written to etc/keys/token.json (0600, atomically);
-// then the request file is deleted. A malformed request is left in place
-// with an error.
+// then the request file is deleted. The request is moved aside before it
+// is read (claim), so only the request answered is deleted: one written
+// meanwhile stays for the next pass. A request that cannot be answered (a
+// malformed one, or the device or database failing) is left in place with
+// an error.
 func IssueToken(ctx context.Context, svc *tokens.Service, home string) (TokenFile, error) {
-	raw, err := os.ReadFile(requestPath(home))
+	path, err := claim(home)
+	if err != nil {
+		return TokenFile{}, err
+	}
+	tf, err := answer(ctx, svc, home, path)
+	if err != nil {
+		unclaim(home)
+		return TokenFile{}, err
+	}
+	// token.json is in place before the request goes, so a crash
+	// between the two loses no request.
+	return tf, os.Remove(path)
+}
+
+// answer issues the token the request at path asks for and writes
+// token.json.
+func answer(ctx context.Context, svc *tokens.Service, home, path string) (TokenFile, error) {
+	raw, err := os.ReadFile(path)
 	if err != nil {
 		return TokenFile{}, err
 	}
@@ -140,9 +165,6 @@ func IssueToken(ctx context.Context, svc *tokens.Service, home string) (TokenFil
 	body, _ := json.MarshalIndent(tf, "", "  ")
 	if err := writeAtomic(TokenPath(home), append(body, '\n')); err != nil {
 		return TokenFile{}, err
-	}
-	if err := os.Remove(requestPath(home)); err != nil {
-		return tf, err
 	}
 	return tf, nil
 }

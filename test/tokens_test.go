@@ -293,8 +293,9 @@ func TestBootstrap(t *testing.T) {
 	}
 }
 
-// waitForTokenFile waits until token.json holds a token other than not.
-func waitForTokenFile(t *testing.T, path, not string) (tf struct {
+// waitForTokenFile waits until token.json holds a token other than not;
+// if it never does, the test fails with what the bootstrap printed.
+func waitForTokenFile(t *testing.T, path, not string, printed *lockedBuffer) (tf struct {
 	Token   string `json:"token"`
 	TokenID string `json:"token_id"`
 }) {
@@ -307,7 +308,7 @@ func waitForTokenFile(t *testing.T, path, not string) (tf struct {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatalf("%s never held a new token", path)
+	t.Fatalf("%s never held a new token; bootstrap printed:\n%s", path, printed)
 	return tf
 }
 
@@ -319,23 +320,24 @@ func TestBootstrapWatch(t *testing.T) {
 	if err := os.MkdirAll(keys, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	req := filepath.Join(keys, "generate.token.json")
 	tokenJSON := filepath.Join(home, "etc", "keys", "token.json")
 
 	cmd := exec.Command(binary, "bootstrap", "--watch", "--token-delete-after", "1h")
 	cmd.Env = c.env
-	var out strings.Builder
+	var out lockedBuffer // read while it runs, when a wait fails
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer cmd.Process.Kill()
 
-	// Two requests, one after the other, each answered while it watches.
-	writeAt(t, req, "{}")
-	first := waitForTokenFile(t, tokenJSON, "")
-	writeAt(t, req, `{"subject":"second"}`)
-	second := waitForTokenFile(t, tokenJSON, first.TokenID)
+	// Two requests, each answered while it watches; the second is
+	// dropped as soon as token.json appears, while the first request may
+	// not be removed yet: it must be answered, not removed unread.
+	writeBoot(t, keys, "generate.token.json", "{}")
+	first := waitForTokenFile(t, tokenJSON, "", &out)
+	writeBoot(t, keys, "generate.token.json", `{"subject":"second"}`)
+	second := waitForTokenFile(t, tokenJSON, first.TokenID, &out)
 	var claims map[string]any
 	r := c.run(second.Token, nil, "token", "verify", "--audience", "keyward@n1")
 	if err := json.Unmarshal([]byte(r.stdout), &claims); r.code != 0 || err != nil || claims["sub"] != "second" || claims["knd"] != "bootstrap" {
