@@ -18,7 +18,8 @@ import (
 // for it instead: best for verifications alone (the next caller takes the
 // device at once), but in keyward serve the spinners took the cores from
 // the HTTP work: first-time introspection over HTTP ran 15% faster with
-// sleeping waiters, at 79% of its bound against 66% (docs/PERFORMANCE.md).
+// sleeping waiters (docs/PERFORMANCE.md, "On SoftHSM2, HMAC verifications
+// pass a gate").
 type gate struct {
 	mu      sync.Mutex
 	waiting atomic.Int32
