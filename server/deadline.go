@@ -112,6 +112,7 @@ func (h *handlers) work(f func()) {
 	defer idle.Stop()
 	for {
 		f()
+		f = nil // the request, its body and its answer are not kept while idle
 		idle.Reset(handlerIdle)
 		select {
 		case f = <-h.jobs:
