@@ -30,8 +30,8 @@
 //
 // One exception to "side by side": on a device whose HMAC calls contend
 // inside the library (the quirk HMACContends: SoftHSM2), HMAC
-// verifications pass a gate one at a time, the next caller spinning for
-// it (gate.go).
+// verifications pass a gate one at a time, the waiting callers asleep
+// (gate.go).
 //
 // # Keys and handles
 //
