@@ -38,10 +38,11 @@ const seenEvery = 30 * time.Second
 // stays), says what its device now holds, and wraps its transferable keys
 // for every admitted node its device trusts that lacks them. keyward
 // serve runs it every second; keyward node sync once. The processes of a
-// node take turns (lock.go). A process's first round, and a round after
-// one that met a label twice, first drops the extra objects of received
-// keys that processes which did not take turns left (not every round:
-// that reads every object in the device, about as dear as a List).
+// node take turns (lock.go). A process's first round, and a round that
+// meets a label twice, drop the extra objects of received keys that
+// processes which did not take turns left (the latter then goes again);
+// not every round: that reads every object in the device, about as dear
+// as a List.
 func (c *Cluster) Sync(ctx context.Context) (SyncReport, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -55,15 +56,27 @@ func (c *Cluster) Sync(ctx context.Context) (SyncReport, error) {
 	}
 	defer unlock()
 	rep := SyncReport{Member: true}
+	mendedNow := false
 	if !c.mended {
 		if rep.Dropped, err = c.tok.DropDuplicateCopies(ctx); err != nil {
 			return rep, err
 		}
-		c.mended = true
+		c.mended, mendedNow = true, true
 	}
 	err = c.round(ctx, self, &rep)
+	if errors.Is(err, hsm.ErrKeyExists) && !mendedNow {
+		// Two objects under a label a lookup needed one of, left since
+		// this process last looked (by one that does not take turns):
+		// drop the extras and go again, rather than fail this round.
+		dropped, derr := c.tok.DropDuplicateCopies(ctx)
+		rep.Dropped = append(rep.Dropped, dropped...)
+		if derr != nil {
+			return rep, derr
+		}
+		err = c.round(ctx, self, &rep)
+	}
 	if errors.Is(err, hsm.ErrKeyExists) {
-		c.mended = false // two objects under a label a lookup needed one of
+		c.mended = false
 	}
 	return rep, err
 }
