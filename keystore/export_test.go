@@ -167,3 +167,10 @@ func RewrapRace(ctx context.Context, vt *Vault, between func()) (int, error) {
 	between()
 	return vt.store.writeRewrapped(ctx, v, items)
 }
+
+// WALAutocheckpoint is the wal_autocheckpoint of one of s's connections.
+func WALAutocheckpoint(ctx context.Context, s *Store) (int, error) {
+	var pages int
+	err := s.db.DB.QueryRowContext(ctx, "PRAGMA wal_autocheckpoint").Scan(&pages)
+	return pages, err
+}

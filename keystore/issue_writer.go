@@ -141,6 +141,7 @@ func (s *Store) commitIssues(batch []issue) error {
 	if len(batch) == 1 && batch[0].refresh == nil {
 		// One row commits by itself: no BEGIN and COMMIT round trips.
 		_, err := insert.ExecContext(ctx, tokenArgs(batch[0].tok)...)
+		s.committed()
 		return s.dbErr("record token", err)
 	}
 	if s.postgres && !slices.ContainsFunc(batch, func(it issue) bool { return it.refresh != nil }) {
@@ -174,7 +175,9 @@ func (s *Store) commitIssues(batch []issue) error {
 			}
 		}
 	}
-	return s.dbErr("record token", tx.Commit())
+	err = tx.Commit()
+	s.committed()
+	return s.dbErr("record token", err)
 }
 
 // statement is the token insert, prepared once (database/sql keeps it

@@ -12,10 +12,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // PostgreSQL, registered as "pgx"
-	_ "github.com/mattn/go-sqlite3"    // SQLite, registered as "sqlite3"
 )
 
 //go:embed migrations
@@ -31,6 +31,9 @@ type Store struct {
 	actor    string // who the audit log names
 	writer   writer // group commit of issued tokens
 	warnings []string
+
+	checkpoints *checkpointer // SQLite: checkpoints beside the writer (checkpoint.go)
+	commits     atomic.Int64  // SQLite: commits, to nudge the checkpointer
 }
 
 // Open opens (creating if need be) the database named by dsn — a file path,
@@ -56,7 +59,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		// WAL lets readers work beside the writer; a busy timeout makes
 		// writers queue instead of failing; immediate transactions take the
 		// write lock up front, so a rewrap batch cannot deadlock on upgrade.
-		s.db.DB, err = sql.Open("sqlite3", "file:"+path+"?_journal_mode=WAL&_busy_timeout=10000&_txlock=immediate&_foreign_keys=on&_synchronous=NORMAL")
+		s.db.DB, err = sql.Open(sqliteDriver, "file:"+path+"?_journal_mode=WAL&_busy_timeout=10000&_txlock=immediate&_foreign_keys=on&_synchronous=NORMAL")
 		if err == nil {
 			s.db.file, err = openedFile(path)
 		}
@@ -71,6 +74,9 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	if err := s.migrate(ctx); err != nil {
 		s.db.Close()
 		return nil, err
+	}
+	if !s.postgres {
+		s.startCheckpointer()
 	}
 	return s, nil
 }
@@ -105,6 +111,7 @@ func (s *Store) Warnings() []string { return s.warnings }
 // and closes the database.
 func (s *Store) Close() error {
 	s.writer.stop()
+	s.stopCheckpointer()
 	return s.db.Close()
 }
 
