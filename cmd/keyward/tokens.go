@@ -11,6 +11,7 @@ import (
 
 	"github.com/keyward/keyward/bootstrap"
 	"github.com/keyward/keyward/keystore"
+	"github.com/keyward/keyward/node"
 	"github.com/keyward/keyward/tokens"
 	"github.com/urfave/cli/v2"
 )
@@ -384,11 +385,8 @@ func bootstrapCommand() *cli.Command {
 func runBootstrap(c *cli.Context) error {
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	n, err := openNode(c, true)
-	if err != nil {
-		return err
-	}
-	defer n.Close()
-	return bootstrap.Run(ctx, n, bootstrap.Options{Home: n.Home(), Policy: policyFlag(c), DeleteAfter: c.Duration("token-delete-after"),
-		Watch: c.Bool("watch"), Report: func(s string) { fmt.Fprintln(c.App.Writer, "bootstrap: "+s) }})
+	return withNode(c, true, func(n *node.Node) error {
+		return bootstrap.Run(ctx, n, bootstrap.Options{Home: n.Home(), Policy: policyFlag(c), DeleteAfter: c.Duration("token-delete-after"),
+			Watch: c.Bool("watch"), Report: func(s string) { fmt.Fprintln(c.App.Writer, "bootstrap: "+s) }})
+	})
 }
