@@ -80,6 +80,18 @@ func expectFingerprint(c *cli.Context) (string, error) {
 	return f, nil
 }
 
+// nodeAndFingerprint is the ID argument and --expect-fingerprint: the
+// node admit and accept name, and what its operator read out.
+func nodeAndFingerprint(c *cli.Context) (id, fingerprint string, err error) {
+	if id, err = nodeArg(c); err != nil {
+		return "", "", err
+	}
+	if fingerprint, err = expectFingerprint(c); err != nil {
+		return "", "", err
+	}
+	return id, fingerprint, nil
+}
+
 func nodeInit(c *cli.Context) error {
 	return withNode(c, true, func(n *node.Node) error {
 		self, err := n.InitNode(c.Context)
@@ -142,11 +154,7 @@ func soPINSource(c *cli.Context) (hsm.PINSource, error) {
 }
 
 func nodeAdmit(c *cli.Context) error {
-	id, err := nodeArg(c)
-	if err != nil {
-		return err
-	}
-	fp, err := expectFingerprint(c)
+	id, fp, err := nodeAndFingerprint(c)
 	if err != nil {
 		return err
 	}
@@ -169,11 +177,7 @@ func nodeAdmit(c *cli.Context) error {
 }
 
 func nodeAccept(c *cli.Context) error {
-	id, err := nodeArg(c)
-	if err != nil {
-		return err
-	}
-	fp, err := expectFingerprint(c)
+	id, fp, err := nodeAndFingerprint(c)
 	if err != nil {
 		return err
 	}
