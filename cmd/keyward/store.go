@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -161,34 +162,29 @@ func cryptCommands() []*cli.Command {
 	return []*cli.Command{
 		{
 			Name: "encrypt", Usage: "encrypt a file of any size with the active master key, in the device", Flags: flags,
-			Action: func(c *cli.Context) error {
-				return withNode(c, false, func(nd *node.Node) error {
-					in, closeIn, err := openInput(c, c.String("in"))
-					if err != nil {
-						return err
-					}
-					defer closeIn()
-					return writeOutput(c, c.String("out"), func(w io.Writer) error {
-						return nd.EncryptStream(c.Context, in, w, c.String("context"))
-					})
-				})
-			},
+			Action: cryptFile((*node.Node).EncryptStream),
 		},
 		{
 			Name: "decrypt", Usage: "decrypt what keyward encrypt wrote; nothing is written unless all of it authenticates", Flags: flags,
-			Action: func(c *cli.Context) error {
-				return withNode(c, false, func(nd *node.Node) error {
-					in, closeIn, err := openInput(c, c.String("in"))
-					if err != nil {
-						return err
-					}
-					defer closeIn()
-					return writeOutput(c, c.String("out"), func(w io.Writer) error {
-						return nd.DecryptStream(c.Context, in, w, c.String("context"))
-					})
-				})
-			},
+			Action: cryptFile((*node.Node).DecryptStream),
 		},
+	}
+}
+
+// cryptFile is the action of encrypt and decrypt: crypt (the node's
+// EncryptStream or DecryptStream) from --in to --out, bound to --context.
+func cryptFile(crypt func(n *node.Node, ctx context.Context, in io.Reader, out io.Writer, label string) error) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		return withNode(c, false, func(nd *node.Node) error {
+			in, closeIn, err := openInput(c, c.String("in"))
+			if err != nil {
+				return err
+			}
+			defer closeIn()
+			return writeOutput(c, c.String("out"), func(w io.Writer) error {
+				return crypt(nd, c.Context, in, w, c.String("context"))
+			})
+		})
 	}
 }
 
