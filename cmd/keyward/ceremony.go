@@ -115,10 +115,6 @@ func ceremonyCombine(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := printEntry(c, e); err != nil {
-			return err
-		}
-		share(c, nd, e)
-		return nil
+		return printAndShare(c, nd, e)
 	})
 }

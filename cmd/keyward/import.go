@@ -112,11 +112,7 @@ func keyImport(c *cli.Context) error {
 			if err != nil {
 				return err
 			}
-			if err := printEntry(c, e); err != nil {
-				return err
-			}
-			share(c, n, e)
-			return nil
+			return printAndShare(c, n, e)
 		}
 	})
 }

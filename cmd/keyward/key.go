@@ -41,11 +41,7 @@ func keyCommand() *cli.Command {
 						if err != nil {
 							return err
 						}
-						if err := printEntry(c, e); err != nil {
-							return err
-						}
-						share(c, n, e)
-						return nil
+						return printAndShare(c, n, e)
 					})
 				},
 			},
@@ -108,10 +104,9 @@ func keyCommand() *cli.Command {
 						if err != nil {
 							return err
 						}
-						if err := printEntry(c, e); err != nil {
+						if err := printAndShare(c, n, e); err != nil {
 							return err
 						}
-						share(c, n, e)
 						if role == keyring.Master && !c.Bool("json") {
 							fmt.Fprintln(c.App.ErrWriter, "keyward: now run keyward store rewrap to re-encrypt existing records under it")
 						}
@@ -283,6 +278,16 @@ func policyFlag(c *cli.Context, flag ...string) hsm.Policy {
 		return hsm.PolicyTransferable
 	}
 	return hsm.PolicyLocal
+}
+
+// printAndShare prints a key just made and shares it: how the verbs that
+// make a key end.
+func printAndShare(c *cli.Context, n *node.Node, e keyring.Entry) error {
+	if err := printEntry(c, e); err != nil {
+		return err
+	}
+	share(c, n, e)
+	return nil
 }
 
 // share sends a transferable key just made to the nodes this device
