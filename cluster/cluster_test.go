@@ -36,6 +36,20 @@ func newMember(tb testing.TB, dsn string) *member {
 	if err := tok.Require(hsm.OpTrustedWrap); err != nil {
 		tb.Skipf("trusted wrapping: %v", err)
 	}
+	store, ring, vault := openVault(tb, tok, dsn)
+	home := tb.TempDir()
+	m := &member{tok: st, ring: ring, vault: vault, c: cluster.New(ring, store, vault, home), home: home}
+	var err error
+	if m.self, err = m.c.Init(tb.Context()); err != nil {
+		tb.Fatal(err)
+	}
+	return m
+}
+
+// openVault opens the database at dsn (closed when the test ends) and a
+// joining vault on tok: what each keyward process of a node opens.
+func openVault(tb testing.TB, tok *hsm.Token, dsn string) (*keystore.Store, *keyring.Ring, *keystore.Vault) {
+	tb.Helper()
 	store, err := keystore.Open(tb.Context(), dsn)
 	if err != nil {
 		tb.Fatal(err)
@@ -46,12 +60,7 @@ func newMember(tb testing.TB, dsn string) *member {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	home := tb.TempDir()
-	m := &member{tok: st, ring: ring, vault: vault, c: cluster.New(ring, store, vault, home), home: home}
-	if m.self, err = m.c.Init(tb.Context()); err != nil {
-		tb.Fatal(err)
-	}
-	return m
+	return store, ring, vault
 }
 
 func (m *member) so() hsm.PINSource {

@@ -23,16 +23,7 @@ func again(tb testing.TB, m *member, dsn, home string) *cluster.Cluster {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { tok.Close() })
-	store, err := keystore.Open(tb.Context(), dsn)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { store.Close() })
-	ring := keyring.New(tok)
-	vault, err := keystore.NewVault(tb.Context(), store, ring, keystore.VaultOptions{Joining: true})
-	if err != nil {
-		tb.Fatal(err)
-	}
+	store, ring, vault := openVault(tb, tok, dsn)
 	return cluster.New(ring, store, vault, home)
 }
 

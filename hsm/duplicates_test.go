@@ -17,34 +17,11 @@ import (
 // that drops them at once, and lookups by label work again. Two objects
 // under a label that are not both received copies of one key stay.
 func TestDuplicateCopiesDropped(t *testing.T) {
-	a, so, b := trustedPair(t)
+	p := masterWrappedForB(t)
+	a, b, master, kcv, mw := p.a, p.b, p.master, p.kcv, p.wrapped
 	ctx := t.Context()
-	pub, err := b.GenerateTransferKey(ctx, "transfer")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.AsSecurityOfficer(ctx, so, func(o *hsm.Officer) error {
-		if err := o.TrustPublicKey("trusted-b", pub); err != nil {
-			return err
-		}
-		return o.MakeTransportKey("transport-b")
-	}); err != nil {
-		t.Fatal(err)
-	}
 	encDec := hsm.UsageEncrypt | hsm.UsageDecrypt
-	master, err := a.GenerateAES(ctx, "keyward/master/v1", 256, encDec, hsm.PolicyTransferable)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kcv, err := master.KCV(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	kcvBytes, _ := hex.DecodeString(kcv)
-	mw, err := a.Wrap(ctx, master, "trusted-b")
-	if err != nil {
-		t.Fatal(err)
-	}
 	tw, err := a.WrapLabelled(ctx, "transport-b", "trusted-b")
 	if err != nil {
 		t.Fatal(err)
@@ -122,19 +99,8 @@ func TestDuplicateCopiesDropped(t *testing.T) {
 	if pt, err := got.Open(ctx, sealed, nil); err != nil || string(pt) != "shared" {
 		t.Fatalf("open with the copy kept: %q %v", pt, err)
 	}
-	ec, err := a.GenerateKeyPair(ctx, "keyward/signing/v1", hsm.ECP256, hsm.PolicyTransferable)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := ec.Signer(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ew, err := a.Wrap(ctx, ec, "transport-b")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.ReceiveKeyPair(ctx, "transport-from-a", ew, "keyward/signing/v1", signer.Public(), hsm.PolicyTransferable); err != nil {
+	ecPub, ew := keyPairWrappedForB(t, a)
+	if _, err := b.ReceiveKeyPair(ctx, "transport-from-a", ew, "keyward/signing/v1", ecPub, hsm.PolicyTransferable); err != nil {
 		t.Fatalf("receive a key pair under the transport key kept: %v", err)
 	}
 	if dropped, err := b.DropDuplicateCopies(ctx); err != nil || len(dropped) != 0 {

@@ -6,6 +6,7 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"errors"
 	"testing"
@@ -26,6 +27,69 @@ func trustedPair(t *testing.T) (a *hsm.Token, aSO hsm.PINSource, b *hsm.Token) {
 	}
 	_, b = softhsmtest.OpenTestToken(t)
 	return a, soPIN(sa), b
+}
+
+// masterSent is a trusted pair that has begun to move keys: A's security
+// officer trusts B's transfer key (trusted-b) and made the transport key
+// transport-b, and A's transferable master key is wrapped for B.
+type masterSent struct {
+	a, b    *hsm.Token
+	bPub    *rsa.PublicKey // B's transfer key
+	master  *hsm.Key       // keyward/master/v1 in A
+	kcv     string         // master's
+	wrapped []byte         // master, wrapped for B
+}
+
+func masterWrappedForB(t *testing.T) masterSent {
+	t.Helper()
+	a, so, b := trustedPair(t)
+	ctx := t.Context()
+	pub, err := b.GenerateTransferKey(ctx, "transfer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.AsSecurityOfficer(ctx, so, func(o *hsm.Officer) error {
+		if err := o.TrustPublicKey("trusted-b", pub); err != nil {
+			return err
+		}
+		return o.MakeTransportKey("transport-b")
+	}); err != nil {
+		t.Fatal(err)
+	}
+	master, err := a.GenerateAES(ctx, "keyward/master/v1", 256, hsm.UsageEncrypt|hsm.UsageDecrypt, hsm.PolicyTransferable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kcv, err := master.KCV(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrapped, err := a.Wrap(ctx, master, "trusted-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return masterSent{a: a, b: b, bPub: pub, master: master, kcv: kcv, wrapped: wrapped}
+}
+
+// keyPairWrappedForB makes a transferable signing key pair in A and wraps
+// it under the transport key for B; it returns the public key and the
+// wrapped private key.
+func keyPairWrappedForB(t *testing.T, a *hsm.Token) (crypto.PublicKey, []byte) {
+	t.Helper()
+	ctx := t.Context()
+	ec, err := a.GenerateKeyPair(ctx, "keyward/signing/v1", hsm.ECP256, hsm.PolicyTransferable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := ec.Signer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrapped, err := a.Wrap(ctx, ec, "transport-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signer.Public(), wrapped
 }
 
 func soPIN(tok *softhsm.Token) hsm.PINSource {
@@ -85,33 +149,10 @@ func TestDeviceEnforcesTrustedWrapping(t *testing.T) {
 // it only once it proved to be the key expected; a copy that does not
 // prove leaves nothing in B.
 func TestKeysMoveToATrustedDevice(t *testing.T) {
-	a, so, b := trustedPair(t)
+	p := masterWrappedForB(t)
+	a, b, pub, master, kcv, wrapped := p.a, p.b, p.bPub, p.master, p.kcv, p.wrapped
 	ctx := t.Context()
-	pub, err := b.GenerateTransferKey(ctx, "transfer")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.AsSecurityOfficer(ctx, so, func(o *hsm.Officer) error {
-		if err := o.TrustPublicKey("trusted-b", pub); err != nil {
-			return err
-		}
-		return o.MakeTransportKey("transport-b")
-	}); err != nil {
-		t.Fatal(err)
-	}
 	encDec := hsm.UsageEncrypt | hsm.UsageDecrypt
-	master, err := a.GenerateAES(ctx, "keyward/master/v1", 256, encDec, hsm.PolicyTransferable)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kcv, err := master.KCV(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wrapped, err := a.Wrap(ctx, master, "trusted-b")
-	if err != nil {
-		t.Fatal(err)
-	}
 	flipped := bytes.Clone(wrapped)
 	flipped[len(flipped)/2] ^= 1
 	for name, c := range map[string]struct {
@@ -195,19 +236,8 @@ func TestKeysMoveToATrustedDevice(t *testing.T) {
 	if err := b.ReceiveTransportKey(ctx, "transfer", tw, "transport-from-a"); err != nil {
 		t.Fatal(err)
 	}
-	ec, err := a.GenerateKeyPair(ctx, "keyward/signing/v1", hsm.ECP256, hsm.PolicyTransferable)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := ec.Signer(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ew, err := a.Wrap(ctx, ec, "transport-b")
-	if err != nil {
-		t.Fatal(err)
-	}
-	bec, err := b.ReceiveKeyPair(ctx, "transport-from-a", ew, "keyward/signing/v1", signer.Public(), hsm.PolicyTransferable)
+	ecPub, ew := keyPairWrappedForB(t, a)
+	bec, err := b.ReceiveKeyPair(ctx, "transport-from-a", ew, "keyward/signing/v1", ecPub, hsm.PolicyTransferable)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +250,7 @@ func TestKeysMoveToATrustedDevice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !ecdsa.VerifyASN1(signer.Public().(*ecdsa.PublicKey), digest[:], sig) {
+	if !ecdsa.VerifyASN1(ecPub.(*ecdsa.PublicKey), digest[:], sig) {
 		t.Fatal("B's copy of the key pair signs under another key")
 	}
 	// A received copy is still transferable, and still only under trust.

@@ -110,18 +110,11 @@ func ceremonyCombine(c *cli.Context) error {
 			shares = append(shares, s)
 		}
 	}
-	nd, err := openNode(c, true)
-	if err != nil {
-		return err
-	}
-	defer nd.Close()
-	e, err := nd.CombineShares(c.Context, role, node.ImportOptions{Policy: policyFlag(c)}, shares, expect)
-	if err != nil {
-		return err
-	}
-	if err := printEntry(c, e); err != nil {
-		return err
-	}
-	share(c, nd, e)
-	return nil
+	return withNode(c, true, func(nd *node.Node) error {
+		e, err := nd.CombineShares(c.Context, role, node.ImportOptions{Policy: policyFlag(c)}, shares, expect)
+		if err != nil {
+			return err
+		}
+		return printAndShare(c, nd, e)
+	})
 }

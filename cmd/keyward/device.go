@@ -118,6 +118,17 @@ func openNode(c *cli.Context, joining bool) (*node.Node, error) {
 	return openConfigured(c, cfg)
 }
 
+// withNode opens the node (openNode), hands it to use and closes it when
+// use returns: the open and close of every verb that works on the node.
+func withNode(c *cli.Context, joining bool, use func(*node.Node) error) error {
+	n, err := openNode(c, joining)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	return use(n)
+}
+
 // openConfigured is node.Open with its warnings printed.
 func openConfigured(c *cli.Context, cfg node.Config) (*node.Node, error) {
 	n, err := node.Open(c.Context, cfg)

@@ -73,54 +73,46 @@ func keyImport(c *cli.Context) error {
 		}
 		roles = []keyring.Role{role}
 	}
-	n, err := openNode(c, true)
-	if err != nil {
-		return err
-	}
-	defer n.Close()
-
-	switch {
-	case c.IsSet("from"):
-		e, err := n.ImportHexFile(c.Context, roles[0], node.ImportOptions{Policy: policyFlag(c)}, c.String("from"), c.App.Reader, expect, c.Bool("remove-source"))
-		if err != nil {
-			return err
-		}
-		if err := printEntry(c, e); err != nil {
-			return err
-		}
-		if c.Bool("remove-source") && !c.Bool("json") {
-			fmt.Fprintf(c.App.Writer, "%s overwritten and removed\n", c.String("from"))
-		}
-		share(c, n, e)
-		return nil
-	case c.IsSet("from-system-yaml"):
-		path := c.String("from-system-yaml")
-		entries, err := n.ImportSystemYAML(c.Context, roles, node.ImportOptions{Policy: policyFlag(c)}, path, c.Bool("scrub"))
-		if len(roles) > 1 && errors.Is(err, ceremony.ErrNotFound) {
-			err = fmt.Errorf("%w (to import only the other key, name its --role)", err)
-		}
-		for _, e := range entries {
-			if perr := printEntry(c, e); perr != nil {
-				return perr
+	return withNode(c, true, func(n *node.Node) error {
+		switch {
+		case c.IsSet("from"):
+			e, err := n.ImportHexFile(c.Context, roles[0], node.ImportOptions{Policy: policyFlag(c)}, c.String("from"), c.App.Reader, expect, c.Bool("remove-source"))
+			if err != nil {
+				return err
 			}
-		}
-		if err == nil && c.Bool("scrub") && !c.Bool("json") {
-			fmt.Fprintf(c.App.Writer, "%s rewritten without the imported keys\n", path)
-		}
-		share(c, n, entries...)
-		return err
-	default:
-		e, err := n.ImportComponents(c.Context, roles[0], node.ImportOptions{Policy: policyFlag(c)}, c.StringSlice("component"), expect, c.Bool("remove-source"),
-			func(i int, path, kcv string) {
-				fmt.Fprintf(c.App.ErrWriter, "component %d (%s): KCV %s\n", i, path, kcv)
-			})
-		if err != nil {
+			if err := printEntry(c, e); err != nil {
+				return err
+			}
+			if c.Bool("remove-source") && !c.Bool("json") {
+				fmt.Fprintf(c.App.Writer, "%s overwritten and removed\n", c.String("from"))
+			}
+			share(c, n, e)
+			return nil
+		case c.IsSet("from-system-yaml"):
+			path := c.String("from-system-yaml")
+			entries, err := n.ImportSystemYAML(c.Context, roles, node.ImportOptions{Policy: policyFlag(c)}, path, c.Bool("scrub"))
+			if len(roles) > 1 && errors.Is(err, ceremony.ErrNotFound) {
+				err = fmt.Errorf("%w (to import only the other key, name its --role)", err)
+			}
+			for _, e := range entries {
+				if perr := printEntry(c, e); perr != nil {
+					return perr
+				}
+			}
+			if err == nil && c.Bool("scrub") && !c.Bool("json") {
+				fmt.Fprintf(c.App.Writer, "%s rewritten without the imported keys\n", path)
+			}
+			share(c, n, entries...)
 			return err
+		default:
+			e, err := n.ImportComponents(c.Context, roles[0], node.ImportOptions{Policy: policyFlag(c)}, c.StringSlice("component"), expect, c.Bool("remove-source"),
+				func(i int, path, kcv string) {
+					fmt.Fprintf(c.App.ErrWriter, "component %d (%s): KCV %s\n", i, path, kcv)
+				})
+			if err != nil {
+				return err
+			}
+			return printAndShare(c, n, e)
 		}
-		if err := printEntry(c, e); err != nil {
-			return err
-		}
-		share(c, n, e)
-		return nil
-	}
+	})
 }

@@ -36,20 +36,13 @@ func keyCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					n, err := openNode(c, true)
-					if err != nil {
-						return err
-					}
-					defer n.Close()
-					e, err := n.GenerateKey(c.Context, role, node.KeySpec{Bits: c.Int("bits"), Type: hsm.KeyPairType(c.String("type")), Policy: policyFlag(c)})
-					if err != nil {
-						return err
-					}
-					if err := printEntry(c, e); err != nil {
-						return err
-					}
-					share(c, n, e)
-					return nil
+					return withNode(c, true, func(n *node.Node) error {
+						e, err := n.GenerateKey(c.Context, role, node.KeySpec{Bits: c.Int("bits"), Type: hsm.KeyPairType(c.String("type")), Policy: policyFlag(c)})
+						if err != nil {
+							return err
+						}
+						return printAndShare(c, n, e)
+					})
 				},
 			},
 			{
@@ -97,32 +90,28 @@ func keyCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					n, err := openNode(c, false)
-					if err != nil {
-						return err
-					}
-					defer n.Close()
-					var policy hsm.Policy // the active version's
-					switch {
-					case c.Bool("transferable") && c.Bool("local"):
-						return usagef("give --transferable or --local, not both")
-					case c.Bool("transferable"):
-						policy = hsm.PolicyTransferable
-					case c.Bool("local"):
-						policy = hsm.PolicyLocal
-					}
-					e, err := n.RotateKey(c.Context, role, node.KeySpec{Bits: c.Int("bits"), Policy: policy})
-					if err != nil {
-						return err
-					}
-					if err := printEntry(c, e); err != nil {
-						return err
-					}
-					share(c, n, e)
-					if role == keyring.Master && !c.Bool("json") {
-						fmt.Fprintln(c.App.ErrWriter, "keyward: now run keyward store rewrap to re-encrypt existing records under it")
-					}
-					return nil
+					return withNode(c, false, func(n *node.Node) error {
+						var policy hsm.Policy // the active version's
+						switch {
+						case c.Bool("transferable") && c.Bool("local"):
+							return usagef("give --transferable or --local, not both")
+						case c.Bool("transferable"):
+							policy = hsm.PolicyTransferable
+						case c.Bool("local"):
+							policy = hsm.PolicyLocal
+						}
+						e, err := n.RotateKey(c.Context, role, node.KeySpec{Bits: c.Int("bits"), Policy: policy})
+						if err != nil {
+							return err
+						}
+						if err := printAndShare(c, n, e); err != nil {
+							return err
+						}
+						if role == keyring.Master && !c.Bool("json") {
+							fmt.Fprintln(c.App.ErrWriter, "keyward: now run keyward store rewrap to re-encrypt existing records under it")
+						}
+						return nil
+					})
 				},
 			},
 			{
@@ -137,20 +126,17 @@ func keyCommand() *cli.Command {
 					if c.Int("version") < 1 {
 						return usagef("--version is required")
 					}
-					n, err := openNode(c, false)
-					if err != nil {
-						return err
-					}
-					defer n.Close()
-					if err := n.RetireKey(c.Context, role, c.Int("version")); err != nil {
-						if errors.Is(err, keystore.ErrKeyInUse) && role == keyring.Master {
-							return fmt.Errorf("%w (keyward store rewrap moves records onto the active version)", err)
+					return withNode(c, false, func(n *node.Node) error {
+						if err := n.RetireKey(c.Context, role, c.Int("version")); err != nil {
+							if errors.Is(err, keystore.ErrKeyInUse) && role == keyring.Master {
+								return fmt.Errorf("%w (keyward store rewrap moves records onto the active version)", err)
+							}
+							return err
 						}
-						return err
-					}
-					fmt.Fprintf(c.App.ErrWriter, "keyward: warning: %s\n", node.RetireEffect(role, c.Int("version")))
-					fmt.Fprintf(c.App.Writer, "%s retired\n", keyring.Label(role, c.Int("version")))
-					return nil
+						fmt.Fprintf(c.App.ErrWriter, "keyward: warning: %s\n", node.RetireEffect(role, c.Int("version")))
+						fmt.Fprintf(c.App.Writer, "%s retired\n", keyring.Label(role, c.Int("version")))
+						return nil
+					})
 				},
 			},
 			{
@@ -195,44 +181,36 @@ func keyCommand() *cli.Command {
 					if v < 1 {
 						return usagef("--version is required: destroying a key names it exactly")
 					}
-					n, err := openNode(c, false)
-					if err != nil {
-						return err
-					}
-					defer n.Close()
-					check, err := n.CheckDestroy(c.Context, role, v)
-					if err != nil {
-						if errors.Is(err, keystore.ErrKeyInUse) {
-							return fmt.Errorf("%w: keyward key retire --role %s --version %d", err, role, v)
-						}
-						return err
-					}
-					if check.Effect != "" {
-						fmt.Fprintf(c.App.ErrWriter, "keyward: warning: %s: %s\n", check.Entry.Label, check.Effect)
-					}
-					if !c.Bool("yes") {
-						if err := confirm(c, check.Entry.Label); err != nil {
+					return withNode(c, false, func(n *node.Node) error {
+						check, err := n.CheckDestroy(c.Context, role, v)
+						if err != nil {
+							if errors.Is(err, keystore.ErrKeyInUse) {
+								return fmt.Errorf("%w: keyward key retire --role %s --version %d", err, role, v)
+							}
 							return err
 						}
-					}
-					e, err := n.DestroyKey(c.Context, role, v)
-					if err != nil {
-						return err
-					}
-					fmt.Fprintf(c.App.Writer, "%s (KCV %s) destroyed\n", e.Label, e.DisplayKCV())
-					return nil
+						if check.Effect != "" {
+							fmt.Fprintf(c.App.ErrWriter, "keyward: warning: %s: %s\n", check.Entry.Label, check.Effect)
+						}
+						if !c.Bool("yes") {
+							if err := confirm(c, check.Entry.Label); err != nil {
+								return err
+							}
+						}
+						e, err := n.DestroyKey(c.Context, role, v)
+						if err != nil {
+							return err
+						}
+						fmt.Fprintf(c.App.Writer, "%s (KCV %s) destroyed\n", e.Label, e.DisplayKCV())
+						return nil
+					})
 				},
 			},
 			{
 				Name:  "list",
 				Usage: "list keyward's keys in the device",
 				Action: func(c *cli.Context) error {
-					n, err := openNode(c, true)
-					if err != nil {
-						return err
-					}
-					defer n.Close()
-					return keyList(c, n)
+					return withNode(c, true, func(n *node.Node) error { return keyList(c, n) })
 				},
 			},
 		},
@@ -300,6 +278,16 @@ func policyFlag(c *cli.Context, flag ...string) hsm.Policy {
 		return hsm.PolicyTransferable
 	}
 	return hsm.PolicyLocal
+}
+
+// printAndShare prints a key just made and shares it: how the verbs that
+// make a key end.
+func printAndShare(c *cli.Context, n *node.Node, e keyring.Entry) error {
+	if err := printEntry(c, e); err != nil {
+		return err
+	}
+	share(c, n, e)
+	return nil
 }
 
 // share sends a transferable key just made to the nodes this device

@@ -80,52 +80,58 @@ func expectFingerprint(c *cli.Context) (string, error) {
 	return f, nil
 }
 
+// nodeAndFingerprint is the ID argument and --expect-fingerprint: the
+// node admit and accept name, and what its operator read out.
+func nodeAndFingerprint(c *cli.Context) (id, fingerprint string, err error) {
+	if id, err = nodeArg(c); err != nil {
+		return "", "", err
+	}
+	if fingerprint, err = expectFingerprint(c); err != nil {
+		return "", "", err
+	}
+	return id, fingerprint, nil
+}
+
 func nodeInit(c *cli.Context) error {
-	n, err := openNode(c, true)
-	if err != nil {
-		return err
-	}
-	defer n.Close()
-	self, err := n.InitNode(c.Context)
-	if err != nil {
-		return err
-	}
-	if c.Bool("json") {
-		return printJSON(c.App.Writer, self)
-	}
-	fmt.Fprintf(c.App.Writer, "node %s (%s)\nfingerprint %s\n", self.ID, self.State, self.Fingerprint)
-	if self.State == "pending" {
-		fmt.Fprintf(c.App.ErrWriter, "keyward: read the fingerprint to the operator of a node that holds the keys, who runs:\n  keyward node admit %s --expect-fingerprint '%s'\n", self.ID, self.Fingerprint)
-	}
-	return nil
+	return withNode(c, true, func(n *node.Node) error {
+		self, err := n.InitNode(c.Context)
+		if err != nil {
+			return err
+		}
+		if c.Bool("json") {
+			return printJSON(c.App.Writer, self)
+		}
+		fmt.Fprintf(c.App.Writer, "node %s (%s)\nfingerprint %s\n", self.ID, self.State, self.Fingerprint)
+		if self.State == "pending" {
+			fmt.Fprintf(c.App.ErrWriter, "keyward: read the fingerprint to the operator of a node that holds the keys, who runs:\n  keyward node admit %s --expect-fingerprint '%s'\n", self.ID, self.Fingerprint)
+		}
+		return nil
+	})
 }
 
 func nodeList(c *cli.Context) error {
-	n, err := openNode(c, true)
-	if err != nil {
-		return err
-	}
-	defer n.Close()
-	nodes, err := n.Nodes(c.Context)
-	if err != nil {
-		return err
-	}
-	if c.Bool("json") {
-		if nodes == nil {
-			nodes = []cluster.NodeStatus{}
+	return withNode(c, true, func(n *node.Node) error {
+		nodes, err := n.Nodes(c.Context)
+		if err != nil {
+			return err
 		}
-		return printJSON(c.App.Writer, nodes)
-	}
-	rows := make([][]string, len(nodes))
-	for i, s := range nodes {
-		id := s.ID
-		if s.Self {
-			id += " (this node)"
+		if c.Bool("json") {
+			if nodes == nil {
+				nodes = []cluster.NodeStatus{}
+			}
+			return printJSON(c.App.Writer, nodes)
 		}
-		rows[i] = []string{id, s.State, yesNo(s.Trusted), yesNo(s.Accepted), orDash(s.Holds), s.Seen.Format(time.RFC3339), strconv.Itoa(s.Waiting), s.Fingerprint}
-	}
-	printTable(c.App.Writer, []string{"ID", "STATE", "TRUSTED", "ACCEPTED", "HOLDS", "LAST SEEN", "WAITING", "FINGERPRINT"}, rows)
-	return nil
+		rows := make([][]string, len(nodes))
+		for i, s := range nodes {
+			id := s.ID
+			if s.Self {
+				id += " (this node)"
+			}
+			rows[i] = []string{id, s.State, yesNo(s.Trusted), yesNo(s.Accepted), orDash(s.Holds), s.Seen.Format(time.RFC3339), strconv.Itoa(s.Waiting), s.Fingerprint}
+		}
+		printTable(c.App.Writer, []string{"ID", "STATE", "TRUSTED", "ACCEPTED", "HOLDS", "LAST SEEN", "WAITING", "FINGERPRINT"}, rows)
+		return nil
+	})
 }
 
 // soPINSource is --so-pin-source; else KEYWARD_SO_PIN; else a prompt on
@@ -148,11 +154,7 @@ func soPINSource(c *cli.Context) (hsm.PINSource, error) {
 }
 
 func nodeAdmit(c *cli.Context) error {
-	id, err := nodeArg(c)
-	if err != nil {
-		return err
-	}
-	fp, err := expectFingerprint(c)
+	id, fp, err := nodeAndFingerprint(c)
 	if err != nil {
 		return err
 	}
@@ -160,52 +162,37 @@ func nodeAdmit(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	n, err := openNode(c, false)
-	if err != nil {
-		return err
-	}
-	defer n.Close()
-	a, err := n.AdmitNode(c.Context, id, fp, so)
-	if err != nil {
-		return err
-	}
-	if c.Bool("json") {
-		return printJSON(c.App.Writer, map[string]any{"node": a.Node, "admitted_by": a.Admitter, "sent": a.Sent})
-	}
-	fmt.Fprintf(c.App.Writer, "node %s admitted; %d cop%s of keys wrapped for its device\n", a.Node.ID, a.Sent, plural(a.Sent, "y", "ies"))
-	fmt.Fprintf(c.App.ErrWriter, "keyward: its operator takes them with:\n  keyward node accept %s --expect-fingerprint '%s'\n", a.Admitter.ID, a.Admitter.Fingerprint)
-	return nil
+	return withNode(c, false, func(n *node.Node) error {
+		a, err := n.AdmitNode(c.Context, id, fp, so)
+		if err != nil {
+			return err
+		}
+		if c.Bool("json") {
+			return printJSON(c.App.Writer, map[string]any{"node": a.Node, "admitted_by": a.Admitter, "sent": a.Sent})
+		}
+		fmt.Fprintf(c.App.Writer, "node %s admitted; %d cop%s of keys wrapped for its device\n", a.Node.ID, a.Sent, plural(a.Sent, "y", "ies"))
+		fmt.Fprintf(c.App.ErrWriter, "keyward: its operator takes them with:\n  keyward node accept %s --expect-fingerprint '%s'\n", a.Admitter.ID, a.Admitter.Fingerprint)
+		return nil
+	})
 }
 
 func nodeAccept(c *cli.Context) error {
-	id, err := nodeArg(c)
+	id, fp, err := nodeAndFingerprint(c)
 	if err != nil {
 		return err
 	}
-	fp, err := expectFingerprint(c)
-	if err != nil {
-		return err
-	}
-	n, err := openNode(c, true)
-	if err != nil {
-		return err
-	}
-	defer n.Close()
-	s, err := n.AcceptNode(c.Context, id, fp)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(c.App.Writer, "node %s accepted: this device takes the keys it sends\n", s.ID)
-	return syncAndReport(c, n)
+	return withNode(c, true, func(n *node.Node) error {
+		s, err := n.AcceptNode(c.Context, id, fp)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.App.Writer, "node %s accepted: this device takes the keys it sends\n", s.ID)
+		return syncAndReport(c, n)
+	})
 }
 
 func nodeSync(c *cli.Context) error {
-	n, err := openNode(c, true)
-	if err != nil {
-		return err
-	}
-	defer n.Close()
-	return syncAndReport(c, n)
+	return withNode(c, true, func(n *node.Node) error { return syncAndReport(c, n) })
 }
 
 // syncAndReport runs a sync and says what it did; refused copies fail the
@@ -255,20 +242,17 @@ func nodeRevoke(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	n, err := openNode(c, true)
-	if err != nil {
-		return err
-	}
-	defer n.Close()
-	r, err := n.RevokeNode(c.Context, id)
-	if err != nil {
-		return err
-	}
-	if c.Bool("json") {
-		return printJSON(c.App.Writer, map[string]any{"node": r.Node, "destroyed": r.Destroyed, "deleted": r.Deleted})
-	}
-	fmt.Fprintf(c.App.Writer, "node %s revoked: %d object%s for it destroyed in this device, %d waiting cop%s deleted\n",
-		id, r.Destroyed, plural(r.Destroyed, "", "s"), r.Deleted, plural(r.Deleted, "y", "ies"))
-	warn(c, []string{"keys it already received stay in its device: rotate them (keyward key rotate --transferable) and retire the old versions"})
-	return nil
+	return withNode(c, true, func(n *node.Node) error {
+		r, err := n.RevokeNode(c.Context, id)
+		if err != nil {
+			return err
+		}
+		if c.Bool("json") {
+			return printJSON(c.App.Writer, map[string]any{"node": r.Node, "destroyed": r.Destroyed, "deleted": r.Deleted})
+		}
+		fmt.Fprintf(c.App.Writer, "node %s revoked: %d object%s for it destroyed in this device, %d waiting cop%s deleted\n",
+			id, r.Destroyed, plural(r.Destroyed, "", "s"), r.Deleted, plural(r.Deleted, "y", "ies"))
+		warn(c, []string{"keys it already received stay in its device: rotate them (keyward key rotate --transferable) and retire the old versions"})
+		return nil
+	})
 }

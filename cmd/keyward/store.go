@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/keystore"
+	"github.com/keyward/keyward/node"
 	"github.com/keyward/keyward/safefile"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
@@ -77,43 +79,37 @@ func storeCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					nd, err := openNode(c, false)
-					if err != nil {
-						return err
-					}
-					defer nd.Close()
-					value, err := nd.Get(c.Context, n)
-					if err != nil {
-						return err
-					}
-					defer clear(value)
-					return writeOutput(c, c.String("out"), func(w io.Writer) error { _, err := w.Write(value); return err })
+					return withNode(c, false, func(nd *node.Node) error {
+						value, err := nd.Get(c.Context, n)
+						if err != nil {
+							return err
+						}
+						defer clear(value)
+						return writeOutput(c, c.String("out"), func(w io.Writer) error { _, err := w.Write(value); return err })
+					})
 				},
 			},
 			{
 				Name: "list", Usage: "list records (names, key versions, sizes; never values)",
 				Action: func(c *cli.Context) error {
-					nd, err := openNode(c, false)
-					if err != nil {
-						return err
-					}
-					defer nd.Close()
-					recs, err := nd.Records(c.Context)
-					if err != nil {
-						return err
-					}
-					if c.Bool("json") {
-						if recs == nil {
-							recs = []keystore.Record{}
+					return withNode(c, false, func(nd *node.Node) error {
+						recs, err := nd.Records(c.Context)
+						if err != nil {
+							return err
 						}
-						return printJSON(c.App.Writer, recs)
-					}
-					rows := make([][]string, len(recs))
-					for i, r := range recs {
-						rows[i] = []string{r.Name, "v" + strconv.Itoa(r.KeyVersion), strconv.Itoa(r.Size), r.Updated.Format(time.RFC3339)}
-					}
-					printTable(c.App.Writer, []string{"NAME", "MASTER", "BYTES", "UPDATED"}, rows)
-					return nil
+						if c.Bool("json") {
+							if recs == nil {
+								recs = []keystore.Record{}
+							}
+							return printJSON(c.App.Writer, recs)
+						}
+						rows := make([][]string, len(recs))
+						for i, r := range recs {
+							rows[i] = []string{r.Name, "v" + strconv.Itoa(r.KeyVersion), strconv.Itoa(r.Size), r.Updated.Format(time.RFC3339)}
+						}
+						printTable(c.App.Writer, []string{"NAME", "MASTER", "BYTES", "UPDATED"}, rows)
+						return nil
+					})
 				},
 			},
 			{
@@ -123,12 +119,7 @@ func storeCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					nd, err := openNode(c, false)
-					if err != nil {
-						return err
-					}
-					defer nd.Close()
-					return nd.Delete(c.Context, n)
+					return withNode(c, false, func(nd *node.Node) error { return nd.Delete(c.Context, n) })
 				},
 			},
 			{
@@ -136,29 +127,26 @@ func storeCommand() *cli.Command {
 				Usage: "re-encrypt records under older master versions with the active one (resumable, safe on several nodes at once)",
 				Flags: []cli.Flag{&cli.IntFlag{Name: "batch", Value: 1000, Usage: "records per transaction"}},
 				Action: func(c *cli.Context) error {
-					nd, err := openNode(c, false)
-					if err != nil {
-						return err
-					}
-					defer nd.Close()
-					var progress func(int, int)
-					if f, ok := c.App.ErrWriter.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-						progress = func(d, total int) {
-							width := 40
-							filled := width * d / max(total, 1)
-							fmt.Fprintf(f, "\r[%s%s] %d/%d", strings.Repeat("#", min(filled, width)), strings.Repeat(" ", max(width-filled, 0)), d, total)
+					return withNode(c, false, func(nd *node.Node) error {
+						var progress func(int, int)
+						if f, ok := c.App.ErrWriter.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+							progress = func(d, total int) {
+								width := 40
+								filled := width * d / max(total, 1)
+								fmt.Fprintf(f, "\r[%s%s] %d/%d", strings.Repeat("#", min(filled, width)), strings.Repeat(" ", max(width-filled, 0)), d, total)
+							}
 						}
-					}
-					start := time.Now()
-					n, err := nd.Rewrap(c.Context, c.Int("batch"), progress)
-					if progress != nil {
-						fmt.Fprintln(c.App.ErrWriter)
-					}
-					if err != nil {
-						return fmt.Errorf("%w (%d records were rewrapped and committed; run it again to resume)", err, n)
-					}
-					fmt.Fprintf(c.App.Writer, "%d records rewrapped in %s\n", n, time.Since(start).Round(time.Millisecond))
-					return nil
+						start := time.Now()
+						n, err := nd.Rewrap(c.Context, c.Int("batch"), progress)
+						if progress != nil {
+							fmt.Fprintln(c.App.ErrWriter)
+						}
+						if err != nil {
+							return fmt.Errorf("%w (%d records were rewrapped and committed; run it again to resume)", err, n)
+						}
+						fmt.Fprintf(c.App.Writer, "%d records rewrapped in %s\n", n, time.Since(start).Round(time.Millisecond))
+						return nil
+					})
 				},
 			},
 		},
@@ -174,40 +162,29 @@ func cryptCommands() []*cli.Command {
 	return []*cli.Command{
 		{
 			Name: "encrypt", Usage: "encrypt a file of any size with the active master key, in the device", Flags: flags,
-			Action: func(c *cli.Context) error {
-				nd, err := openNode(c, false)
-				if err != nil {
-					return err
-				}
-				defer nd.Close()
-				in, closeIn, err := openInput(c, c.String("in"))
-				if err != nil {
-					return err
-				}
-				defer closeIn()
-				return writeOutput(c, c.String("out"), func(w io.Writer) error {
-					return nd.EncryptStream(c.Context, in, w, c.String("context"))
-				})
-			},
+			Action: cryptFile((*node.Node).EncryptStream),
 		},
 		{
 			Name: "decrypt", Usage: "decrypt what keyward encrypt wrote; nothing is written unless all of it authenticates", Flags: flags,
-			Action: func(c *cli.Context) error {
-				nd, err := openNode(c, false)
-				if err != nil {
-					return err
-				}
-				defer nd.Close()
-				in, closeIn, err := openInput(c, c.String("in"))
-				if err != nil {
-					return err
-				}
-				defer closeIn()
-				return writeOutput(c, c.String("out"), func(w io.Writer) error {
-					return nd.DecryptStream(c.Context, in, w, c.String("context"))
-				})
-			},
+			Action: cryptFile((*node.Node).DecryptStream),
 		},
+	}
+}
+
+// cryptFile is the action of encrypt and decrypt: crypt (the node's
+// EncryptStream or DecryptStream) from --in to --out, bound to --context.
+func cryptFile(crypt func(n *node.Node, ctx context.Context, in io.Reader, out io.Writer, label string) error) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		return withNode(c, false, func(nd *node.Node) error {
+			in, closeIn, err := openInput(c, c.String("in"))
+			if err != nil {
+				return err
+			}
+			defer closeIn()
+			return writeOutput(c, c.String("out"), func(w io.Writer) error {
+				return crypt(nd, c.Context, in, w, c.String("context"))
+			})
+		})
 	}
 }
 

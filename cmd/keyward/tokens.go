@@ -11,17 +11,27 @@ import (
 
 	"github.com/keyward/keyward/bootstrap"
 	"github.com/keyward/keyward/keystore"
+	"github.com/keyward/keyward/node"
 	"github.com/keyward/keyward/tokens"
 	"github.com/urfave/cli/v2"
 )
 
-// openTokens opens the node and hands out its token service.
-func openTokens(c *cli.Context) (*tokens.Service, func(), error) {
-	n, err := openNode(c, false)
-	if err != nil {
-		return nil, nil, err
-	}
-	return n.Tokens(), func() { n.Close() }, nil
+// withTokens opens the node, hands its token service to use and closes
+// the node when use returns.
+func withTokens(c *cli.Context, use func(*tokens.Service) error) error {
+	return withNode(c, false, func(n *node.Node) error { return use(n.Tokens()) })
+}
+
+// printTokens calls the token service and prints what it returns as JSON:
+// the whole of most token verbs once their input is read.
+func printTokens[T any](c *cli.Context, call func(*tokens.Service) (T, error)) error {
+	return withTokens(c, func(svc *tokens.Service) error {
+		v, err := call(svc)
+		if err != nil {
+			return err
+		}
+		return printJSON(c.App.Writer, v)
+	})
 }
 
 // readSecretInput reads a token from a file or standard input ("-"):
@@ -82,19 +92,12 @@ func tokenCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					svc, done, err := openTokens(c)
-					if err != nil {
-						return err
-					}
-					defer done()
-					iss, err := svc.Create(c.Context, tokens.Request{Subject: c.String("subject"), Scope: strings.Fields(c.String("scope")),
-						Audience: c.StringSlice("audience"), ExpiresIn: expiresIn, Refreshable: c.Bool("refreshable"),
-						RefreshTTL: refreshTTL,
-						Alg:        c.String("alg"), Description: c.String("description")})
-					if err != nil {
-						return err
-					}
-					return printJSON(c.App.Writer, iss)
+					return printTokens(c, func(svc *tokens.Service) (tokens.Issued, error) {
+						return svc.Create(c.Context, tokens.Request{Subject: c.String("subject"), Scope: strings.Fields(c.String("scope")),
+							Audience: c.StringSlice("audience"), ExpiresIn: expiresIn, Refreshable: c.Bool("refreshable"),
+							RefreshTTL: refreshTTL,
+							Alg:        c.String("alg"), Description: c.String("description")})
+					})
 				},
 			},
 			{
@@ -109,16 +112,9 @@ func tokenCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					svc, done, err := openTokens(c)
-					if err != nil {
-						return err
-					}
-					defer done()
-					claims, err := svc.Verify(c.Context, tok, tokens.VerifyOptions{Audience: c.String("audience"), Algorithms: c.StringSlice("alg")})
-					if err != nil {
-						return err
-					}
-					return printJSON(c.App.Writer, claims)
+					return printTokens(c, func(svc *tokens.Service) (*tokens.Claims, error) {
+						return svc.Verify(c.Context, tok, tokens.VerifyOptions{Audience: c.String("audience"), Algorithms: c.StringSlice("alg")})
+					})
 				},
 			},
 			{
@@ -133,20 +129,13 @@ func tokenCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					svc, done, err := openTokens(c)
-					if err != nil {
-						return err
-					}
-					defer done()
 					var scope []string
 					if c.IsSet("scope") {
 						scope = strings.Fields(c.String("scope"))
 					}
-					iss, err := svc.Refresh(c.Context, rt, scope)
-					if err != nil {
-						return err
-					}
-					return printJSON(c.App.Writer, iss)
+					return printTokens(c, func(svc *tokens.Service) (tokens.Issued, error) {
+						return svc.Refresh(c.Context, rt, scope)
+					})
 				},
 			},
 			{
@@ -164,21 +153,19 @@ func tokenCommand() *cli.Command {
 							return err
 						}
 					}
-					svc, done, err := openTokens(c)
-					if err != nil {
-						return err
-					}
-					defer done()
-					if tok != "" {
-						err = svc.RevokeToken(c.Context, tok)
-					} else {
-						err = svc.Revoke(c.Context, c.String("id"))
-					}
-					if err != nil {
-						return err
-					}
-					fmt.Fprintln(c.App.ErrWriter, "keyward: token revoked")
-					return nil
+					return withTokens(c, func(svc *tokens.Service) error {
+						var err error
+						if tok != "" {
+							err = svc.RevokeToken(c.Context, tok)
+						} else {
+							err = svc.Revoke(c.Context, c.String("id"))
+						}
+						if err != nil {
+							return err
+						}
+						fmt.Fprintln(c.App.ErrWriter, "keyward: token revoked")
+						return nil
+					})
 				},
 			},
 			{
@@ -197,32 +184,16 @@ func tokenCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					svc, done, err := openTokens(c)
-					if err != nil {
-						return err
-					}
-					defer done()
-					out, err := svc.Introspect(c.Context, tok, tokens.VerifyOptions{Audience: c.String("audience")})
-					if err != nil {
-						return err
-					}
-					return printJSON(c.App.Writer, out)
+					return printTokens(c, func(svc *tokens.Service) (*tokens.Introspection, error) {
+						return svc.Introspect(c.Context, tok, tokens.VerifyOptions{Audience: c.String("audience")})
+					})
 				},
 			},
 			{
 				Name:  "jwks",
 				Usage: "print the public keys of the signing key pairs as a JWKS",
 				Action: func(c *cli.Context) error {
-					svc, done, err := openTokens(c)
-					if err != nil {
-						return err
-					}
-					defer done()
-					set, err := svc.JWKS(c.Context)
-					if err != nil {
-						return err
-					}
-					return printJSON(c.App.Writer, set)
+					return printTokens(c, func(svc *tokens.Service) (tokens.JWKSet, error) { return svc.JWKS(c.Context) })
 				},
 			},
 		},
@@ -236,38 +207,41 @@ func listTokens(c *cli.Context) error {
 	if size < 1 || size > keystore.MaxTokenPage {
 		return usagef("--page-size must be from 1 to %d", keystore.MaxTokenPage)
 	}
-	svc, done, err := openTokens(c)
-	if err != nil {
-		return err
-	}
-	defer done()
 	f := keystore.TokenFilter{Subject: c.String("subject"), All: c.Bool("all"), Descending: true, Limit: size}
-	if c.Bool("json") {
-		arr := newJSONArray(c.App.Writer)
-		err := svc.ListPages(c.Context, f, func(page []keystore.TokenRecord) error {
-			for _, t := range page {
-				if err := arr.add(t); err != nil {
-					return err
+	return withTokens(c, func(svc *tokens.Service) error {
+		if c.Bool("json") {
+			arr := newJSONArray(c.App.Writer)
+			err := svc.ListPages(c.Context, f, func(page []keystore.TokenRecord) error {
+				for _, t := range page {
+					if err := arr.add(t); err != nil {
+						return err
+					}
 				}
+				return arr.flush()
+			})
+			if err != nil {
+				return err // the array is left open: a cut listing must not read as whole
 			}
-			return arr.flush()
+			return arr.close()
+		}
+		header := []string{"ID", "KIND", "SUBJECT", "SCOPE", "EXPIRES", "STATE"}
+		now := time.Now()
+		return svc.ListPages(c.Context, f, func(page []keystore.TokenRecord) error {
+			rows := make([][]string, len(page))
+			for i, t := range page {
+				rows[i] = []string{t.ID, t.Kind, t.Subject, orDash(t.Scope), t.Expires.Format(time.RFC3339), tokenState(t, now)}
+			}
+			printTable(c.App.Writer, header, rows)
+			header = nil // once, above the first page
+			return nil
 		})
-		if err != nil {
-			return err // the array is left open: a cut listing must not read as whole
-		}
-		return arr.close()
-	}
-	header := []string{"ID", "KIND", "SUBJECT", "SCOPE", "EXPIRES", "STATE"}
-	now := time.Now()
-	return svc.ListPages(c.Context, f, func(page []keystore.TokenRecord) error {
-		rows := make([][]string, len(page))
-		for i, t := range page {
-			rows[i] = []string{t.ID, t.Kind, t.Subject, orDash(t.Scope), t.Expires.Format(time.RFC3339), tokenState(t, now)}
-		}
-		printTable(c.App.Writer, header, rows)
-		header = nil // once, above the first page
-		return nil
 	})
+}
+
+// pairingOutput is what the pairing verbs print: the token under name,
+// its id and its lifetime.
+func pairingOutput(name string, iss tokens.Issued) map[string]any {
+	return map[string]any{name: iss.AccessToken, "token_id": iss.TokenID, "expires_in": iss.ExpiresIn}
 }
 
 func tokenState(t keystore.TokenRecord, now time.Time) string {
@@ -303,17 +277,11 @@ func pairingCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					svc, done, err := openTokens(c)
-					if err != nil {
-						return err
-					}
-					defer done()
-					iss, err := svc.CreatePairing(c.Context, tokens.PairingRequest{Subject: c.String("subject"), BaseURL: c.String("base-url"),
-						ExchangeURL: c.String("exchange-url"), PairingURL: c.String("pairing-url"), ExpiresIn: expiresIn, Description: c.String("description")})
-					if err != nil {
-						return err
-					}
-					return printJSON(c.App.Writer, map[string]any{"pairing_token": iss.AccessToken, "token_id": iss.TokenID, "expires_in": iss.ExpiresIn})
+					return printTokens(c, func(svc *tokens.Service) (map[string]any, error) {
+						iss, err := svc.CreatePairing(c.Context, tokens.PairingRequest{Subject: c.String("subject"), BaseURL: c.String("base-url"),
+							ExchangeURL: c.String("exchange-url"), PairingURL: c.String("pairing-url"), ExpiresIn: expiresIn, Description: c.String("description")})
+						return pairingOutput("pairing_token", iss), err
+					})
 				},
 			},
 			{
@@ -332,16 +300,10 @@ func pairingCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					svc, done, err := openTokens(c)
-					if err != nil {
-						return err
-					}
-					defer done()
-					iss, err := svc.RedeemPairing(c.Context, tok, expiresIn)
-					if err != nil {
-						return err
-					}
-					return printJSON(c.App.Writer, map[string]any{"master_token": iss.AccessToken, "token_id": iss.TokenID, "expires_in": iss.ExpiresIn})
+					return printTokens(c, func(svc *tokens.Service) (map[string]any, error) {
+						iss, err := svc.RedeemPairing(c.Context, tok, expiresIn)
+						return pairingOutput("master_token", iss), err
+					})
 				},
 			},
 			{
@@ -352,16 +314,13 @@ func pairingCommand() *cli.Command {
 					if c.String("id") == "" {
 						return usagef("--id is required")
 					}
-					svc, done, err := openTokens(c)
-					if err != nil {
-						return err
-					}
-					defer done()
-					if err := svc.Revoke(c.Context, c.String("id")); err != nil {
-						return err
-					}
-					fmt.Fprintln(c.App.ErrWriter, "keyward: pairing token revoked")
-					return nil
+					return withTokens(c, func(svc *tokens.Service) error {
+						if err := svc.Revoke(c.Context, c.String("id")); err != nil {
+							return err
+						}
+						fmt.Fprintln(c.App.ErrWriter, "keyward: pairing token revoked")
+						return nil
+					})
 				},
 			},
 		},
@@ -384,11 +343,8 @@ func bootstrapCommand() *cli.Command {
 func runBootstrap(c *cli.Context) error {
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	n, err := openNode(c, true)
-	if err != nil {
-		return err
-	}
-	defer n.Close()
-	return bootstrap.Run(ctx, n, bootstrap.Options{Home: n.Home(), Policy: policyFlag(c), DeleteAfter: c.Duration("token-delete-after"),
-		Watch: c.Bool("watch"), Report: func(s string) { fmt.Fprintln(c.App.Writer, "bootstrap: "+s) }})
+	return withNode(c, true, func(n *node.Node) error {
+		return bootstrap.Run(ctx, n, bootstrap.Options{Home: n.Home(), Policy: policyFlag(c), DeleteAfter: c.Duration("token-delete-after"),
+			Watch: c.Bool("watch"), Report: func(s string) { fmt.Fprintln(c.App.Writer, "bootstrap: "+s) }})
+	})
 }
