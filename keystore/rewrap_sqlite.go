@@ -3,6 +3,7 @@ package keystore
 import (
 	"context"
 	"database/sql"
+	"sync"
 )
 
 // rewrapped is one batch read and re-encrypted, waiting to be written.
@@ -41,10 +42,12 @@ func (vt *Vault) rewrapPipelined(ctx context.Context, v int, k masterKey, batch,
 // rewrapPass walks the records under older versions once, in name order;
 // wrote counts the records written back, skipped those changed since read.
 func (vt *Vault) rewrapPass(ctx context.Context, v int, k masterKey, batch int, wrote func(int)) (written, skipped int, err error) {
+	var reader sync.WaitGroup
+	defer reader.Wait() // nothing of this rewrap runs once it returns
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()                   // stops the reader when a write fails
 	ready := make(chan rewrapped, 1) // one batch ahead of the writer
-	go func() {
+	reader.Go(func() {
 		defer close(ready)
 		after := ""
 		for {
@@ -62,7 +65,7 @@ func (vt *Vault) rewrapPass(ctx context.Context, v int, k masterKey, batch int, 
 			}
 			after = items[len(items)-1].name
 		}
-	}()
+	})
 	for b := range ready {
 		if b.err != nil || len(b.items) == 0 {
 			return written, skipped, b.err
