@@ -61,6 +61,29 @@ func syncAtOnce(t *testing.T, cs ...*cluster.Cluster) ([]cluster.SyncReport, err
 	return reps, errors.Join(errs...)
 }
 
+// transportPending is A with a signing key pair, B admitted and accepting
+// A, and the two copies waiting for B: A's transport key, then the pair.
+func transportPending(t *testing.T) (a, b *member, store *keystore.Store, copies []keystore.Transfer) {
+	t.Helper()
+	dsn := dbtest.SQLite(t)
+	a, b = newMember(t, dsn), newMember(t, dsn)
+	ctx := t.Context()
+	if _, err := a.ring.GenerateSigning(ctx, hsm.ECP256, hsm.PolicyTransferable); err != nil {
+		t.Fatal(err)
+	}
+	join(t, a, b)
+	store, err := keystore.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	copies, err = store.TransfersTo(ctx, b.self.ID)
+	if err != nil || len(copies) != 2 || copies[0].Kind != keystore.TransferTransport {
+		t.Fatalf("copies for B: %+v %v", copies, err)
+	}
+	return a, b, store, copies
+}
+
 // count is how many objects in m's device are labelled label.
 func (m *member) count(t *testing.T, label string) int {
 	t.Helper()
@@ -147,22 +170,8 @@ func TestConcurrentSyncsTakeEachCopyOnce(t *testing.T) {
 // than fail the round). Made here, not raced: two processes without the
 // lock leave them at random.
 func TestDuplicateCopiesMendedBySync(t *testing.T) {
-	dsn := dbtest.SQLite(t)
-	a, b := newMember(t, dsn), newMember(t, dsn)
+	a, b, _, copies := transportPending(t)
 	ctx := t.Context()
-	if _, err := a.ring.GenerateSigning(ctx, hsm.ECP256, hsm.PolicyTransferable); err != nil {
-		t.Fatal(err)
-	}
-	join(t, a, b)
-	store, err := keystore.Open(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	copies, err := store.TransfersTo(ctx, b.self.ID)
-	if err != nil || len(copies) != 2 || copies[0].Kind != keystore.TransferTransport {
-		t.Fatalf("copies for B: %+v %v", copies, err)
-	}
 	transport := "keyward/transport-from/" + a.self.ID
 	other, err := b.tok.Open(ctx) // a second process's handle on B's device
 	if err != nil {
@@ -230,22 +239,8 @@ func TestDuplicateCopiesMendedBySync(t *testing.T) {
 // the copy is taken by the next round, not refused: a sender makes one
 // transport key per node.
 func TestTransportKeyHeldIsTaken(t *testing.T) {
-	dsn := dbtest.SQLite(t)
-	a, b := newMember(t, dsn), newMember(t, dsn)
+	a, b, store, copies := transportPending(t)
 	ctx := t.Context()
-	if _, err := a.ring.GenerateSigning(ctx, hsm.ECP256, hsm.PolicyTransferable); err != nil {
-		t.Fatal(err)
-	}
-	join(t, a, b)
-	store, err := keystore.Open(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	copies, err := store.TransfersTo(ctx, b.self.ID)
-	if err != nil || len(copies) != 2 || copies[0].Kind != keystore.TransferTransport {
-		t.Fatalf("copies for B: %+v %v", copies, err)
-	}
 	label := "keyward/transport-from/" + a.self.ID
 	if err := b.ring.Token().ReceiveTransportKey(ctx, cluster.TransferKeyLabel, copies[0].Wrapped, label); err != nil {
 		t.Fatal(err)
