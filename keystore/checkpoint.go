@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	sqlite3 "github.com/mattn/go-sqlite3"
@@ -40,6 +41,7 @@ func init() {
 // checkpointer runs the SQLite store's checkpoints.
 type checkpointer struct {
 	nudge    chan struct{} // commits wrote pages
+	commits  atomic.Int64  // since the store opened; every checkpointCommits-th nudges
 	stop     chan struct{}
 	stopOnce sync.Once // Close may be called twice
 	done     sync.WaitGroup
@@ -68,7 +70,7 @@ func (s *Store) startCheckpointer() {
 // committed tells the checkpointer that a commit wrote to the WAL.
 func (s *Store) committed() {
 	c := s.checkpoints
-	if c == nil || s.commits.Add(1)%checkpointCommits != 0 {
+	if c == nil || c.commits.Add(1)%checkpointCommits != 0 {
 		return
 	}
 	select {

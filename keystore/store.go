@@ -12,7 +12,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // PostgreSQL, registered as "pgx"
@@ -33,7 +32,6 @@ type Store struct {
 	warnings []string
 
 	checkpoints *checkpointer // SQLite: checkpoints beside the writer (checkpoint.go)
-	commits     atomic.Int64  // SQLite: commits, to nudge the checkpointer
 }
 
 // Open opens (creating if need be) the database named by dsn — a file path,
