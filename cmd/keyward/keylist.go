@@ -22,14 +22,8 @@ func keyList(c *cli.Context, n *node.Node) error {
 	for _, m := range list.Missing {
 		fmt.Fprintf(c.App.ErrWriter, "keyward: warning: %s key v%d (KCV %s) is registered but not in this device; import it before this node serves data\n", m.Role, m.Version, m.KCV)
 	}
-	if c.Bool("json") {
-		return printJSON(c.App.Writer, list.Keys)
-	}
-	rows := make([][]string, len(list.Keys))
-	for i, k := range list.Keys {
-		rows[i] = []string{string(k.Role), strconv.Itoa(k.Version), k.Label, fmt.Sprintf("%s-%d", k.Type, k.Bits),
+	return printList(c, list.Keys, []string{"ROLE", "VERSION", "LABEL", "KEY", "KCV", "ORIGIN", "POLICY", "STATE", "ENCRYPTIONS", "SENSITIVE", "EXTRACTABLE"}, func(k node.ListedKey) []string {
+		return []string{string(k.Role), strconv.Itoa(k.Version), k.Label, fmt.Sprintf("%s-%d", k.Type, k.Bits),
 			k.DisplayKCV(), string(k.Origin), string(k.Policy), orDash(k.State), strconv.FormatInt(k.Encryptions, 10), yesNo(k.Sensitive), yesNo(k.Extractable)}
-	}
-	printTable(c.App.Writer, []string{"ROLE", "VERSION", "LABEL", "KEY", "KCV", "ORIGIN", "POLICY", "STATE", "ENCRYPTIONS", "SENSITIVE", "EXTRACTABLE"}, rows)
-	return nil
+	})
 }

@@ -115,22 +115,13 @@ func nodeList(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		if c.Bool("json") {
-			if nodes == nil {
-				nodes = []cluster.NodeStatus{}
-			}
-			return printJSON(c.App.Writer, nodes)
-		}
-		rows := make([][]string, len(nodes))
-		for i, s := range nodes {
+		return printList(c, nodes, []string{"ID", "STATE", "TRUSTED", "ACCEPTED", "HOLDS", "LAST SEEN", "WAITING", "FINGERPRINT"}, func(s cluster.NodeStatus) []string {
 			id := s.ID
 			if s.Self {
 				id += " (this node)"
 			}
-			rows[i] = []string{id, s.State, yesNo(s.Trusted), yesNo(s.Accepted), orDash(s.Holds), s.Seen.Format(time.RFC3339), strconv.Itoa(s.Waiting), s.Fingerprint}
-		}
-		printTable(c.App.Writer, []string{"ID", "STATE", "TRUSTED", "ACCEPTED", "HOLDS", "LAST SEEN", "WAITING", "FINGERPRINT"}, rows)
-		return nil
+			return []string{id, s.State, yesNo(s.Trusted), yesNo(s.Accepted), orDash(s.Holds), s.Seen.Format(time.RFC3339), strconv.Itoa(s.Waiting), s.Fingerprint}
+		})
 	})
 }
 

@@ -9,6 +9,8 @@ import (
 	"text/tabwriter"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/urfave/cli/v2"
 )
 
 // printJSON writes v as indented JSON: the stable --json output.
@@ -66,6 +68,23 @@ func printable(s string) string {
 		}
 	}
 	return s
+}
+
+// printList writes items as the --json output (an empty list as [], never
+// null) or as a table under header, a row each.
+func printList[T any](c *cli.Context, items []T, header []string, row func(T) []string) error {
+	if c.Bool("json") {
+		if items == nil {
+			items = []T{}
+		}
+		return printJSON(c.App.Writer, items)
+	}
+	rows := make([][]string, len(items))
+	for i, it := range items {
+		rows[i] = row(it)
+	}
+	printTable(c.App.Writer, header, rows)
+	return nil
 }
 
 // printTable writes rows under header (none when nil), aligned.

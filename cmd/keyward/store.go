@@ -97,18 +97,9 @@ func storeCommand() *cli.Command {
 						if err != nil {
 							return err
 						}
-						if c.Bool("json") {
-							if recs == nil {
-								recs = []keystore.Record{}
-							}
-							return printJSON(c.App.Writer, recs)
-						}
-						rows := make([][]string, len(recs))
-						for i, r := range recs {
-							rows[i] = []string{r.Name, "v" + strconv.Itoa(r.KeyVersion), strconv.Itoa(r.Size), r.Updated.Format(time.RFC3339)}
-						}
-						printTable(c.App.Writer, []string{"NAME", "MASTER", "BYTES", "UPDATED"}, rows)
-						return nil
+						return printList(c, recs, []string{"NAME", "MASTER", "BYTES", "UPDATED"}, func(r keystore.Record) []string {
+							return []string{r.Name, "v" + strconv.Itoa(r.KeyVersion), strconv.Itoa(r.Size), r.Updated.Format(time.RFC3339)}
+						})
 					})
 				},
 			},
