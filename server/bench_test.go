@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -58,7 +59,8 @@ import (
 //
 //	go test -run '^$' -bench Server -benchtime 10000x -count 3 ./server
 //
-// KEYWARD_BENCH_DB=postgres runs it on PostgreSQL.
+// KEYWARD_BENCH_DB=postgres runs it on PostgreSQL; KEYWARD_BENCH_CONNS=N
+// loads each side with N connections (goroutines in process) instead.
 func BenchmarkServer(b *testing.B) {
 	e := newBenchEnv(b)
 	for _, op := range []struct {
@@ -70,6 +72,9 @@ func BenchmarkServer(b *testing.B) {
 		{"introspect_cached", prepareIntrospectCached},
 	} {
 		b.Run(op.name, func(b *testing.B) { e.run(b, op.prepare) })
+	}
+	if side := os.Getenv("KEYWARD_BENCH_SIDE"); side != "" && side != "server" {
+		return // the server side did not run
 	}
 	if fi, err := os.Stat(e.accessLog); err != nil || fi.Size() == 0 {
 		b.Errorf("the access log %s is empty (%v): the benchmark must pay for it", e.accessLog, err)
@@ -91,6 +96,13 @@ type benchEnv struct {
 func newBenchEnv(b *testing.B) *benchEnv {
 	b.Helper()
 	e := &benchEnv{workers: 2 * runtime.GOMAXPROCS(0)}
+	if v := os.Getenv("KEYWARD_BENCH_CONNS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			b.Fatalf("KEYWARD_BENCH_CONNS=%q: give a number of connections, 1 or more", v)
+		}
+		e.workers = n
+	}
 	// As `keyward serve` does: metrics made first, the device reports
 	// into them; revocations read every 250 ms.
 	metrics := server.NewMetrics()
