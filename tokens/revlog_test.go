@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -40,6 +41,36 @@ func TestRevSetDropsExpiredWithoutWalkingTheSet(t *testing.T) {
 	}
 	if d, _ := s.Expire(now.Add(2 * time.Hour)); d != 10_001 || s.Len() != 0 {
 		t.Fatalf("expire at +2h: dropped %d, %d held", d, s.Len())
+	}
+}
+
+// The memory the set holds follows the revocations live now, not the
+// most ever held: a burst that has expired gives its memory back.
+func TestRevSetMemoryFollowsLiveRevocations(t *testing.T) {
+	heapBytes := func() int64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return int64(m.HeapAlloc)
+	}
+	var s tokens.RevSet
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	base := heapBytes()
+	for i := range 200_000 {
+		s.Add(fmt.Sprintf("burst-%d", i), now.Add(time.Minute))
+	}
+	burst := heapBytes() - base
+	for i := range 100 {
+		s.Add(fmt.Sprintf("live-%d", i), now.Add(time.Hour))
+	}
+	if d, _ := s.Expire(now.Add(10 * time.Minute)); d != 200_000 || s.Len() != 100 || !s.Has("live-99") || s.Has("burst-0") {
+		t.Fatalf("expire: dropped %d, %d held", d, s.Len())
+	}
+	left := heapBytes() - base
+	runtime.KeepAlive(&s)
+	t.Logf("200,000 revocations: %.1f MiB (%d bytes each); 100 left after the burst expired: %d KiB", float64(burst)/(1<<20), burst/200_000, left/1024)
+	if left > burst/50 {
+		t.Fatalf("after the burst expired the set still holds %d KiB of the %d KiB it took (100 live ids)", left/1024, burst/1024)
 	}
 }
 
