@@ -11,12 +11,13 @@
 // # Concurrency
 //
 // A *Service is safe for concurrent use, and verification is built to run
-// on every core at once without locks on its way: the derived HMAC keys
-// and the known headers are copy-on-write maps, the key registry's join
-// versions and the device's signing key pairs are views read again at most
-// every Options.RevocationRefresh, and the revocation set is 16 shards of
-// plain maps, a lookup taking one shard's read lock (a sync.Map took more
-// than twice the memory per revocation). Its background reader (revlog.go) runs while verifications come and
+// on every core at once without a lock all cores share: the derived HMAC
+// keys and the known headers are copy-on-write maps, the key registry's
+// join versions and the device's signing key pairs are views read again at
+// most every Options.RevocationRefresh, and the revocation set is 16
+// shards of plain maps, a lookup taking its shard's read lock (a sync.Map
+// took more than twice the memory per revocation). Its background reader
+// (revlog.go) runs while verifications come and
 // stops after a minute without; Close stops it for good.
 // The device is the bottleneck (one C_Verify per first-time HMAC
 // verification); hsm gives each call a session of its own. Single use

@@ -21,7 +21,7 @@ const minBackground = 10 * time.Millisecond
 // whatever the token clock says) while lookups come, so a revocation on
 // any node reaches this one within interval (this process's own at
 // once), and a lookup waits on the database only when the set is more
-// than two intervals old. Lookups take no lock.
+// than two intervals old. Lookups take one shard's read lock (revset.go).
 type revocations struct {
 	store    *keystore.Store
 	also     func(ctx context.Context) // read with the log in the background

@@ -15,7 +15,7 @@ import (
 // Lookups take one shard's read lock. The shards are plain maps, not a
 // sync.Map, which held a revocation in more than twice the memory: with a
 // million tokens and 50,000 live revocations the server's idle RSS was
-// 1.47× that with 10,000 tokens, and is 1.26× now (docs/PERFORMANCE.md).
+// 1.47× that with 10,000 tokens, and is 1.26–1.28× now (docs/PERFORMANCE.md).
 type revSet struct {
 	shards [revShards]revShard
 
@@ -33,7 +33,7 @@ const revShards = 16
 type revShard struct {
 	mu   sync.RWMutex
 	ids  map[string]*dropBucket // id → the bucket it is filed in
-	peak int                    // len(ids) when ids was last made; a map never shrinks
+	peak int                    // the most ids held since ids was made; a map never shrinks
 	_    [24]byte               // a cache line of its own
 }
 
