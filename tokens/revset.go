@@ -22,7 +22,6 @@ type revSet struct {
 	mu      sync.Mutex // guards the rest and orders writers; adders and expire take it
 	buckets map[int64]*dropBucket
 	due     minutes // bucket minutes, earliest first
-	n       int     // ids held
 }
 
 // revShards spreads lookups from many cores over as many locks.
@@ -86,9 +85,6 @@ func (s *revSet) add(id string, drop time.Time) {
 	sh.ids[id] = b
 	sh.peak = max(sh.peak, len(sh.ids))
 	sh.mu.Unlock()
-	if !held {
-		s.n++
-	}
 }
 
 // expire drops the ids whose drop time is past at now, bucket by
@@ -118,7 +114,6 @@ func (s *revSet) expire(now time.Time) (dropped, visited int) {
 			s.shards[i].shrink()
 		}
 	}
-	s.n -= dropped
 	return dropped, visited
 }
 
@@ -143,7 +138,11 @@ func (sh *revShard) shrink() {
 func (s *revSet) len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.n
+	n := 0
+	for i := range s.shards {
+		n += len(s.shards[i].ids)
+	}
+	return n
 }
 
 // minutes is a min-heap of bucket minutes (container/heap).
